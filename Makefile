@@ -1,0 +1,30 @@
+# The course's commands (see README.md). Each one sets up .venv/ first if needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+SMOKE := COURSE_MODE=quick COURSE_OFFLINE=1
+
+.PHONY: setup test course lab clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e ".[test]"
+	touch $@
+
+test: setup
+	$(SMOKE) $(BIN)/python -m pytest tests/ --durations=5
+	$(SMOKE) $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+		notebooks/ --durations=5
+
+course: setup
+	$(BIN)/python scripts/run_course.py
+
+lab: setup
+	$(BIN)/jupyter lab notebooks/
+
+clean:
+	rm -rf build saved_models/quick

@@ -1,0 +1,124 @@
+"""The course's switches and places: mode, offline flag, folders, device.
+
+Every notebook and helper asks this module instead of reading environment variables itself,
+so that one variable changes the whole course:
+
+- ``COURSE_MODE``: ``quick`` (small subsets, few steps: a smoke run, never a result) or
+  ``full`` (real data, the papers' recipes). Default: ``full`` when a GPU (CUDA or MPS) is
+  present, else ``quick``.
+- ``COURSE_OFFLINE=1``: no network access at all; downloads are skipped with one line.
+- ``DATA_DIR`` (default ``data/``) and ``SAVED_MODELS_DIR`` (default ``saved_models/``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+from pathlib import Path
+
+import torch
+
+from . import files
+
+MODES = ("quick", "full")
+
+# Sizes of the quick-mode subsets (train, validation, test) and its epoch cap.
+QUICK_SUBSET = (1024, 256, 512)
+QUICK_EPOCHS = 2
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def project_root() -> Path:
+    """The course checkout when helpers is installed from it (editable), else the working dir."""
+    root = _PACKAGE_DIR.parent
+    return root if (root / "pyproject.toml").exists() else Path.cwd()
+
+
+def mode() -> str:
+    """``quick`` or ``full``, from ``COURSE_MODE``; unset means full with a GPU, else quick."""
+    value = os.environ.get("COURSE_MODE", "").strip().lower()
+    if not value:
+        return "full" if device_type() in ("cuda", "mps") else "quick"
+    if value not in MODES:
+        raise ValueError(f"COURSE_MODE={value!r} is not a mode; valid modes: {', '.join(MODES)}")
+    return value
+
+
+def is_quick() -> bool:
+    return mode() == "quick"
+
+
+def offline() -> bool:
+    """True when ``COURSE_OFFLINE`` is set to anything but 0/false/no/empty."""
+    return os.environ.get("COURSE_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def data_dir() -> Path:
+    return Path(os.environ.get("DATA_DIR") or project_root() / "data")
+
+
+def saved_models_dir() -> Path:
+    return Path(os.environ.get("SAVED_MODELS_DIR") or project_root() / "saved_models")
+
+
+def runs_dir() -> Path:
+    """Where training runs write: quick-mode runs go to a separate, never-loaded folder so a
+    smoke checkpoint can never be mistaken for a real one."""
+    base = saved_models_dir()
+    return base / "quick" if is_quick() else base
+
+
+def device_type() -> str:
+    """``cuda``, ``mps`` or ``cpu``: the best accelerator present."""
+    if torch.cuda.is_available():
+        return "cuda"
+    if torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (AVX512-BF16 or AMX); elsewhere bf16 is slower."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " avx512_bf16" in flags or " amx_bf16" in flags
+
+
+def hardware() -> str:
+    """A short description of the compute device, for provenance records."""
+    kind = device_type()
+    if kind == "cuda":
+        return torch.cuda.get_device_name(0)
+    if kind == "mps":
+        return f"Apple MPS ({platform.machine()})"
+    name = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                name = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"CPU {name}, {torch.get_num_threads()} threads"
+
+
+def banner() -> None:
+    """Print the mode, device and network policy at the top of a notebook."""
+    current = mode()
+    what = ("smoke run: small subsets and few epochs; its numbers are NOT results"
+            if current == "quick" else "real data and full recipes")
+    print(f"COURSE_MODE={current} ({what})")
+    print(f"device: {device_type()} ({hardware()}) | offline: {'yes' if offline() else 'no'}"
+          f" | torch {torch.__version__}")
+
+
+def headline(text: str) -> None:
+    """Print a notebook's headline result; ``make course`` collects it for its summary table."""
+    print(f"Headline: {text}")
+    target = os.environ.get("COURSE_HEADLINE_FILE")
+    if target:
+        files.write_text(target, json.dumps({"headline": text}))

@@ -1,0 +1,372 @@
+"""The course's one training path: a Lightning module for image classification and ``fit``.
+
+Every notebook trains through :func:`fit` with a named :class:`Recipe` (optimizer, schedule,
+epochs, batch size), so that a model, a recipe and a data set can be swapped independently.
+``fit`` picks the device (CUDA, MPS, CPU), bf16 autocast and channels_last where they help,
+seeds the run, shows a progress bar, writes CSV and TensorBoard logs, keeps the best checkpoint
+(by validation accuracy) and the last one (for resuming), evaluates the best weights on the
+whole test set, and returns a :class:`Run` with the per-epoch history for plotting.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import logging
+import math
+import shutil
+import time
+import warnings
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+from torch import nn
+from torch.nn import functional as F
+
+from . import config, files, models
+from .data import ImageDataModule
+
+# Lightning's start-up banners ("GPU available: ...", tips) are noise in a notebook.
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _quiet():
+    """Silence two Lightning warnings about what is done on purpose here: a deprecation inside
+    Lightning itself, and logs written into a run folder before its checkpoints."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not")
+        yield
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How to train: optimizer, learning-rate schedule, length and batch size.
+
+    ``milestones`` of a step schedule are fractions of the run (0.5 = half-way), so a recipe
+    keeps its shape when the number of epochs changes; at each one the rate is multiplied by
+    ``gamma``. ``source`` says where the recipe comes from.
+    """
+    name: str
+    optimizer: str = "sgd"           # "sgd" or "adamw"
+    lr: float = 0.1
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 5e-4
+    schedule: str = "cosine"         # "step", "cosine" or "constant"
+    milestones: tuple = ()
+    gamma: float = 0.1
+    warmup_epochs: float = 0.0
+    epochs: int = 30
+    batch_size: int = 128
+    label_smoothing: float = 0.0
+    source: str = ""
+
+
+RECIPES = {recipe.name: recipe for recipe in [
+    Recipe("allcnn-seed", lr=0.1, momentum=0.9, weight_decay=2e-5, schedule="step",
+           milestones=(0.2, 0.4, 0.6, 0.8), gamma=0.5, epochs=100, batch_size=64,
+           source="seed 001 (The AllConv Net): SGD, lr halved every 20 of 100 epochs, "
+                  "with the scheduler stepped correctly (the seed never decayed it)"),
+    Recipe("sgd-step", nesterov=True, weight_decay=5e-4, schedule="step",
+           milestones=(0.5, 0.75), gamma=0.1, epochs=100, batch_size=128,
+           source="SGD + Nesterov momentum, lr / 10 at 50% and 75% of training"),
+    Recipe("sgd-cosine", nesterov=True, weight_decay=5e-4, schedule="cosine", warmup_epochs=1,
+           epochs=30, batch_size=128, label_smoothing=0.1,
+           source="SGD + Nesterov momentum, 1 warm-up epoch, cosine decay to 0, label smoothing"),
+    Recipe("adamw-cosine", optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine",
+           epochs=30, batch_size=128,
+           source="AdamW (decoupled weight decay), cosine decay to 0"),
+]}
+
+
+def get_recipe(name: str, **overrides) -> Recipe:
+    """Recipe ``name``, optionally with some fields replaced (e.g. ``epochs=10``)."""
+    if name not in RECIPES:
+        raise ValueError(f"unknown recipe {name!r}; valid names: {', '.join(RECIPES)}")
+    valid = {field.name for field in dataclasses.fields(Recipe)}
+    unknown = sorted(set(overrides) - valid)
+    if unknown:
+        raise ValueError(f"unknown recipe field(s) {', '.join(map(repr, unknown))}; valid: "
+                         f"{', '.join(sorted(valid))}")
+    return dataclasses.replace(RECIPES[name], **overrides)
+
+
+def recipes_table() -> pd.DataFrame:
+    """All named recipes side by side."""
+    return pd.DataFrame([dataclasses.asdict(r) for r in RECIPES.values()]).set_index("name")
+
+
+def lr_factor(recipe: Recipe, epoch: float, total_epochs: int) -> float:
+    """The learning-rate multiplier at fractional ``epoch`` of a ``total_epochs`` run."""
+    warmup = min(1.0, epoch / recipe.warmup_epochs) if recipe.warmup_epochs else 1.0
+    if recipe.schedule == "constant":
+        return warmup
+    if recipe.schedule == "step":
+        passed = sum(int(epoch) >= round(m * total_epochs) for m in recipe.milestones)
+        return warmup * recipe.gamma ** passed
+    if recipe.schedule == "cosine":
+        span = max(total_epochs - recipe.warmup_epochs, 1e-9)
+        progress = min(1.0, max(0.0, (epoch - recipe.warmup_epochs) / span))
+        return warmup * 0.5 * (1 + math.cos(math.pi * progress))
+    raise ValueError(f"unknown schedule {recipe.schedule!r}; valid: step, cosine, constant")
+
+
+def seed(value: int = 0) -> None:
+    """Seed Python, NumPy and torch (call before building a model for a reproducible init)."""
+    pl.seed_everything(value, verbose=False)
+
+
+class Classifier(pl.LightningModule):
+    """Image classification: cross-entropy (optional label smoothing) and accuracy.
+
+    Metrics are accumulated on the device and averaged over all images of an epoch (weighted
+    by batch size), so validation and test accuracy cover every image, the last batch included.
+    """
+
+    def __init__(self, model: nn.Module, recipe: Recipe | None = None, seed: int = 0,
+                 channels_last: bool = False):
+        super().__init__()
+        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.recipe, self.seed, self.channels_last = recipe, seed, channels_last
+        self.save_hyperparameters({
+            "model": getattr(model, "spec", None), "seed": seed,
+            "recipe": dataclasses.asdict(recipe) if recipe else None})
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.model(x)
+
+    def _step(self, batch, stage: str, label_smoothing: float = 0.0) -> torch.Tensor:
+        x, y = batch
+        logits = self(x)
+        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
+        accuracy = (logits.argmax(dim=1) == y).float().mean()
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y),
+                 prog_bar=stage != "test")
+        return loss
+
+    def training_step(self, batch, batch_idx):
+        return self._step(batch, "train", self.recipe.label_smoothing)
+
+    def validation_step(self, batch, batch_idx):
+        self._step(batch, "val")
+
+    def test_step(self, batch, batch_idx):
+        self._step(batch, "test")
+
+    def predict_step(self, batch, batch_idx):
+        x, y = batch
+        return self(x).float().softmax(dim=1), y
+
+    def on_train_epoch_start(self):
+        # Shuffling, augmentation and dropout are seeded per epoch, so that a resumed run
+        # continues exactly as an uninterrupted one would have.
+        loader = self.trainer.train_dataloader
+        if hasattr(loader, "set_epoch"):
+            loader.set_epoch(self.current_epoch)
+        torch.manual_seed(self.seed * 7919 + self.current_epoch)
+
+    def configure_optimizers(self):
+        r = self.recipe
+        fused = {"fused": True} if self.device.type == "cuda" else {}
+        if r.optimizer == "sgd":
+            optimizer = torch.optim.SGD(self.parameters(), lr=r.lr, momentum=r.momentum,
+                                        nesterov=r.nesterov, weight_decay=r.weight_decay, **fused)
+        elif r.optimizer == "adamw":
+            optimizer = torch.optim.AdamW(self.parameters(), lr=r.lr,
+                                          weight_decay=r.weight_decay, **fused)
+        else:
+            raise ValueError(f"unknown optimizer {r.optimizer!r}; valid: sgd, adamw")
+        epochs = self.trainer.max_epochs
+        steps_per_epoch = self.trainer.estimated_stepping_batches / epochs
+        schedule = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: lr_factor(r, (step + 0.5) / steps_per_epoch, epochs))
+        return {"optimizer": optimizer,
+                "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class History(pl.Callback):
+    """Per-epoch train/validation loss and accuracy, learning rate and time; saved in the
+    checkpoint so that a resumed run keeps its earlier epochs."""
+
+    def __init__(self):
+        self.rows: list[dict] = []
+
+    def on_train_epoch_start(self, trainer, module):
+        self._start = time.perf_counter()
+        self._lr = trainer.optimizers[0].param_groups[0]["lr"]
+
+    def on_train_epoch_end(self, trainer, module):
+        metrics = {key: float(value) for key, value in trainer.callback_metrics.items()}
+        self.rows.append({"epoch": trainer.current_epoch + 1, "lr": self._lr,
+                          **{key: metrics.get(key, math.nan) for key in
+                             ("train_loss", "train_acc", "val_loss", "val_acc")},
+                          "seconds": time.perf_counter() - self._start})
+
+    def state_dict(self):
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state):
+        self.rows = list(state["rows"])
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's training bar (rate, time left, metrics) without the logger version number,
+    and without bars for the short validation and test passes."""
+
+    def get_metrics(self, trainer, module):
+        items = super().get_metrics(trainer, module)
+        items.pop("v_num", None)
+        return items
+
+    def init_validation_tqdm(self):
+        return Tqdm(disable=True)
+
+    def init_test_tqdm(self):
+        return Tqdm(disable=True)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but through a temporary file renamed when complete."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        with files.atomic_path(path) as temporary:
+            super().save_checkpoint(checkpoint, temporary, storage_options)
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) model with its history and provenance."""
+    name: str
+    model: nn.Module
+    history: pd.DataFrame | None
+    info: dict
+    directory: Path
+
+
+def auto_precision() -> str:
+    """bf16 autocast where the hardware computes bf16 natively, else fp32."""
+    kind = config.device_type()
+    if kind == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    if kind == "cpu" and config.cpu_has_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
+def _trainer(precision: str, **options) -> pl.Trainer:
+    options.setdefault("accelerator", config.device_type())
+    options.setdefault("devices", 1)
+    options.setdefault("logger", False)
+    options.setdefault("enable_progress_bar", True)
+    return pl.Trainer(precision=auto_precision() if precision == "auto" else precision,
+                      enable_model_summary=False, num_sanity_val_steps=0,
+                      plugins=[AtomicCheckpointIO()], **options)
+
+
+def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cosine", *,
+        name: str, epochs: int | None = None, seed: int = 0, precision: str = "auto",
+        channels_last: bool | None = None, resume: bool | None = None,
+        directory: str | Path | None = None, **trainer_options) -> Run:
+    """Train ``model`` on ``data`` with ``recipe`` into ``<directory>/<name>/``.
+
+    Quick mode caps the epochs at ``config.QUICK_EPOCHS`` and starts afresh; full mode resumes
+    from ``last.ckpt`` when the run was interrupted (``resume`` overrides either). The recipe
+    decides the batch size. Extra keyword arguments go to ``pl.Trainer`` (e.g. ``devices=4,
+    strategy="ddp"`` to scale one run across GPUs).
+    """
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    quick = config.is_quick()
+    epochs = epochs or (min(recipe.epochs, config.QUICK_EPOCHS) if quick else recipe.epochs)
+    directory = Path(directory or config.runs_dir()) / name
+    if resume is None:
+        resume = not quick
+    if not resume:
+        shutil.rmtree(directory, ignore_errors=True)
+    if channels_last is None:
+        channels_last = config.device_type() in ("cuda", "cpu")
+    data.batch_size = recipe.batch_size
+    data.setup()
+    steps = len(data.train) // recipe.batch_size
+    module = Classifier(model, recipe, seed, channels_last)
+    history = History()
+    checkpoints = ModelCheckpoint(dirpath=directory, filename="best", monitor="val_acc",
+                                  mode="max", save_last=True, save_on_train_epoch_end=True,
+                                  enable_version_counter=False)
+    callbacks = [history, checkpoints, *trainer_options.pop("callbacks", [])]
+    if trainer_options.get("enable_progress_bar", True):
+        callbacks.append(ProgressBar(refresh_rate=max(1, steps // 20)))
+    last = directory / "last.ckpt"
+    # Lightning's CSV logger deletes an existing metrics.csv: a resumed attempt logs beside it.
+    attempt = len(list(directory.glob("logs/csv*"))) + 1 if last.exists() else 1
+    csv_version = "csv" if attempt == 1 else f"csv-{attempt}"
+    trainer = _trainer(
+        precision, max_epochs=epochs, default_root_dir=directory, callbacks=callbacks,
+        logger=[CSVLogger(directory, name="logs", version=csv_version),
+                TensorBoardLogger(directory, name="logs", version="tensorboard")],
+        log_every_n_steps=max(1, min(50, steps)), **trainer_options)
+    pl.seed_everything(seed, verbose=False)
+    with _quiet():
+        trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None)
+        table = pd.DataFrame(history.rows)  # before testing "best" restores an older state
+        test = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)[0]
+    model.eval()
+    best = table.loc[table["val_acc"].idxmax()]
+    info = {
+        "name": name, "model": getattr(model, "spec", None),
+        "parameters": models.count_parameters(model),
+        "data": data.name, "data_source": data.source,
+        "images": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
+        "recipe": dataclasses.asdict(recipe), "epochs": epochs, "seed": seed,
+        "mode": config.mode(), "smoke_run": quick or data.train.is_stand_in,
+        "precision": trainer.precision, "hardware": config.hardware(),
+        "torch": torch.__version__, "lightning": pl.__version__,
+        "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "train_seconds": round(float(table["seconds"].sum()), 1),
+        "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
+        "test_loss": test["test_loss"], "test_acc": test["test_acc"],
+    }
+    files.write_text(directory / "run.json", json.dumps(info, indent=1))
+    files.write_text(directory / "history.csv", table.to_csv(index=False))
+    return Run(name, model, table, info, directory)
+
+
+def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
+             precision: str = "auto") -> dict:
+    """Loss and accuracy of ``model`` over every image of the 'val' or 'test' split."""
+    if split not in ("val", "test"):
+        raise ValueError(f"unknown split {split!r}; valid: val, test")
+    trainer = _trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
+    module = Classifier(model)
+    run = trainer.test if split == "test" else trainer.validate
+    with _quiet():
+        metrics = run(module, datamodule=data, verbose=False)[0]
+    model.eval()
+    return {"loss": metrics[f"{split}_loss"], "acc": metrics[f"{split}_acc"],
+            "images": len(getattr(data, split))}
+
+
+def predict(model: nn.Module, data: ImageDataModule,
+            precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities and true labels for every test image, on the CPU."""
+    trainer = _trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
+    with _quiet():
+        batches = trainer.predict(Classifier(model), datamodule=data)
+    model.eval()
+    probabilities = torch.cat([p.cpu() for p, _ in batches])
+    labels = torch.cat([y.cpu() for _, y in batches])
+    return probabilities, labels

@@ -1,0 +1,80 @@
+"""Every test runs offline, in quick mode, with its own empty data and saved_models folders."""
+
+import http.server
+import os
+import socket
+import threading
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import pytest  # noqa: E402
+
+from helpers import data  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def course_env(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    monkeypatch.setenv("COURSE_OFFLINE", "1")
+    monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path / "saved_models"))
+    monkeypatch.delenv("COURSE_HEADLINE_FILE", raising=False)
+    data._loaded.clear()
+    yield tmp_path
+    data._loaded.clear()
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """Serves ``server.routes[path] = (body, behaviour)``; behaviour 'ok' or 'truncate' (the
+    connection is cut half-way through a correctly announced length)."""
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        self.server.requests.append(self.path)
+        if self.path not in self.server.routes:
+            self.send_error(404)
+            return
+        body, behaviour = self.server.routes[self.path]
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if behaviour == "truncate":
+            self.wfile.write(body[: len(body) // 2])
+            self.wfile.flush()
+            self.close_connection = True
+            self.connection.shutdown(socket.SHUT_RDWR)
+        else:
+            self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LocalServer:
+    def __init__(self):
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
+        self.httpd.routes, self.httpd.requests = {}, []
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def serve(self, path: str, body: bytes, behaviour: str = "ok") -> str:
+        self.httpd.routes[path] = (body, behaviour)
+        return self.url(path)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.httpd.server_port}{path}"
+
+    @property
+    def requests(self) -> list:
+        return self.httpd.requests
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture
+def server():
+    """An HTTP server on 127.0.0.1 standing in for the internet."""
+    local = LocalServer()
+    yield local
+    local.close()

@@ -1,0 +1,146 @@
+import hashlib
+import io
+
+import pytest
+import torch
+
+from helpers import checkpoints, data, models, training
+
+
+def _published(seed=1):
+    """A model and its weights as a published Lightning checkpoint (keys prefixed 'model.')."""
+    torch.manual_seed(seed)
+    model = models.create("allcnn", c=4, num_classes=10)
+    buffer = io.BytesIO()
+    torch.save({"epoch": 3, "state_dict": {f"model.{k}": v for k, v in
+                                           model.state_dict().items()}}, buffer)
+    body = buffer.getvalue()
+    return model, body, hashlib.sha256(body).hexdigest()
+
+
+def _fresh():
+    torch.manual_seed(0)
+    return models.create("allcnn", c=4, num_classes=10)
+
+
+def _same_weights(a, b):
+    return all(torch.equal(x, y) for x, y in zip(a.state_dict().values(),
+                                                 b.state_dict().values()))
+
+
+def _leftovers(folder):
+    return sorted(p.name for p in folder.rglob("*")) if folder.exists() else []
+
+
+# --- download -------------------------------------------------------------------------------
+
+def test_download_a_good_file(tmp_path, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _, body, digest = _published()
+    target = tmp_path / "out" / "model.ckpt"
+    checkpoints.download(server.serve("/m.ckpt", body), target, digest)
+    assert target.read_bytes() == body and _leftovers(tmp_path / "out") == ["model.ckpt"]
+
+
+def test_a_truncated_download_leaves_nothing(tmp_path, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _, body, digest = _published()
+    url = server.serve("/m.ckpt", body, behaviour="truncate")
+    with pytest.raises(checkpoints.DownloadError, match="m.ckpt.*nothing was saved"):
+        checkpoints.download(url, tmp_path / "out" / "model.ckpt", digest)
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_a_wrong_sha256_leaves_nothing(tmp_path, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _, body, _ = _published()
+    url = server.serve("/m.ckpt", body)
+    with pytest.raises(checkpoints.DownloadError, match=f"expected {'0' * 64}.*nothing was saved"):
+        checkpoints.download(url, tmp_path / "out" / "model.ckpt", "0" * 64)
+    assert _leftovers(tmp_path / "out") == []
+
+
+def test_a_missing_file_is_a_clear_error(tmp_path, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    with pytest.raises(checkpoints.DownloadError, match="absent.ckpt failed.*404"):
+        checkpoints.download(server.url("/absent.ckpt"), tmp_path / "model.ckpt")
+    assert _leftovers(tmp_path) == []
+
+
+def test_download_refuses_when_offline(tmp_path, server):
+    with pytest.raises(checkpoints.DownloadError, match="COURSE_OFFLINE"):
+        checkpoints.download(server.serve("/m.ckpt", b"x"), tmp_path / "m.ckpt")
+    assert server.requests == []
+
+
+# --- load_or_train --------------------------------------------------------------------------
+
+def test_load_or_train_downloads_then_loads_locally(course_env, monkeypatch, server, capsys):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    published, body, digest = _published()
+    url = server.serve("/m.ckpt", body)
+    run = checkpoints.load_or_train("tiny", _fresh(), url=url, sha256=digest)
+    assert _same_weights(run.model, published) and not run.model.training
+    assert (course_env / "saved_models" / "tiny" / "best.ckpt").read_bytes() == body
+    server.requests.clear()
+    again = checkpoints.load_or_train("tiny", _fresh(), url=url, sha256=digest)
+    assert _same_weights(again.model, published) and server.requests == []
+    assert "Loaded tiny from" in capsys.readouterr().out
+
+
+def test_offline_skips_the_download_with_one_line_and_trains(server, capsys):
+    _, body, digest = _published()
+    url = server.serve("/m.ckpt", body)
+    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    recipe = training.get_recipe("sgd-cosine", batch_size=64)
+    run = checkpoints.load_or_train("tiny", _fresh(), module, recipe, url=url, sha256=digest,
+                                    epochs=1, enable_progress_bar=False)
+    assert server.requests == [] and len(run.history) == 1
+    lines = [line for line in capsys.readouterr().out.splitlines() if "m.ckpt" in line]
+    assert lines == [f"COURSE_OFFLINE is set: skipped downloading tiny from {url}."]
+
+
+def test_nothing_to_load_and_nothing_to_train_with_is_an_error():
+    with pytest.raises(checkpoints.CheckpointError, match="no checkpoint for tiny"):
+        checkpoints.load_or_train("tiny", _fresh())
+
+
+def _place(course_env, body: bytes):
+    path = course_env / "saved_models" / "tiny" / "best.ckpt"
+    path.parent.mkdir(parents=True)
+    path.write_bytes(body)
+    return path
+
+
+def test_a_corrupt_checkpoint_names_the_file_and_the_remedy(course_env):
+    path = _place(course_env, b"this is not a checkpoint")
+    with pytest.raises(checkpoints.CheckpointError, match=f"{path} is not a readable.*Delete"):
+        checkpoints.load_or_train("tiny", _fresh())
+
+
+def test_a_local_file_with_the_wrong_hash_is_refused(course_env):
+    _, body, digest = _published()
+    middle = len(body) // 2
+    path = _place(course_env, body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1:])
+    with pytest.raises(checkpoints.CheckpointError, match=f"{path} has sha256.*Delete {path}"):
+        checkpoints.load_or_train("tiny", _fresh(), sha256=digest)
+
+
+def test_a_checkpoint_of_another_architecture_is_refused(course_env):
+    _, body, _ = _published()
+    path = _place(course_env, body)
+    with pytest.raises(checkpoints.CheckpointError, match=f"{path} does not fit this model"):
+        checkpoints.load_or_train("tiny", models.create("allcnn", c=8, num_classes=10))
+
+
+def test_an_interrupted_run_is_resumed_not_loaded(course_env, monkeypatch):
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(128, 64, 64))
+    module.setup()  # on the quick-mode stand-in
+    monkeypatch.setenv("COURSE_MODE", "full")  # so that the run lands in saved_models/
+    recipe = training.get_recipe("sgd-cosine", batch_size=64, epochs=2)
+    training.fit(_fresh(), module, recipe, name="tiny", enable_progress_bar=False)
+    (course_env / "saved_models" / "tiny" / "run.json").unlink()  # as if killed before the end
+    called = []
+    monkeypatch.setattr(training, "fit", lambda *args, **kwargs: called.append(kwargs["name"]))
+    checkpoints.load_or_train("tiny", _fresh(), module, recipe)
+    assert called == ["tiny"]

@@ -1,0 +1,307 @@
+import gzip
+import hashlib
+import io
+import pickle
+import struct
+import tarfile
+import urllib.request
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+
+from helpers import data
+
+
+def _idx_bytes(array: np.ndarray) -> bytes:
+    header = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    return header + array.astype(np.uint8).tobytes()
+
+
+def _no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the network was used")
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def _fashion_in_data_dir(root, n_train=30, n_test=12):
+    """A tiny Fashion-MNIST in torchvision's layout (raw, uncompressed IDX files)."""
+    raw = root / "FashionMNIST" / "raw"
+    raw.mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        (raw / f"{prefix}-images-idx3-ubyte").write_bytes(
+            _idx_bytes(rng.integers(0, 256, (n, 28, 28))))
+        (raw / f"{prefix}-labels-idx1-ubyte").write_bytes(_idx_bytes(rng.integers(0, 10, n)))
+
+
+# --- names and sources ----------------------------------------------------------------------
+
+def test_unknown_data_set_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'CIFAR1000'.*CIFAR10, CIFAR100, MNIST, FashionMNIST"):
+        data.load("CIFAR1000")
+    with pytest.raises(ValueError, match="valid names"):
+        data.ImageDataModule("ImageNet")
+
+
+def test_unknown_split_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'validation'.*train, test"):
+        data.load("MNIST", "validation")
+
+
+def test_read_idx_plain_gzipped_and_truncated(tmp_path):
+    array = np.arange(2 * 3 * 4).reshape(2, 3, 4)
+    (tmp_path / "a").write_bytes(_idx_bytes(array))
+    (tmp_path / "a.gz").write_bytes(gzip.compress(_idx_bytes(array)))
+    for name in ("a", "a.gz"):
+        loaded = data.read_idx(tmp_path / name)
+        assert loaded.dtype == torch.uint8 and loaded.tolist() == array.tolist()
+    (tmp_path / "cut").write_bytes(_idx_bytes(array)[:-5])
+    with pytest.raises(ValueError, match="truncated"):
+        data.read_idx(tmp_path / "cut")
+
+
+@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(),
+                    reason="needs the Debian package: apt-get install dataset-fashion-mnist")
+def test_fashion_mnist_from_the_debian_package(monkeypatch):
+    _no_network(monkeypatch)
+    train, test = data.load("FashionMNIST", "train"), data.load("FashionMNIST", "test")
+    assert train.images.shape == (60_000, 1, 28, 28) and train.images.dtype == torch.uint8
+    assert test.images.shape == (10_000, 1, 28, 28)
+    assert train.labels.dtype == torch.int64 and set(train.labels.tolist()) == set(range(10))
+    assert torch.bincount(test.labels).tolist() == [1000] * 10
+    assert train.classes[0] == "T-shirt/top" and len(train.classes) == 10
+    assert train.source == str(data.DEBIAN_FASHION_MNIST) and not train.is_stand_in
+
+
+def test_data_dir_comes_first_and_is_read_by_torchvision(course_env, monkeypatch):
+    _no_network(monkeypatch)
+    _fashion_in_data_dir(course_env / "data")
+    train = data.load("FashionMNIST", "train")
+    assert train.images.shape == (30, 1, 28, 28)
+    assert train.source == str(course_env / "data" / "FashionMNIST")
+    assert len(data.load("FashionMNIST", "test")) == 12
+
+
+def test_full_mode_offline_without_data_says_how_to_get_it(monkeypatch):
+    _no_network(monkeypatch)
+    monkeypatch.setenv("COURSE_MODE", "full")
+    with pytest.raises(data.DatasetNotFoundError) as error:
+        data.load("CIFAR100")
+    message = str(error.value)
+    assert "cifar-100-python" in message and "COURSE_OFFLINE" in message
+    assert "COURSE_MODE=quick" in message and "161 MB" in message
+
+
+def test_missing_fashion_mnist_points_to_the_debian_package(monkeypatch, tmp_path):
+    monkeypatch.setenv("COURSE_MODE", "full")
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        data.load("FashionMNIST")
+
+
+def test_quick_mode_offline_uses_an_announced_stand_in(monkeypatch, capsys):
+    _no_network(monkeypatch)
+    train = data.load("CIFAR100", "train")
+    assert "SYNTHETIC STAND-IN" in capsys.readouterr().out
+    assert train.images.shape == (10_000, 3, 32, 32) and train.images.dtype == torch.uint8
+    assert train.labels.dtype == torch.int64 and int(train.labels.max()) < 100
+    assert train.classes == data.CIFAR100_CLASSES and len(set(train.classes)) == 100
+    assert train.is_stand_in
+    data._loaded.clear()
+    again = data.load("CIFAR100", "train")
+    assert torch.equal(again.images, train.images)  # seeded: the same every time
+
+
+def test_a_corrupt_data_folder_is_named_with_the_remedy(course_env):
+    folder = course_env / "data" / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    (folder / "data_batch_1").write_bytes(b"garbage")
+    with pytest.raises(data.DatasetNotFoundError, match=r"cifar-10-batches-py.*Delete"):
+        data.load("CIFAR10")
+
+
+# --- the torchvision download, against a local server ---------------------------------------
+
+def _fake_cifar10(monkeypatch, server, corrupt=False):
+    """Serve a tiny archive in CIFAR-10's format and point torchvision's CIFAR10 at it."""
+    rng = np.random.default_rng(0)
+    blobs = {f"data_batch_{i}": 4 for i in range(1, 6)} | {"test_batch": 6}
+    members = {name: pickle.dumps({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
+                                   "labels": rng.integers(0, 10, n).tolist()})
+               for name, n in blobs.items()}
+    members["batches.meta"] = pickle.dumps({"label_names": data.CIFAR10_CLASSES})
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, blob in members.items():
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(blob)
+            archive.addfile(info, io.BytesIO(blob))
+    body = buffer.getvalue()
+    md5 = {name: hashlib.md5(blob).hexdigest() for name, blob in members.items()}
+    cls = torchvision.datasets.CIFAR10
+    monkeypatch.setattr(cls, "url", server.serve("/cifar-10-python.tar.gz", body))
+    monkeypatch.setattr(cls, "tgz_md5", "0" * 32 if corrupt else hashlib.md5(body).hexdigest())
+    monkeypatch.setattr(cls, "train_list", [[f"data_batch_{i}", md5[f"data_batch_{i}"]]
+                                            for i in range(1, 6)])
+    monkeypatch.setattr(cls, "test_list", [["test_batch", md5["test_batch"]]])
+    monkeypatch.setattr(cls, "meta", {"filename": "batches.meta", "key": "label_names",
+                                      "md5": md5["batches.meta"]})
+
+
+def test_torchvision_download_lands_complete(course_env, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _fake_cifar10(monkeypatch, server)
+    train = data.load("CIFAR10", "train")
+    assert train.images.shape == (20, 3, 32, 32) and len(data.load("CIFAR10", "test")) == 6
+    assert train.classes == data.CIFAR10_CLASSES
+    assert server.requests  # it really went through the server
+    root = course_env / "data"
+    assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # no leftovers
+    data._loaded.clear()
+    server.requests.clear()
+    assert len(data.load("CIFAR10", "train")) == 20 and server.requests == []  # found locally
+
+
+def test_a_download_failing_its_checksum_leaves_nothing(course_env, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    monkeypatch.setenv("COURSE_MODE", "full")
+    _fake_cifar10(monkeypatch, server, corrupt=True)
+    with pytest.raises(data.DatasetNotFoundError, match="download failed"):
+        data.load("CIFAR10")
+    assert list((course_env / "data").iterdir()) == []
+
+
+def test_offline_never_downloads(monkeypatch, server):
+    _fake_cifar10(monkeypatch, server)
+    data.load("CIFAR10")
+    assert server.requests == []
+
+
+# --- statistics and splits ------------------------------------------------------------------
+
+def test_channel_stats_are_computed_from_the_training_split():
+    mean, std = data.channel_stats("CIFAR10")
+    pixels = data.load("CIFAR10", "train").images.double() / 255
+    assert mean == pytest.approx(pixels.mean(dim=(0, 2, 3)).tolist(), abs=1e-9)
+    assert std == pytest.approx(pixels.std(dim=(0, 2, 3), correction=0).tolist(), abs=1e-9)
+
+
+def test_channel_stats_of_real_data_are_cached(course_env, monkeypatch):
+    _fashion_in_data_dir(course_env / "data")
+    first = data.channel_stats("FashionMNIST")
+    assert (course_env / "data" / "stats" / "FashionMNIST.json").exists()
+    monkeypatch.setattr(data, "_mean_std", lambda images: pytest.fail("recomputed"))
+    assert data.channel_stats("FashionMNIST") == first
+
+
+def test_split_is_disjoint_complete_and_seeded():
+    train, val = data.split_indices(1000, 100, seed=3)
+    assert len(val) == 100 and len(train) == 900
+    assert set(train.tolist()).isdisjoint(val.tolist())
+    assert sorted(train.tolist() + val.tolist()) == list(range(1000))
+    again_train, again_val = data.split_indices(1000, 100, seed=3)
+    assert torch.equal(val, again_val) and torch.equal(train, again_train)
+    assert not torch.equal(val, data.split_indices(1000, 100, seed=4)[1])
+    assert len(data.split_indices(1000, 0.25)[1]) == 250
+    with pytest.raises(ValueError, match="non-empty"):
+        data.split_indices(10, 10)
+
+
+def test_data_module_splits_train_only_and_keeps_test_whole():
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=None, seed=1)
+    module.setup()
+    full_train, full_test = data.load("CIFAR10", "train"), data.load("CIFAR10", "test")
+    assert (len(module.train), len(module.val), len(module.test)) == (9000, 1000, 2000)
+    assert torch.equal(module.test.images, full_test.images)
+    train_index, val_index = data.split_indices(len(full_train), 1000, seed=1)
+    assert torch.equal(module.val.images, full_train.images[val_index])
+    assert torch.equal(module.train.labels, full_train.labels[train_index])
+
+
+def test_quick_mode_takes_the_quick_subset():
+    module = data.ImageDataModule("CIFAR10")
+    module.setup()
+    assert (len(module.train), len(module.val), len(module.test)) == (1024, 256, 512)
+    assert "1,024 train / 256 validation / 512 test" in module.describe()
+
+
+# --- augmentation and batches ---------------------------------------------------------------
+
+def test_random_crop_cuts_windows_of_the_padded_image():
+    images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
+    cropped = data.random_crop(images, 2, torch.Generator().manual_seed(0))
+    assert cropped.shape == images.shape and cropped.dtype == torch.uint8
+    padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
+    offsets = set()
+    for i in range(16):
+        matches = [(dy, dx) for dy in range(5) for dx in range(5)
+                   if torch.equal(cropped[i], padded[i, :, dy:dy + 8, dx:dx + 8])]
+        assert matches, f"image {i} is not a window of its padded original"
+        offsets.add(matches[0])
+    assert len(offsets) > 1  # the windows really are random
+
+
+def test_random_flip_mirrors_some_images_and_keeps_the_rest():
+    images = torch.randint(0, 256, (64, 3, 8, 8), dtype=torch.uint8)
+    flipped = data.random_flip(images, torch.Generator().manual_seed(0))
+    mirrored = [torch.equal(f, i.flip(2)) for f, i in zip(flipped, images)]
+    kept = [torch.equal(f, i) for f, i in zip(flipped, images)]
+    assert all(m or k for m, k in zip(mirrored, kept))
+    assert 10 < sum(mirrored) < 54
+
+
+def _labelled_images(n):
+    """Images whose every pixel is 10 x label: augmentation must keep that link."""
+    labels = torch.arange(n) % 10
+    images = (labels * 10 + 5).to(torch.uint8).view(n, 1, 1, 1).expand(n, 3, 8, 8).clone()
+    return images, labels
+
+
+def test_device_loader_keeps_labels_with_their_images():
+    images, labels = _labelled_images(100)
+    loader = data.DeviceLoader(images, labels, batch_size=32, mean=(0, 0, 0), std=(1, 1, 1),
+                               shuffle=True, crop_padding=2, flip=True, drop_last=True)
+    assert len(loader) == 3
+    for x, y in loader:
+        assert x.shape == (32, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
+        assert torch.equal(x.amax(dim=(1, 2, 3)), (y * 10 + 5).float() / 255)
+
+
+def test_device_loader_evaluation_sees_every_image_once_in_order():
+    images, labels = _labelled_images(70)
+    loader = data.DeviceLoader(images, labels, batch_size=32, mean=(0.5,) * 3, std=(0.25,) * 3)
+    batches = list(loader)
+    assert len(loader) == len(batches) == 3 and len(batches[-1][1]) == 6
+    assert torch.equal(torch.cat([y for _, y in batches]), labels)
+    x = batches[0][0][0, 0, 0, 0]
+    assert x.item() == pytest.approx((5 / 255 - 0.5) / 0.25)
+
+
+def test_denormalize_returns_the_original_images():
+    images = torch.randint(0, 256, (5, 3, 8, 8), dtype=torch.uint8)
+    mean, std = (0.4, 0.5, 0.6), (0.2, 0.25, 0.3)
+    loader = data.DeviceLoader(images, torch.arange(5), batch_size=5, mean=mean, std=std)
+    x, _ = next(iter(loader))
+    assert torch.equal(data.denormalize(x, mean, std), images)
+
+
+def test_device_loader_epochs_differ_and_repeat_by_seed():
+    images, labels = _labelled_images(64)
+    loader = data.DeviceLoader(images, labels, batch_size=64, mean=(0,) * 3, std=(1,) * 3,
+                               shuffle=True, seed=5)
+    first, second = [y for _, y in loader][0], [y for _, y in loader][0]
+    assert not torch.equal(first, second)
+    loader.set_epoch(1)
+    assert torch.equal([y for _, y in loader][0], second)
+
+
+def test_device_loader_shards_between_ranks():
+    images, labels = _labelled_images(50)
+    seen = []
+    for rank in range(2):
+        loader = data.DeviceLoader(images, torch.arange(50), batch_size=8, mean=(0,) * 3,
+                                   std=(1,) * 3, rank=rank, world_size=2)
+        seen.append(torch.cat([y for _, y in loader]).tolist())
+    assert set(seen[0]).isdisjoint(seen[1]) and sorted(seen[0] + seen[1]) == list(range(50))

@@ -1,0 +1,65 @@
+import matplotlib
+import pandas as pd
+import pytest
+import torch
+
+from helpers import plots
+
+matplotlib.use("Agg")
+CLASSES = ["cat", "dog", "bird"]
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    matplotlib.pyplot.close("all")
+
+
+def test_image_grid_titles_each_image_with_its_class():
+    images = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    figure = plots.image_grid(images, torch.tensor([0, 1, 2] * 3 + [0]), CLASSES, ncols=4)
+    shown = [ax for ax in figure.axes if ax.images]
+    assert len(figure.axes) == 12 and len(shown) == 10
+    assert [ax.get_title() for ax in shown[:4]] == ["cat", "dog", "bird", "cat"]
+
+
+def test_image_grid_draws_grey_images():
+    figure = plots.image_grid(torch.zeros(2, 1, 28, 28, dtype=torch.uint8), ncols=2)
+    assert figure.axes[0].images[0].get_array().shape == (28, 28)
+
+
+def test_training_curves_one_line_per_split_and_run():
+    history = pd.DataFrame({"epoch": [1, 2], "lr": [0.1, 0.05], "train_loss": [2.0, 1.0],
+                            "val_loss": [2.1, 1.5], "train_acc": [0.3, 0.6],
+                            "val_acc": [0.25, 0.5]})
+    figure = plots.training_curves({"plain": history, "residual": history})
+    loss, accuracy, lr = figure.axes
+    assert len(loss.lines) == len(accuracy.lines) == 4 and len(lr.lines) == 2
+    assert list(accuracy.lines[1].get_ydata()) == [25.0, 50.0]  # plain val, in percent
+
+
+def test_confusion_matrix_rows_are_fractions_of_the_true_class():
+    labels = torch.tensor([0, 0, 0, 0, 1, 1, 2])
+    predictions = torch.tensor([0, 0, 0, 1, 1, 1, 0])
+    figure = plots.confusion_matrix(labels, predictions, CLASSES)
+    values = figure.axes[0].collections[0].get_array().reshape(3, 3)
+    assert values[0].tolist() == [0.75, 0.25, 0.0] and values[2].tolist() == [1.0, 0.0, 0.0]
+
+
+def test_most_confused_counts_the_mistakes():
+    labels = torch.tensor([0, 0, 0, 1, 2, 2])
+    predictions = torch.tensor([1, 1, 0, 1, 0, 2])
+    table = plots.most_confused(labels, predictions, CLASSES)
+    assert table.values.tolist() == [["cat", "dog", 2], ["bird", "cat", 1]]
+
+
+def test_predictions_gallery_marks_the_true_class_green():
+    images = torch.zeros(2, 3, 8, 8, dtype=torch.uint8)
+    probabilities = torch.tensor([[0.7, 0.2, 0.1], [0.6, 0.3, 0.1]])
+    figure = plots.predictions_gallery(images, torch.tensor([0, 1]), probabilities, CLASSES,
+                                       top=2)
+    first_bars, second_bars = figure.axes[1].patches, figure.axes[3].patches
+    green, red = matplotlib.colors.to_rgba("tab:green"), matplotlib.colors.to_rgba("tab:red")
+    assert [bar.get_facecolor() for bar in first_bars] == [green, red]
+    assert [bar.get_facecolor() for bar in second_bars] == [red, green]
+    assert [bar.get_width() for bar in first_bars] == pytest.approx([0.7, 0.2])

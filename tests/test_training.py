@@ -1,0 +1,149 @@
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import data, models, training
+
+
+def _data(**options):
+    options.setdefault("subset", (512, 128, 250))
+    return data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64, **options)
+
+
+def _model(seed=0):
+    training.seed(seed)
+    return models.create("allcnn", c=8, num_classes=10, dropout=0.0)
+
+
+FAST = training.get_recipe("sgd-cosine", batch_size=64, epochs=4, lr=0.2)
+
+
+# --- recipes --------------------------------------------------------------------------------
+
+def test_unknown_recipe_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'sgd'.*allcnn-seed, sgd-step, sgd-cosine, adamw"):
+        training.get_recipe("sgd")
+    with pytest.raises(ValueError, match="'learning_rate'.*lr"):
+        training.get_recipe("sgd-step", learning_rate=0.1)
+
+
+def test_recipes_table_lists_every_recipe():
+    assert list(training.recipes_table().index) == list(training.RECIPES)
+
+
+def test_seed_schedule_halves_every_20_of_100_epochs():
+    seed = training.get_recipe("allcnn-seed")
+    factors = {epoch: training.lr_factor(seed, epoch + 0.5, 100) for epoch in range(100)}
+    assert factors[0] == factors[19] == 1.0
+    assert factors[20] == factors[39] == 0.5
+    assert factors[40] == 0.25 and factors[60] == 0.125 and factors[80] == factors[99] == 0.0625
+
+
+def test_cosine_schedule_warms_up_then_decays_to_zero():
+    recipe = training.get_recipe("sgd-cosine")
+    assert training.lr_factor(recipe, 0.5, 30) == pytest.approx(0.5)
+    values = [training.lr_factor(recipe, e, 30) for e in (1, 10, 20, 29.99)]
+    assert values[0] == pytest.approx(1.0) and values == sorted(values, reverse=True)
+    assert values[-1] < 1e-4
+
+
+def test_unknown_schedule_is_an_error():
+    with pytest.raises(ValueError, match="'linear'.*step, cosine, constant"):
+        training.lr_factor(training.get_recipe("sgd-step", schedule="linear"), 1, 10)
+
+
+# --- training -------------------------------------------------------------------------------
+
+def test_training_lowers_the_loss_and_learns(course_env):
+    run = training.fit(_model(), _data(), FAST, name="learns", epochs=4, precision="32-true")
+    history = run.history
+    assert list(history["epoch"]) == [1, 2, 3, 4]
+    assert history["train_loss"].iloc[-1] < 0.8 * history["train_loss"].iloc[0]
+    assert history["val_acc"].max() > 0.5  # 10 classes: chance is 0.1
+    assert run.info["test_acc"] > 0.5 and not run.model.training
+
+
+def test_the_schedule_reaches_the_optimizer(course_env):
+    recipe = training.get_recipe("sgd-step", batch_size=64, epochs=4, milestones=(0.5,), lr=0.04)
+    run = training.fit(_model(), _data(), recipe, name="schedule", epochs=4,
+                       precision="32-true")
+    assert run.history["lr"].tolist() == pytest.approx([0.04, 0.04, 0.004, 0.004])
+
+
+def test_test_accuracy_covers_every_test_image():
+    """250 test images in batches of 64: the last batch holds 58; all of them count."""
+    module = _data()
+    module.setup()
+    model = _model().eval()
+    result = training.evaluate(model, module, "test", precision="32-true")
+    with torch.no_grad():
+        loader = module.loader("test")
+        logits = torch.cat([model(x) for x, _ in loader])
+    labels = module.test.labels
+    assert result["images"] == 250 == len(logits)
+    assert result["acc"] == pytest.approx((logits.argmax(1) == labels).float().mean().item())
+    assert result["loss"] == pytest.approx(
+        torch.nn.functional.cross_entropy(logits, labels).item(), rel=1e-5)
+    probabilities, predicted_labels = training.predict(model, module, precision="32-true")
+    assert probabilities.shape == (250, 10) and torch.equal(predicted_labels, labels)
+    assert torch.allclose(probabilities.sum(1), torch.ones(250), atol=1e-5)
+
+
+def test_a_run_leaves_checkpoints_logs_history_and_provenance(course_env):
+    run = training.fit(_model(), _data(), FAST, name="artefacts", epochs=2, precision="32-true")
+    folder = course_env / "saved_models" / "quick" / "artefacts"
+    assert run.directory == folder
+    for name in ("best.ckpt", "last.ckpt", "history.csv", "run.json", "logs/csv/metrics.csv"):
+        assert (folder / name).exists(), name
+    assert list((folder / "logs" / "tensorboard").glob("events.out.tfevents.*"))
+    assert not list(folder.rglob("*.part"))
+    info = run.info
+    assert info["smoke_run"] is True and info["mode"] == "quick"
+    assert info["data"] == "CIFAR10" and info["data_source"].startswith("synthetic")
+    assert info["parameters"] == models.count_parameters(run.model)
+    assert info["model"] == {"name": "allcnn",
+                             "hparams": {"c": 8, "num_classes": 10, "dropout": 0.0}}
+    assert info["images"] == {"train": 512, "val": 128, "test": 250}
+    assert {"hardware", "date", "torch", "precision", "recipe", "test_acc"} <= set(info)
+    assert info["best_val_acc"] == run.history["val_acc"].max()
+    pd.testing.assert_frame_equal(pd.read_csv(folder / "history.csv"), run.history)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillInSecondEpoch(training.pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 3:
+            raise _Killed
+
+
+def test_resume_loses_nothing(course_env):
+    """A run killed during epoch 2 and resumed ends with exactly the weights and history of a
+    run that was never interrupted."""
+    whole = training.fit(_model(), _data(), FAST, name="whole", epochs=3, precision="32-true")
+    with pytest.raises(_Killed):
+        training.fit(_model(), _data(), FAST, name="killed", epochs=3, precision="32-true",
+                     callbacks=[_KillInSecondEpoch()])
+    assert (course_env / "saved_models" / "quick" / "killed" / "last.ckpt").exists()
+    resumed = training.fit(_model(seed=99), _data(), FAST, name="killed", epochs=3,
+                           precision="32-true", resume=True)
+    assert resumed.history["epoch"].tolist() == [1, 2, 3]
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    columns = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    pd.testing.assert_frame_equal(whole.history[columns], resumed.history[columns])
+    assert resumed.info["test_acc"] == whole.info["test_acc"]
+    logs = course_env / "saved_models" / "quick" / "killed" / "logs"
+    assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
+
+
+def test_quick_mode_caps_the_epochs(course_env):
+    recipe = training.get_recipe("sgd-cosine", batch_size=64)
+    assert recipe.epochs == 30
+    run = training.fit(_model(), _data(subset=(128, 64, 64)), recipe, name="capped")
+    assert len(run.history) == 2 and run.info["epochs"] == 2
+    assert math.isfinite(run.info["test_loss"])
