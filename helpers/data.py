@@ -24,7 +24,6 @@ import math
 import os
 import struct
 import tempfile
-import urllib.error
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,7 +86,7 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.labels)
 
-    def subset(self, indices: torch.Tensor) -> "ImageSet":
+    def subset(self, indices: torch.Tensor) -> ImageSet:
         return ImageSet(self.images[indices], self.labels[indices], self.classes, self.source)
 
     @property
@@ -127,7 +126,7 @@ def _load_both_splits(name: str) -> dict[str, ImageSet]:
             try:
                 _download(name, root)
                 found = _from_data_dir(name, root)
-            except (OSError, RuntimeError, urllib.error.URLError) as error:
+            except (OSError, RuntimeError) as error:  # URLError is an OSError
                 reason = f"the torchvision download failed ({error})"
     if found is not None:
         return found
@@ -163,7 +162,7 @@ def _from_data_dir(name: str, root: Path) -> dict[str, ImageSet] | None:
         raise DatasetNotFoundError(
             f"{folder} exists but torchvision cannot read it or its checksum fails ({error}). "
             f"Delete {folder} and run again to download it afresh.") from error
-    return {split: _from_torchvision(ds, f"{folder}") for split, ds in sets.items()}
+    return {split: _from_torchvision(ds, str(folder)) for split, ds in sets.items()}
 
 
 def _from_torchvision(ds, source: str) -> ImageSet:
@@ -261,7 +260,8 @@ def _mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...
     return tuple(mean.tolist()), tuple(std.tolist())
 
 
-def split_indices(n: int, val_size: int | float, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+def split_indices(n: int, val_size: int | float,
+                  seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Seeded disjoint (train, validation) indices into ``range(n)``; ``val_size`` is a count or
     a fraction. One random permutation, sliced: O(n), reproducible, no overlap."""
     count = round(val_size * n) if isinstance(val_size, float) else int(val_size)
@@ -295,7 +295,8 @@ class DeviceLoader:
 
     Shuffling, cropping and flipping happen on the device for a whole batch at once, from a
     generator seeded by (seed, epoch): the same epoch always gives the same batches, also after
-    a resume (the training module sets the epoch at each epoch start). With ``world_size > 1`` each rank takes its share of every epoch's permutation.
+    a resume (the training module sets the epoch at each epoch start). With ``world_size > 1``
+    each rank takes its share of every epoch's permutation.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,

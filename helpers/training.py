@@ -178,7 +178,7 @@ class Classifier(pl.LightningModule):
         loader = self.trainer.train_dataloader
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.current_epoch)
-        torch.manual_seed(self.seed * 7919 + self.current_epoch)
+        torch.manual_seed(self.seed * 7919 + self.current_epoch + 1_000_003 * self.global_rank)
 
     def configure_optimizers(self):
         r = self.recipe
@@ -239,6 +239,10 @@ class ProgressBar(TQDMProgressBar):
     def init_test_tqdm(self):
         return Tqdm(disable=True)
 
+    def on_exception(self, trainer, module, exception):
+        if self._train_progress_bar is not None:  # an interrupted run leaves no dangling bar
+            self._train_progress_bar.close()
+
 
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but through a temporary file renamed when complete."""
@@ -256,6 +260,27 @@ class Run:
     history: pd.DataFrame | None
     info: dict
     directory: Path
+
+    @property
+    def provenance(self) -> str:
+        """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
+        info = self.info
+        if "test_acc" not in info:
+            return f"loaded from {info.get('checkpoint', self.directory)}"
+        if info["smoke_run"]:
+            return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
+        return (f"{info['data']}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "
+                f"{info['hardware']}, {info['date'][:10]}")
+
+
+def results_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """One row per run: parameters, best epoch, validation and test accuracy, provenance."""
+    return pd.DataFrame([{
+        "model": name, "parameters": run.info.get("parameters"),
+        "best epoch": run.info.get("best_epoch"), "val accuracy": run.info.get("best_val_acc"),
+        "test accuracy": run.info.get("test_acc"),
+        "test images": run.info.get("images", {}).get("test"),
+        "provenance": run.provenance} for name, run in runs.items()]).set_index("model")
 
 
 def auto_precision() -> str:

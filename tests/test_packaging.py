@@ -17,7 +17,8 @@ def _name(requirement: str) -> str:
 
 def test_environment_yml_lists_what_pyproject_lists():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pip_names = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
+    requirements = project["dependencies"] + project["optional-dependencies"]["test"]
+    pip_names = {_name(r) for r in requirements}
     conda_names = set()
     for line in (ROOT / "environment.yml").read_text().splitlines():
         item = line.strip()

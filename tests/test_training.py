@@ -109,6 +109,19 @@ def test_a_run_leaves_checkpoints_logs_history_and_provenance(course_env):
     assert {"hardware", "date", "torch", "precision", "recipe", "test_acc"} <= set(info)
     assert info["best_val_acc"] == run.history["val_acc"].max()
     pd.testing.assert_frame_equal(pd.read_csv(folder / "history.csv"), run.history)
+    assert run.provenance.startswith("SMOKE RUN (quick mode, synthetic stand-in for CIFAR10)")
+    table = training.results_table({"tiny": run})
+    assert table.loc["tiny", "test accuracy"] == info["test_acc"]
+    assert table.loc["tiny", "test images"] == 250
+    assert table.loc["tiny", "provenance"] == run.provenance
+
+
+def test_provenance_of_a_real_run_names_data_recipe_hardware_and_date():
+    info = {"smoke_run": False, "data": "CIFAR100", "recipe": {"name": "allcnn-seed"},
+            "epochs": 100, "hardware": "NVIDIA H100", "date": "2026-11-22T10:00:00+00:00",
+            "test_acc": 0.5}
+    run = training.Run("r", None, None, info, None)
+    assert run.provenance == "CIFAR100, recipe allcnn-seed, 100 epochs, NVIDIA H100, 2026-11-22"
 
 
 class _Killed(Exception):

@@ -9,7 +9,7 @@ hyper-parameters) so that checkpoints can record how to rebuild it.
 from __future__ import annotations
 
 import inspect
-from typing import Callable
+from collections.abc import Callable
 
 import pandas as pd
 import torch
@@ -39,7 +39,8 @@ def hyperparameters(name: str) -> dict:
 
 
 def create(name: str, **hparams) -> nn.Module:
-    """Build model ``name``; unknown names or hyper-parameters raise a ValueError listing valid ones."""
+    """Build model ``name``; an unknown name or hyper-parameter is a ValueError listing the
+    valid ones."""
     builder, preset = _lookup(name)
     valid = hyperparameters(name)
     unknown = sorted(set(hparams) - set(valid))
