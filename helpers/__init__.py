@@ -7,5 +7,3 @@ path), ``checkpoints`` (load, download or train), ``plots`` (figures and tables)
 """
 
 from . import config, files, data, models, training, checkpoints, plots  # noqa: F401
-
-__version__ = "0.1.0"

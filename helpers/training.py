@@ -154,9 +154,12 @@ class Classifier(pl.LightningModule):
         logits = self(x)
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         accuracy = (logits.argmax(dim=1) == y).float().mean()
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y))
+        # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
+        # accuracy of every image, however the batches were cut.
+        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y),
+                 sync_dist=True)
         self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y),
-                 prog_bar=stage != "test")
+                 sync_dist=True, prog_bar=stage != "test")
         return loss
 
     def training_step(self, batch, batch_idx):
@@ -377,9 +380,9 @@ def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
         raise ValueError(f"unknown split {split!r}; valid: val, test")
     trainer = _trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
     module = Classifier(model)
-    run = trainer.test if split == "test" else trainer.validate
+    evaluate_split = trainer.test if split == "test" else trainer.validate
     with _quiet():
-        metrics = run(module, datamodule=data, verbose=False)[0]
+        metrics = evaluate_split(module, datamodule=data, verbose=False)[0]
     model.eval()
     return {"loss": metrics[f"{split}_loss"], "acc": metrics[f"{split}_acc"],
             "images": len(getattr(data, split))}
