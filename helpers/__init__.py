@@ -2,8 +2,23 @@
 
 One module per concern: ``config`` (mode, offline flag, folders, device), ``data`` (data sets and
 on-device batches), ``models`` (the architectures, built by name), ``training`` (the one training
-path), ``checkpoints`` (load, download or train), ``plots`` (figures and tables), ``files``
-(writes that are never half-done).
+path), ``checkpoints`` (load, download or train), ``memory`` (peak memory of a training step),
+``plots`` (figures and tables), ``files`` (writes that are never half-done).
+
+Modules are imported on first use (``helpers.models`` works after ``import helpers``), so that a
+process needing only one of them does not pay for importing Lightning and matplotlib.
 """
 
-from . import config, files, data, models, training, checkpoints, plots  # noqa: F401
+import importlib
+
+_MODULES = ("config", "files", "data", "models", "training", "checkpoints", "memory", "plots")
+
+
+def __getattr__(name):
+    if name in _MODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module 'helpers' has no attribute {name!r}")
+
+
+def __dir__():
+    return [*globals(), *_MODULES]

@@ -125,6 +125,21 @@ def predictions_gallery(images: torch.Tensor, labels: torch.Tensor, probabilitie
     return figure
 
 
+def channel_growth(networks: dict, title: str | None = None) -> plt.Figure:
+    """Input channels of every dense layer, in order, for DenseNets: the width grows by the
+    growth rate with each layer and drops at each transition (with compression)."""
+    from .models.densenet import DenseLayer
+    figure, ax = plt.subplots(figsize=(9, 3.8))
+    for label, network in networks.items():
+        widths = [m.net[0].num_features for m in network.modules() if isinstance(m, DenseLayer)]
+        ax.plot(range(1, len(widths) + 1), widths, marker=".", markersize=3, label=label)
+    ax.set(xlabel="dense layer (in order through the network)",
+           ylabel="input channels of the layer", title=title or "channel growth in DenseNets")
+    ax.legend()
+    figure.tight_layout()
+    return figure
+
+
 def show_source(obj) -> None:
     """Display the source code of a class or function from helpers, syntax-highlighted."""
     from IPython.display import Code, display

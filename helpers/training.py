@@ -88,6 +88,14 @@ RECIPES = {recipe.name: recipe for recipe in [
     Recipe("adamw-cosine", optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine",
            epochs=30, batch_size=128,
            source="AdamW (decoupled weight decay), cosine decay to 0"),
+    Recipe("densenet-paper", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
+           schedule="step", milestones=(0.5, 0.75), gamma=0.1, epochs=300, batch_size=64,
+           source="Huang et al. 2017 (DenseNet), CIFAR: SGD with Nesterov momentum 0.9, "
+                  "lr 0.1 / 10 at 50% and 75% of 300 epochs, weight decay 1e-4, batch 64"),
+    Recipe("densenet-fast", lr=0.2, momentum=0.9, nesterov=True, weight_decay=5e-4,
+           schedule="cosine", warmup_epochs=2, epochs=60, batch_size=128, label_smoothing=0.1,
+           source="the course's design: a fifth of the paper's epochs, double batch and lr, "
+                  "2 warm-up epochs, cosine decay, label smoothing 0.1, weight decay 5e-4"),
 ]}
 
 
@@ -136,10 +144,10 @@ class Classifier(pl.LightningModule):
     """
 
     def __init__(self, model: nn.Module, recipe: Recipe | None = None, seed: int = 0,
-                 channels_last: bool = False):
+                 channels_last: bool = False, tta: bool = False):
         super().__init__()
         self.model = model.to(memory_format=torch.channels_last) if channels_last else model
-        self.recipe, self.seed, self.channels_last = recipe, seed, channels_last
+        self.recipe, self.seed, self.channels_last, self.tta = recipe, seed, channels_last, tta
         self.save_hyperparameters({
             "model": getattr(model, "spec", None), "seed": seed,
             "recipe": dataclasses.asdict(recipe) if recipe else None})
@@ -149,9 +157,16 @@ class Classifier(pl.LightningModule):
             x = x.contiguous(memory_format=torch.channels_last)
         return self.model(x)
 
+    def _scores(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        """Logits; for evaluation with flip test-time augmentation, the log of the mean of the
+        probabilities for the image and its mirror image (cross-entropy of it is their NLL)."""
+        if not self.tta or stage == "train":
+            return self(x)
+        return ((self(x).float().softmax(1) + self(x.flip(3)).float().softmax(1)) / 2).log()
+
     def _step(self, batch, stage: str, label_smoothing: float = 0.0) -> torch.Tensor:
         x, y = batch
-        logits = self(x)
+        logits = self._scores(x, stage)
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         accuracy = (logits.argmax(dim=1) == y).float().mean()
         # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
@@ -173,7 +188,7 @@ class Classifier(pl.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         x, y = batch
-        return self(x).float().softmax(dim=1), y
+        return self._scores(x, "predict").float().softmax(dim=1), y
 
     def on_train_epoch_start(self):
         # Shuffling, augmentation and dropout are seeded per epoch, so that a resumed run
@@ -374,12 +389,13 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
 
 
 def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
-             precision: str = "auto") -> dict:
-    """Loss and accuracy of ``model`` over every image of the 'val' or 'test' split."""
+             precision: str = "auto", tta: bool = False) -> dict:
+    """Loss and accuracy of ``model`` over every image of the 'val' or 'test' split; with
+    ``tta``, averaging the predictions for each image and its horizontal mirror."""
     if split not in ("val", "test"):
         raise ValueError(f"unknown split {split!r}; valid: val, test")
     trainer = _trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
-    module = Classifier(model)
+    module = Classifier(model, tta=tta)
     evaluate_split = trainer.test if split == "test" else trainer.validate
     with _quiet():
         metrics = evaluate_split(module, datamodule=data, verbose=False)[0]
@@ -388,12 +404,13 @@ def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
             "images": len(getattr(data, split))}
 
 
-def predict(model: nn.Module, data: ImageDataModule,
-            precision: str = "auto") -> tuple[torch.Tensor, torch.Tensor]:
-    """Class probabilities and true labels for every test image, on the CPU."""
+def predict(model: nn.Module, data: ImageDataModule, precision: str = "auto",
+            tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (flip-averaged with ``tta``) and true labels for every test image,
+    on the CPU."""
     trainer = _trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
     with _quiet():
-        batches = trainer.predict(Classifier(model), datamodule=data)
+        batches = trainer.predict(Classifier(model, tta=tta), datamodule=data)
     model.eval()
     probabilities = torch.cat([p.cpu() for p, _ in batches])
     labels = torch.cat([y.cpu() for _, y in batches])

@@ -63,3 +63,11 @@ def test_predictions_gallery_marks_the_true_class_green():
     assert [bar.get_facecolor() for bar in first_bars] == [green, red]
     assert [bar.get_facecolor() for bar in second_bars] == [red, green]
     assert [bar.get_width() for bar in first_bars] == pytest.approx([0.7, 0.2])
+
+
+def test_channel_growth_plots_each_dense_layers_input_width():
+    from helpers import models
+    figure = plots.channel_growth({"L=40": models.create("densenet-40-k12")})
+    widths = list(figure.axes[0].lines[0].get_ydata())
+    assert len(widths) == 36 and widths[:3] == [16, 28, 40]
+    assert widths[11] == 148 and widths[12] == 160 and widths[-1] == 436  # after a transition

@@ -41,6 +41,14 @@ def test_seed_schedule_halves_every_20_of_100_epochs():
     assert factors[40] == 0.25 and factors[60] == 0.125 and factors[80] == factors[99] == 0.0625
 
 
+def test_densenet_paper_schedule_divides_by_ten_at_150_and_225_of_300():
+    paper = training.get_recipe("densenet-paper")
+    assert (paper.batch_size, paper.weight_decay, paper.nesterov) == (64, 1e-4, True)
+    lr = {epoch: paper.lr * training.lr_factor(paper, epoch + 0.5, 300) for epoch in range(300)}
+    assert lr[149] == 0.1 and lr[150] == pytest.approx(0.01)
+    assert lr[224] == pytest.approx(0.01) and lr[225] == pytest.approx(0.001)
+
+
 def test_cosine_schedule_warms_up_then_decays_to_zero():
     recipe = training.get_recipe("sgd-cosine")
     assert training.lr_factor(recipe, 0.5, 30) == pytest.approx(0.5)
@@ -89,6 +97,24 @@ def test_test_accuracy_covers_every_test_image():
     probabilities, predicted_labels = training.predict(model, module, precision="32-true")
     assert probabilities.shape == (250, 10) and torch.equal(predicted_labels, labels)
     assert torch.allclose(probabilities.sum(1), torch.ones(250), atol=1e-5)
+
+
+def test_flip_test_time_augmentation_averages_an_image_and_its_mirror():
+    module = _data()
+    module.setup()
+    model = _model().eval()
+    with torch.no_grad():
+        model.classifier.weight *= 100  # confident predictions, so that mirroring matters
+        x, labels = torch.cat([x for x, _ in module.loader("test")]), module.test.labels
+        expected = (model(x).softmax(1) + model(x.flip(3)).softmax(1)) / 2
+    probabilities, _ = training.predict(model, module, precision="32-true", tta=True)
+    assert torch.allclose(probabilities, expected, atol=1e-6)
+    result = training.evaluate(model, module, precision="32-true", tta=True)
+    assert result["acc"] == pytest.approx((expected.argmax(1) == labels).float().mean().item())
+    assert result["loss"] == pytest.approx(
+        torch.nn.functional.nll_loss(expected.log(), labels).item(), rel=1e-5)
+    plain, _ = training.predict(model, module, precision="32-true")
+    assert (plain - probabilities).abs().max() > 100 * 1e-6  # the check above can tell them apart
 
 
 def test_a_run_leaves_checkpoints_logs_history_and_provenance(course_env):

@@ -98,7 +98,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-from . import allcnn  # noqa: E402  (registers its models)
+from . import allcnn, densenet  # noqa: E402  (each module registers its models)
 
 __all__ = ["create", "names", "hyperparameters", "register", "count_parameters", "count_flops",
-           "summary", "allcnn"]
+           "summary", "allcnn", "densenet"]

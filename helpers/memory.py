@@ -1,0 +1,95 @@
+"""Measuring the peak memory of a training step (forward and backward pass).
+
+On a CUDA GPU the answer is exact: the allocator's peak above what was allocated before the step
+(weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak resident
+memory (VmHWM) during the step, measured in a fresh Python process in which every allocation of
+64 KiB or more is mapped and unmapped directly, so that freed memory is returned at once and the
+peak reflects what the step really held. Elsewhere it cannot be measured and is reported as None.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from . import config, models
+
+_MIB = 2 ** 20
+
+
+def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32, 32),
+                     **hparams) -> dict:
+    """Peak memory (MiB) of one training step of ``create(model_name, **hparams)`` per batch size.
+
+    Returns ``{"device": ..., "method": ..., "peak_mib": {batch_size: MiB or None}}``."""
+    if config.device_type() == "cuda":
+        peaks = _measure(model_name, batch_sizes, input_shape, hparams, "cuda")
+        return {"device": config.hardware(), "method": "CUDA allocator peak",
+                "peak_mib": peaks}
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        return {"device": config.hardware(), "method": "not measurable on this system",
+                "peak_mib": {b: None for b in batch_sizes}}
+    request = json.dumps({"model": model_name, "batch_sizes": batch_sizes,
+                          "input_shape": list(input_shape), "hparams": hparams})
+    done = subprocess.run([sys.executable, "-m", "helpers.memory", request], check=True,
+                          capture_output=True, text=True)
+    peaks = {int(b): mib for b, mib in json.loads(done.stdout.splitlines()[-1]).items()}
+    return {"device": config.hardware(), "method": "peak resident memory (Linux VmHWM)",
+            "peak_mib": peaks}
+
+
+def _measure(model_name: str, batch_sizes: list[int], input_shape, hparams: dict,
+             device: str) -> dict:
+    torch.manual_seed(0)
+    model = models.create(model_name, **hparams).to(device).train()
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    num_classes = model(torch.zeros(2, *input_shape, device=device)).shape[1]
+    peaks = {}
+    for batch_size in batch_sizes:
+        x = torch.randn(batch_size, *input_shape, device=device)
+        y = torch.randint(num_classes, (batch_size,), device=device)
+        before = _start(device)
+        torch.nn.functional.cross_entropy(model(x), y).backward()
+        peaks[batch_size] = round(_peak_since(before, device) / _MIB, 1)
+    return peaks
+
+
+def _start(device: str) -> int:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    before = _status_bytes("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    return before
+
+
+def _peak_since(before: int, device: str) -> int:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    return _status_bytes("VmHWM") - before
+
+
+def _status_bytes(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not found in /proc/self/status")
+
+
+if __name__ == "__main__":  # the fresh process of a CPU measurement
+    M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+    task = json.loads(sys.argv[1])
+    result = _measure(task["model"], task["batch_sizes"], tuple(task["input_shape"]),
+                      task["hparams"], "cpu")
+    print(json.dumps(result))
