@@ -50,7 +50,8 @@ def _measure(model_name: str, batch_sizes: list[int], input_shape, hparams: dict
     model = models.create(model_name, **hparams).to(device).train()
     for parameter in model.parameters():
         parameter.grad = torch.zeros_like(parameter)
-    num_classes = model(torch.zeros(2, *input_shape, device=device)).shape[1]
+    with torch.no_grad():
+        num_classes = model(torch.zeros(2, *input_shape, device=device)).shape[1]
     peaks = {}
     for batch_size in batch_sizes:
         x = torch.randn(batch_size, *input_shape, device=device)
