@@ -1,10 +1,14 @@
-"""Finding, downloading and loading checkpoints: ``load_or_train``.
+"""Finding, downloading and loading checkpoints: ``load_or_train``, and the published models.
 
 A model's checkpoint is looked for in ``saved_models/<name>/best.ckpt``; else downloaded from
 its published URL (sha256-checked, with a timeout, into a temporary file renamed when complete);
 else the model is trained. With ``COURSE_OFFLINE`` set the download is skipped with one line.
 A corrupt, mismatching or wrong-hash file raises :class:`CheckpointError`, naming the file and
 what to do, instead of failing deep inside torch.
+
+``load_tutorial5(name)`` does this for the four CIFAR-10 models that UvA's Deep Learning course
+published with its Tutorial 5 (Phillip Lippe; MIT licence), and ``tutorial5_log(name)`` fetches
+and reads their TensorBoard training logs.
 """
 
 from __future__ import annotations
@@ -12,8 +16,11 @@ from __future__ import annotations
 import hashlib
 import http.client
 import json
+import logging
+import os
 import urllib.error
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -21,7 +28,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import config, files, training
+from . import config, files, models, training
 
 
 class CheckpointError(RuntimeError):
@@ -32,21 +39,34 @@ class DownloadError(RuntimeError):
     """A download that failed or arrived wrong; nothing was saved."""
 
 
+class NoNetworkError(DownloadError):
+    """The server could not be reached at all (no network, DNS, refused, timed out)."""
+
+
 def download(url: str, destination: str | Path, sha256: str | None = None,
              timeout: float = 30) -> Path:
     """Download ``url`` to ``destination`` with a progress bar; check its length and sha256.
 
     The bytes go to a temporary file beside the destination, renamed only when complete and
-    correct, so a failed or interrupted download leaves nothing behind."""
+    correct, so a failed or interrupted download leaves nothing behind. A server that cannot be
+    reached at all raises :class:`NoNetworkError`; anything else that goes wrong, a
+    :class:`DownloadError`."""
     if config.offline():
         raise DownloadError(f"COURSE_OFFLINE is set: not downloading {url}")
     destination = Path(destination)
     digest, received = hashlib.sha256(), 0
     with files.atomic_path(destination) as temporary:
         try:
-            with urllib.request.urlopen(url, timeout=timeout) as response, \
-                    open(temporary, "wb") as out:
-                expected = int(response.headers.get("Content-Length") or 0) or None
+            response = urllib.request.urlopen(url, timeout=timeout)
+        except urllib.error.HTTPError as error:
+            raise DownloadError(f"{url} answered {error.code} {error.reason}; nothing was saved. "
+                                f"The published file may have moved: check the URL.") from error
+        except (OSError, http.client.HTTPException) as error:  # DNS, refused, timed out
+            reason = getattr(error, "reason", error)
+            raise NoNetworkError(f"could not reach {url} ({reason})") from error
+        with response, open(temporary, "wb") as out:
+            expected = int(response.headers.get("Content-Length") or 0) or None
+            try:
                 with tqdm(total=expected, unit="B", unit_scale=True,
                           desc=f"downloading {destination.name}") as progress:
                     while chunk := response.read(1 << 16):
@@ -54,10 +74,10 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
                         digest.update(chunk)
                         received += len(chunk)
                         progress.update(len(chunk))
-        except (OSError, http.client.HTTPException) as error:  # URLError, timeouts, cut-offs
-            raise DownloadError(f"downloading {url} failed ({type(error).__name__}: {error}); "
-                                f"nothing was saved. Check the connection and run again, or set "
-                                f"COURSE_OFFLINE=1 to skip downloads.") from error
+            except (OSError, http.client.HTTPException) as error:
+                raise DownloadError(f"the download of {url} broke off after {received:,} bytes "
+                                    f"({type(error).__name__}); nothing was saved. Run again."
+                                    ) from error
         if expected is not None and received != expected:
             raise DownloadError(f"the download of {url} was truncated ({received:,} of "
                                 f"{expected:,} bytes); nothing was saved. Run again.")
@@ -109,24 +129,144 @@ def load_or_train(name: str, model: nn.Module, data=None, recipe=None, *, url: s
     path = folder / "best.ckpt"
     interrupted = (folder / "last.ckpt").exists() and not (folder / "run.json").exists()
     if path.exists() and not interrupted:
-        return _loaded_run(name, model, path, sha256)
-    if url:
-        if config.offline():
-            print(f"COURSE_OFFLINE is set: skipped downloading {name} from {url}.")
-        else:
-            download(url, path, sha256)
-            return _loaded_run(name, model, path, sha256=None)  # checked while downloading
+        return _loaded_run(name, model, path, sha256, url)
+    if url and _download_unless_offline(url, path, sha256, name):
+        return _loaded_run(name, model, path, None, url)  # sha256 checked while downloading
     if data is None or recipe is None:
-        raise CheckpointError(f"no checkpoint for {name} at {path}, and no data and recipe to "
-                              f"train it with.")
+        why = " (its download was skipped, as said above)" if url else ""
+        raise CheckpointError(f"no checkpoint for {name} at {path}{why}, and no data and recipe "
+                              f"to train it with.")
     return training.fit(model, data, recipe, name=name, **fit_options)
 
 
-def _loaded_run(name: str, model: nn.Module, path: Path, sha256: str | None) -> training.Run:
+def _download_unless_offline(url: str, path: Path, sha256: str | None, what: str) -> bool:
+    """Download ``url`` to ``path`` and return True. Offline, or with no network, say so in one
+    line and return False; a wrong or broken download is an error (DownloadError)."""
+    if config.offline():
+        print(f"COURSE_OFFLINE is set: skipped downloading {what} from {url}.")
+        return False
+    try:
+        download(url, path, sha256)
+    except NoNetworkError as error:
+        print(f"No network: {error}; skipped downloading {what} "
+              f"(set COURSE_OFFLINE=1 to skip without trying).")
+        return False
+    return True
+
+
+def _loaded_run(name: str, model: nn.Module, path: Path, sha256: str | None,
+                url: str | None) -> training.Run:
     load_weights(path, model, sha256)
     model.eval()
     print(f"Loaded {name} from {path}.")
     info_file, history_file = path.parent / "run.json", path.parent / "history.csv"
-    info = json.loads(info_file.read_text()) if info_file.exists() else {"checkpoint": str(path)}
+    info = (json.loads(info_file.read_text()) if info_file.exists()
+            else {"checkpoint": str(path), "url": url})
     history = pd.read_csv(history_file) if history_file.exists() else None
     return training.Run(name, model, history, info, path.parent)
+
+
+def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
+    """Every scalar in a TensorBoard event file (or a folder of them), read with TensorBoard's
+    own event reader: columns tag, step, value, wall_time."""
+    from tensorboard.backend.event_processing import event_accumulator
+    reader = event_accumulator.EventAccumulator(str(path),
+                                                size_guidance={event_accumulator.SCALARS: 0})
+    tensorboard_logger = logging.getLogger("tensorboard")
+    level = tensorboard_logger.level
+    tensorboard_logger.setLevel(logging.ERROR)  # it warns about graph events we do not read
+    try:
+        reader.Reload()
+    finally:
+        tensorboard_logger.setLevel(level)
+    return pd.DataFrame([{"tag": tag, "step": event.step, "value": event.value,
+                          "wall_time": event.wall_time}
+                         for tag in reader.Tags()["scalars"] for event in reader.Scalars(tag)])
+
+
+# --- the published UvA Tutorial 5 models ---------------------------------------------------------
+
+TUTORIAL5_URL = "https://raw.githubusercontent.com/phlippe/saved_models/main/tutorial5/"
+TUTORIAL5_STEPS_PER_EPOCH = 351  # 45,000 training images in full batches of 128
+
+
+@dataclass(frozen=True)
+class Published:
+    """A published checkpoint and its training log, with their sha256 and what it reached."""
+    checkpoint: str
+    checkpoint_sha256: str
+    log: str
+    log_sha256: str
+    test_acc: float   # the tutorial notebook's printed table (best-validation checkpoint)
+    recipe: str       # the course's name for the recipe it was trained with
+
+
+TUTORIAL5 = {
+    "googlenet": Published(
+        "GoogleNet.ckpt", "5453bd5d90d8547ca9d3639e8f07246c081fb3790382f6ea124642cad9b6b3d5",
+        "tensorboards/GoogleNet/events.out.tfevents.googlenet",
+        "57db06a18cc42f489203629af30a4b479a59a994780580451837a366add7ee66",
+        0.8970, "tutorial5-adamw"),
+    "resnet": Published(
+        "ResNet.ckpt", "c16348ee82a12444310bd9953f8cbe50d3654657ca76f6eb54e116714ce52a1a",
+        "tensorboards/ResNet/events.out.tfevents.resnet",
+        "fa0b724be28b442416fe95edb04ae8fc6b8b3d8b9c41597c7aa1e67723374759",
+        0.9106, "tutorial5-sgd"),
+    "preact-resnet": Published(
+        "ResNetPreAct.ckpt", "4ab71bf72ec58b72f800f5cec4822f1f25e2c47ca4cdc6eecc328d0681baf376",
+        "tensorboards/ResNetPreAct/events.out.tfevents.resnetpreact",
+        "e1a04cb13333cd4503694d2528621cc0b08ebcee0773ad4e936d3cb386f635b0",
+        0.9107, "tutorial5-sgd"),
+    "densenet": Published(
+        "DenseNet.ckpt", "43c8506c9562f000e13b21f2417bad5a44acce37949fd4d55b3596fc2da2e684",
+        "tensorboards/DenseNet/events.out.tfevents.densenet",
+        "4d597c62e449894e98e65a6023cd201f334b4fcdc49214ca6e126881cbe449bd",
+        0.9023, "tutorial5-adamw"),
+}
+
+
+def _tutorial5(name: str) -> Published:
+    if name not in TUTORIAL5:
+        raise ValueError(f"no published Tutorial 5 model {name!r}; valid: {', '.join(TUTORIAL5)}")
+    return TUTORIAL5[name]
+
+
+def tutorial5_url(file: str) -> str:
+    """Where a published file lives (``COURSE_TUTORIAL5_URL`` overrides the base, e.g. for a
+    mirror or a test server)."""
+    return os.environ.get("COURSE_TUTORIAL5_URL", TUTORIAL5_URL).rstrip("/") + "/" + file
+
+
+def load_tutorial5(name: str, data=None, recipe=None, **fit_options) -> training.Run:
+    """Tutorial 5's published CIFAR-10 model ``name``, in eval mode: from ``saved_models/``,
+    else downloaded and sha256-checked, else (given data) trained with the tutorial's recipe."""
+    published = _tutorial5(name)
+    return load_or_train(f"tutorial5-{name}", models.create(name), data,
+                         recipe or published.recipe, url=tutorial5_url(published.checkpoint),
+                         sha256=published.checkpoint_sha256, **fit_options)
+
+
+def tutorial5_log(name: str) -> pd.DataFrame | None:
+    """The published TensorBoard log of model ``name`` as a table (tag, step, epoch, value,
+    wall_time);
+    downloaded and checked like a checkpoint; None when offline and not yet downloaded.
+
+    ``epoch`` is training progress in epochs: the learning rate is logged at the start of each
+    epoch, everything else after ``step + 1`` of 351 steps per epoch. ``lr-SGD`` and
+    ``lr-AdamW`` are renamed ``lr``."""
+    published = _tutorial5(name)
+    folder = config.saved_models_dir() / f"tutorial5-{name}" / "tensorboard"
+    path = folder / Path(published.log).name
+    if path.exists():
+        if (actual := files.sha256(path)) != published.log_sha256:
+            raise CheckpointError(f"{path} has sha256 {actual}, expected {published.log_sha256}: "
+                                  f"it is corrupt. Delete {path} and run again to download it.")
+    elif not _download_unless_offline(tutorial5_url(published.log), path, published.log_sha256,
+                                      f"the training log of {name}"):
+        return None
+    table = tensorboard_scalars(path)
+    is_lr = table["tag"].str.startswith("lr-")
+    table.loc[is_lr, "tag"] = "lr"
+    table["epoch"] = (table["step"] + 1) / TUTORIAL5_STEPS_PER_EPOCH
+    table.loc[is_lr, "epoch"] = table.loc[is_lr, "step"]
+    return table[["tag", "step", "epoch", "value", "wall_time"]]

@@ -88,6 +88,17 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+def precision() -> str:
+    """Lightning's precision for this machine: bf16 autocast where the hardware computes bf16
+    natively (recent GPUs, CPUs with AVX512-BF16 or AMX), else fp32."""
+    kind = device_type()
+    if kind == "cuda" and torch.cuda.is_bf16_supported():
+        return "bf16-mixed"
+    if kind == "cpu" and cpu_has_bf16():
+        return "bf16-mixed"
+    return "32-true"
+
+
 def hardware() -> str:
     """A short description of the compute device, for provenance records."""
     kind = device_type()

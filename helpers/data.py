@@ -290,6 +290,41 @@ def random_flip(images: torch.Tensor, generator: torch.Generator) -> torch.Tenso
     return torch.where(flip[:, None, None, None], images.flip(3), images)
 
 
+def random_resized_crop(images: torch.Tensor, generator: torch.Generator, scale=(0.8, 1.0),
+                        ratio=(0.9, 1.1)) -> torch.Tensor:
+    """torchvision's RandomResizedCrop for a whole batch at once: per image a window of a random
+    fraction ``scale`` of the area and aspect ratio ``ratio`` (log-uniform) at a random place,
+    resized bilinearly to the full size by one ``grid_sample``. Windows that would stick out are
+    clipped to the image. Returns float images in the input's value range."""
+    n, _, height, width = images.shape
+
+    def uniform(low, high):
+        return low + (high - low) * torch.rand(n, device=images.device, generator=generator)
+
+    area = uniform(*scale)
+    aspect = torch.exp(uniform(math.log(ratio[0]), math.log(ratio[1])))
+    crop_w = (area * aspect).sqrt().clamp(max=1.0)  # fractions of the width and height
+    crop_h = (area / aspect).sqrt().clamp(max=1.0)
+    centre_x = uniform(-1.0, 1.0) * (1 - crop_w)  # in grid_sample's [-1, 1] coordinates
+    centre_y = uniform(-1.0, 1.0) * (1 - crop_h)
+    zero = torch.zeros_like(area)
+    theta = torch.stack([torch.stack([crop_w, zero, centre_x], 1),
+                         torch.stack([zero, crop_h, centre_y], 1)], 1)
+    grid = F.affine_grid(theta, [n, 1, height, width], align_corners=False)
+    return F.grid_sample(images.float(), grid, mode="bilinear", align_corners=False)
+
+
+def _crop_with_padding(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    return random_crop(images, 4, generator)
+
+
+# Named batch augmentations: functions of (images, generator), applied in order.
+AUGMENTATIONS = {
+    "crop-flip": (_crop_with_padding, random_flip),          # the standard CIFAR augmentation
+    "resized-crop-flip": (random_resized_crop, random_flip),  # UvA Tutorial 5's
+}
+
+
 class DeviceLoader:
     """Batches (normalised float images, labels) cut from uint8 tensors held on ``device``.
 
@@ -300,14 +335,14 @@ class DeviceLoader:
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
-                 mean, std, shuffle: bool = False, crop_padding: int = 0, flip: bool = False,
-                 drop_last: bool = False, seed: int = 0, device: str | torch.device = "cpu",
-                 rank: int = 0, world_size: int = 1):
+                 mean, std, shuffle: bool = False, augment=(), drop_last: bool = False,
+                 seed: int = 0, device: str | torch.device = "cpu", rank: int = 0,
+                 world_size: int = 1):
         self.device = torch.device(device)
         self.images = images.to(self.device)
         self.labels = labels.to(self.device)
         self.batch_size, self.shuffle, self.drop_last = batch_size, shuffle, drop_last
-        self.crop_padding, self.flip, self.seed = crop_padding, flip, seed
+        self.augment, self.seed = tuple(augment), seed
         self.rank, self.world_size = rank, world_size
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1) * 255
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1) * 255
@@ -336,10 +371,8 @@ class DeviceLoader:
         for start in range(0, len(self) * self.batch_size, self.batch_size):
             index = order[start:start + self.batch_size]
             images = self.images[index]
-            if self.crop_padding:
-                images = random_crop(images, self.crop_padding, generator)
-            if self.flip:
-                images = random_flip(images, generator)
+            for augmentation in self.augment:
+                images = augmentation(images, generator)
             yield (images.float() - self.mean) / self.std, self.labels[index]
         self.epoch += 1
 
@@ -356,14 +389,19 @@ class ImageDataModule(pl.LightningDataModule):
 
     The validation set is a seeded part of the official training split (never the test split).
     ``subset`` = (train, val, test) sizes, ``None`` for everything, or ``"auto"``: everything in
-    full mode, ``config.QUICK_SUBSET`` in quick mode. ``augment`` = random crop with 4 pixels of
-    zero padding, plus a horizontal flip where it preserves the label (not for MNIST digits).
+    full mode, ``config.QUICK_SUBSET`` in quick mode. ``augment`` names the training-batch
+    augmentation: "crop-flip" (random crop with 4 pixels of zero padding, horizontal flip),
+    "resized-crop-flip" (Tutorial 5's random resized crop and flip), or None. Flips are left out
+    where they do not preserve the label (MNIST digits).
     """
 
     def __init__(self, name: str, batch_size: int = 128, val_size: int | float = 5000,
-                 seed: int = 0, augment: bool = True, eval_batch_size: int = 1000,
+                 seed: int = 0, augment: str | None = "crop-flip", eval_batch_size: int = 1000,
                  subset: tuple | str | None = "auto"):
         super().__init__()
+        if augment is not None and augment not in AUGMENTATIONS:
+            raise ValueError(f"unknown augmentation {augment!r}; valid: "
+                             f"{', '.join(AUGMENTATIONS)}, or None")
         self.spec = spec(name)
         self.name, self.batch_size, self.val_size, self.seed = name, batch_size, val_size, seed
         self.augment, self.eval_batch_size, self.subset = augment, eval_batch_size, subset
@@ -417,12 +455,15 @@ class ImageDataModule(pl.LightningDataModule):
         training = part == "train"
         trainer = self.trainer
         rank, world = (trainer.global_rank, trainer.world_size) if trainer else (0, 1)
+        augment = ()
+        if training and self.augment:
+            augment = [f for f in AUGMENTATIONS[self.augment]
+                       if self.spec.flip or f is not random_flip]
         return DeviceLoader(
             images.images, images.labels, mean=self.mean, std=self.std, device=device,
             batch_size=self.batch_size if training else self.eval_batch_size,
             shuffle=training, drop_last=training, seed=self.seed, rank=rank, world_size=world,
-            crop_padding=4 if training and self.augment else 0,
-            flip=training and self.augment and self.spec.flip)
+            augment=augment)
 
     def _device(self):
         return self.trainer.strategy.root_device if self.trainer else torch.device("cpu")

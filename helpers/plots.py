@@ -71,6 +71,29 @@ def training_curves(histories: pd.DataFrame | dict, title: str | None = None) ->
     return figure
 
 
+LOGGED = {"val_acc": "validation accuracy", "train_loss": "training loss",
+          "lr": "learning rate"}
+
+
+def logged_curves(logs: dict, tags: dict = LOGGED, title: str | None = None) -> plt.Figure:
+    """One panel per logged quantity (``tags``: tag -> panel title) against training epochs, one
+    line per run; ``logs`` maps a run's name to a table with columns tag, epoch, value (as
+    ``checkpoints.tutorial5_log`` returns)."""
+    figure, axes = plt.subplots(1, len(tags), figsize=(4.7 * len(tags), 3.6), squeeze=False)
+    for ax, (tag, panel_title) in zip(axes[0], tags.items()):
+        for label, log in logs.items():
+            rows = log[log["tag"] == tag]
+            ax.plot(rows["epoch"], rows["value"], label=label, linewidth=1)
+        ax.set(xlabel="epoch", title=panel_title)
+        if tag in ("lr", "train_loss"):
+            ax.set_yscale("log")
+    axes[0][0].legend(fontsize=8)
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
 def confusion_matrix(labels: torch.Tensor, predictions: torch.Tensor, classes: list,
                      title: str | None = None) -> plt.Figure:
     """Row-normalised confusion matrix (rows: true class); class names shown up to 20 classes."""

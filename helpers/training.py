@@ -88,6 +88,14 @@ RECIPES = {recipe.name: recipe for recipe in [
     Recipe("adamw-cosine", optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="cosine",
            epochs=30, batch_size=128,
            source="AdamW (decoupled weight decay), cosine decay to 0"),
+    Recipe("tutorial5-sgd", lr=0.1, momentum=0.9, weight_decay=1e-4, schedule="step",
+           milestones=(100 / 180, 150 / 180), gamma=0.1, epochs=180, batch_size=128,
+           source="UvA DL Tutorial 5, ResNets: SGD momentum 0.9, lr 0.1 / 10 at epochs 100 "
+                  "and 150 of 180, weight decay 1e-4, batch 128"),
+    Recipe("tutorial5-adamw", optimizer="adamw", lr=1e-3, weight_decay=1e-4, schedule="step",
+           milestones=(100 / 180, 150 / 180), gamma=0.1, epochs=180, batch_size=128,
+           source="UvA DL Tutorial 5, GoogleNet and DenseNet: AdamW lr 1e-3 / 10 at epochs "
+                  "100 and 150 of 180, weight decay 1e-4, batch 128"),
     Recipe("densenet-paper", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
            schedule="step", milestones=(0.5, 0.75), gamma=0.1, epochs=300, batch_size=64,
            source="Huang et al. 2017 (DenseNet), CIFAR: SGD with Nesterov momentum 0.9, "
@@ -283,8 +291,10 @@ class Run:
     def provenance(self) -> str:
         """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
         info = self.info
-        if "test_acc" not in info:
-            return f"loaded from {info.get('checkpoint', self.directory)}"
+        if "test_acc" not in info:  # a checkpoint without a run record: downloaded, or copied
+            if info.get("url"):
+                return f"published checkpoint {info['url']}, not trained by the course"
+            return f"checkpoint {info.get('checkpoint', self.directory)} without a run record"
         if info["smoke_run"]:
             return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
         return (f"{info['data']}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "
@@ -301,22 +311,12 @@ def results_table(runs: dict[str, Run]) -> pd.DataFrame:
         "provenance": run.provenance} for name, run in runs.items()]).set_index("model")
 
 
-def auto_precision() -> str:
-    """bf16 autocast where the hardware computes bf16 natively, else fp32."""
-    kind = config.device_type()
-    if kind == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
-    if kind == "cpu" and config.cpu_has_bf16():
-        return "bf16-mixed"
-    return "32-true"
-
-
 def _trainer(precision: str, **options) -> pl.Trainer:
     options.setdefault("accelerator", config.device_type())
     options.setdefault("devices", 1)
     options.setdefault("logger", False)
     options.setdefault("enable_progress_bar", True)
-    return pl.Trainer(precision=auto_precision() if precision == "auto" else precision,
+    return pl.Trainer(precision=config.precision() if precision == "auto" else precision,
                       enable_model_summary=False, num_sanity_val_steps=0,
                       plugins=[AtomicCheckpointIO()], **options)
 

@@ -62,7 +62,7 @@ def test_a_wrong_sha256_leaves_nothing(tmp_path, monkeypatch, server):
 
 def test_a_missing_file_is_a_clear_error(tmp_path, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
-    with pytest.raises(checkpoints.DownloadError, match="absent.ckpt failed.*404"):
+    with pytest.raises(checkpoints.DownloadError, match="absent.ckpt answered 404.*check the URL"):
         checkpoints.download(server.url("/absent.ckpt"), tmp_path / "model.ckpt")
     assert _leftovers(tmp_path) == []
 

@@ -262,11 +262,52 @@ def _labelled_images(n):
 def test_device_loader_keeps_labels_with_their_images():
     images, labels = _labelled_images(100)
     loader = data.DeviceLoader(images, labels, batch_size=32, mean=(0, 0, 0), std=(1, 1, 1),
-                               shuffle=True, crop_padding=2, flip=True, drop_last=True)
+                               shuffle=True, augment=data.AUGMENTATIONS["crop-flip"],
+                               drop_last=True)
     assert len(loader) == 3
     for x, y in loader:
         assert x.shape == (32, 3, 8, 8) and x.dtype == torch.float32 and y.dtype == torch.int64
         assert torch.equal(x.amax(dim=(1, 2, 3)), (y * 10 + 5).float() / 255)
+
+
+def test_random_resized_crop_of_the_whole_image_is_the_image():
+    images = torch.randint(0, 256, (4, 3, 8, 8), dtype=torch.uint8)
+    same = data.random_resized_crop(images, torch.Generator().manual_seed(0), scale=(1, 1),
+                                    ratio=(1, 1))
+    assert same.dtype == torch.float32 and torch.allclose(same, images.float(), atol=1e-3)
+
+
+def test_random_resized_crop_zooms_into_random_windows():
+    """A quarter of the area, square: a 4x4 window of an 8x8 image, upsampled twice."""
+    images = torch.arange(64, dtype=torch.uint8).view(1, 1, 8, 8).expand(16, 3, 8, 8).clone()
+    zoomed = data.random_resized_crop(images, torch.Generator().manual_seed(0), scale=(0.25, 0.25),
+                                      ratio=(1, 1))
+    assert zoomed.shape == images.shape
+    spans = zoomed[:, 0].amax(dim=(1, 2)) - zoomed[:, 0].amin(dim=(1, 2))
+    assert (spans < 40).all()  # a window: the full image spans 63
+    assert len({round(v, 3) for v in zoomed[:, 0, 0, 0].tolist()}) > 1  # at random places
+
+
+def test_augmentations_keep_labels_with_their_images_for_every_recipe():
+    labels = torch.arange(64) % 10
+    images = (labels * 10 + 5).to(torch.uint8).view(64, 1, 1, 1).expand(64, 3, 16, 16).clone()
+    for name, augment in data.AUGMENTATIONS.items():
+        loader = data.DeviceLoader(images, labels, batch_size=64, mean=(0,) * 3, std=(1,) * 3,
+                                   shuffle=True, augment=augment)
+        x, y = next(iter(loader))
+        centre = x[:, :, 7:9, 7:9].mean(dim=(1, 2, 3))  # no padding reaches the centre
+        assert torch.allclose(centre, (y * 10 + 5).float() / 255, atol=1e-5), name
+
+
+def test_unknown_augmentation_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="'cutout'.*crop-flip, resized-crop-flip, or None"):
+        data.ImageDataModule("CIFAR10", augment="cutout")
+
+
+def test_digits_are_never_flipped():
+    module = data.ImageDataModule("MNIST", subset=(64, 16, 16))
+    assert data.random_flip not in module.loader("train").augment
+    assert data.random_flip in data.ImageDataModule("CIFAR10").loader("train").augment
 
 
 def test_device_loader_evaluation_sees_every_image_once_in_order():

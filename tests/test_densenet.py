@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import checkpoints, memory, models
+from helpers import checkpoints, measure, models
 from helpers.models.densenet import DenseNet, densenet, layers_per_block
 
 # Published configurations: exact counts and channel traces (allconv_and_densenet.md, 4.2).
@@ -108,10 +108,10 @@ def test_memory_efficient_variant_equals_the_plain_one(bottleneck_width):
 
 
 def test_memory_efficient_variant_stores_less():
-    plain = memory.peak_step_memory("densenet-bc-100-k12", [32])
+    plain = measure.peak_step_memory("densenet-bc-100-k12", [32])
     if plain["peak_mib"][32] is None:
         pytest.skip(f"peak memory cannot be measured here: {plain['method']}")
-    efficient = memory.peak_step_memory("densenet-bc-100-k12", [32], memory_efficient=True)
+    efficient = measure.peak_step_memory("densenet-bc-100-k12", [32], memory_efficient=True)
     assert plain["peak_mib"][32] > 2 * efficient["peak_mib"][32] > 0
     assert plain["method"] == "peak resident memory (Linux VmHWM)" == efficient["method"]
 

@@ -71,3 +71,14 @@ def test_channel_growth_plots_each_dense_layers_input_width():
     widths = list(figure.axes[0].lines[0].get_ydata())
     assert len(widths) == 36 and widths[:3] == [16, 28, 40]
     assert widths[11] == 148 and widths[12] == 160 and widths[-1] == 436  # after a transition
+
+
+def test_logged_curves_one_panel_per_tag_one_line_per_run():
+    log = pd.DataFrame({"tag": ["val_acc", "val_acc", "lr", "lr", "train_loss"],
+                        "epoch": [1, 2, 0, 1, 0.5], "value": [0.5, 0.6, 0.1, 0.01, 2.0]})
+    figure = plots.logged_curves({"a": log, "b": log})
+    assert [ax.get_title() for ax in figure.axes] == ["validation accuracy", "training loss",
+                                                      "learning rate"]
+    assert all(len(ax.lines) == 2 for ax in figure.axes)
+    assert list(figure.axes[0].lines[0].get_ydata()) == [0.5, 0.6]
+    assert figure.axes[2].get_yscale() == "log"

@@ -18,6 +18,30 @@ from torch.utils.flop_counter import FlopCounterMode
 
 _REGISTRY: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
 
+ACTIVATIONS = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
+# The gain He initialisation uses for each activation (GELU is close enough to ReLU).
+_INIT_GAIN = {"relu": "relu", "gelu": "relu", "leakyrelu": "leaky_relu", "tanh": "tanh"}
+
+
+def activation(name: str) -> nn.Module:
+    """A fresh activation module by name; an unknown name lists the valid ones."""
+    if name not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]()
+
+
+def init_weights(model: nn.Module, act_fn: str, mode: str = "fan_in") -> None:
+    """He-normal convolutions for the activation, BatchNorm scale 1 and shift 0, zero linear
+    biases: the initialisation of torchvision's and UvA Tutorial 5's CIFAR models."""
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode=mode, nonlinearity=_INIT_GAIN[act_fn])
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+        elif isinstance(module, nn.Linear):
+            nn.init.zeros_(module.bias)
+
 
 def register(name: str, builder: Callable[..., nn.Module], **preset) -> None:
     """Make ``builder`` available as ``create(name)``, with ``preset`` as fixed defaults."""
@@ -98,7 +122,7 @@ def summary(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-from . import allcnn, densenet  # noqa: E402  (each module registers its models)
+from . import allcnn, densenet, inception, resnet  # noqa: E402  (each registers its models)
 
 __all__ = ["create", "names", "hyperparameters", "register", "count_parameters", "count_flops",
-           "summary", "allcnn", "densenet"]
+           "summary", "activation", "init_weights", "allcnn", "densenet", "inception", "resnet"]

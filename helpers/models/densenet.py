@@ -24,16 +24,7 @@ import torch
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from . import register
-
-ACTIVATIONS = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
-
-
-def activation(name: str) -> nn.Module:
-    """A fresh activation module by name; an unknown name lists the valid ones."""
-    if name not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {name!r}; valid: {', '.join(ACTIVATIONS)}")
-    return ACTIVATIONS[name]()
+from . import activation, init_weights, register
 
 
 def layers_per_block(depth: int, bottleneck: bool, blocks: int = 3) -> int:
@@ -168,15 +159,7 @@ class DenseNet(nn.Module):
         self.output_net = nn.Sequential(nn.BatchNorm2d(width), activation(act_fn),
                                         nn.AdaptiveAvgPool2d(1), nn.Flatten(),
                                         nn.Linear(width, num_classes))
-        gain = {"relu": "relu", "gelu": "relu", "leakyrelu": "leaky_relu", "tanh": "tanh"}
-        for module in self.modules():
-            if isinstance(module, nn.Conv2d):  # He initialisation, as torchvision and Tutorial 5
-                nn.init.kaiming_normal_(module.weight, nonlinearity=gain[act_fn])
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-            elif isinstance(module, nn.Linear):
-                nn.init.zeros_(module.bias)
+        init_weights(self, act_fn)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_net(self.blocks(self.input_net(x)))

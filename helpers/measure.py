@@ -1,4 +1,6 @@
-"""Measuring the peak memory of a training step (forward and backward pass).
+"""Measuring models: the peak memory of a training step, and inference throughput.
+
+Peak memory of a training step (forward and backward pass):
 
 On a CUDA GPU the answer is exact: the allocator's peak above what was allocated before the step
 (weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak resident
@@ -14,6 +16,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -37,11 +40,42 @@ def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32
                 "peak_mib": {b: None for b in batch_sizes}}
     request = json.dumps({"model": model_name, "batch_sizes": batch_sizes,
                           "input_shape": list(input_shape), "hparams": hparams})
-    done = subprocess.run([sys.executable, "-m", "helpers.memory", request], check=True,
+    done = subprocess.run([sys.executable, "-m", "helpers.measure", request], check=True,
                           capture_output=True, text=True)
     peaks = {int(b): mib for b, mib in json.loads(done.stdout.splitlines()[-1]).items()}
     return {"device": config.hardware(), "method": "peak resident memory (Linux VmHWM)",
             "peak_mib": peaks}
+
+
+def inference_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 256,
+                         batches: int = 5) -> float:
+    """Images per second of ``model``'s forward pass on this machine's device, in eval mode with
+    the training path's settings (bf16 autocast and channels_last where they help), timed over
+    ``batches`` batches after two warm-up batches."""
+    device = config.device_type()
+    model = model.to(device).eval()
+    x = torch.randn(batch_size, *input_shape, device=device)
+    if device in ("cuda", "cpu"):
+        model = model.to(memory_format=torch.channels_last)
+        x = x.contiguous(memory_format=torch.channels_last)
+    autocast = torch.autocast(device, dtype=torch.bfloat16,
+                              enabled=config.precision() == "bf16-mixed")
+    with torch.inference_mode(), autocast:
+        for _ in range(2):
+            model(x)
+        _synchronize(device)
+        start = time.perf_counter()
+        for _ in range(batches):
+            model(x)
+        _synchronize(device)
+    return batch_size * batches / (time.perf_counter() - start)
+
+
+def _synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+    elif device == "mps":
+        torch.mps.synchronize()
 
 
 def _measure(model_name: str, batch_sizes: list[int], input_shape, hparams: dict,
