@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMOKE := COURSE_MODE=quick COURSE_OFFLINE=1
 
-.PHONY: setup test course lab clean
+.PHONY: setup test course lab bench clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ course: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+bench: setup
+	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf build saved_models/quick

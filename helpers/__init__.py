@@ -2,9 +2,9 @@
 
 One module per concern: ``config`` (mode, offline flag, folders, device), ``data`` (data sets and
 on-device batches), ``models`` (the architectures, built by name), ``training`` (the one training
-path), ``checkpoints`` (load, download or train), ``measure`` (peak memory of a training step,
-inference throughput), ``plots`` (figures and tables), ``files`` (writes that are never
-half-done).
+path), ``checkpoints`` (load, download or train), ``checkered`` (checkered subsampling),
+``measure`` (peak memory of a training step, inference throughput), ``plots`` (figures and
+tables), ``files`` (writes that are never half-done).
 
 Modules are imported on first use (``helpers.models`` works after ``import helpers``), so that a
 process needing only one of them does not pay for importing Lightning and matplotlib.
@@ -12,7 +12,8 @@ process needing only one of them does not pay for importing Lightning and matplo
 
 import importlib
 
-_MODULES = ("config", "files", "data", "models", "training", "checkpoints", "measure", "plots")
+_MODULES = ("config", "files", "data", "models", "training", "checkpoints", "checkered", "measure",
+            "plots")
 
 
 def __getattr__(name):

@@ -18,6 +18,7 @@ PIL, no per-image Python and no worker processes.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 import math
@@ -271,7 +272,7 @@ def split_indices(n: int, val_size: int | float,
     return order[count:], order[:count]
 
 
-def random_crop(images: torch.Tensor, padding: int, generator: torch.Generator) -> torch.Tensor:
+def random_crop(images: torch.Tensor, generator: torch.Generator, padding: int = 4) -> torch.Tensor:
     """Zero-pad a batch by ``padding`` and cut a random window of the original size per image,
     as one gather for the whole batch."""
     n, _, height, width = images.shape
@@ -314,14 +315,24 @@ def random_resized_crop(images: torch.Tensor, generator: torch.Generator, scale=
     return F.grid_sample(images.float(), grid, mode="bilinear", align_corners=False)
 
 
-def _crop_with_padding(images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    return random_crop(images, 4, generator)
+def random_rotation(images: torch.Tensor, generator: torch.Generator,
+                    degrees: float = 15) -> torch.Tensor:
+    """torchvision's RandomRotation for a whole batch: each image turned about its centre by an
+    angle drawn uniformly from [-degrees, degrees], nearest-neighbour, zeros outside."""
+    n = len(images)
+    uniform = torch.rand(n, device=images.device, generator=generator) * 2 - 1
+    angle = uniform * math.radians(degrees)
+    cos, sin, zero = angle.cos(), angle.sin(), torch.zeros_like(angle)
+    theta = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
+    grid = F.affine_grid(theta, [n, 1, *images.shape[2:]], align_corners=False)
+    return F.grid_sample(images.float(), grid, mode="nearest", align_corners=False)
 
 
 # Named batch augmentations: functions of (images, generator), applied in order.
 AUGMENTATIONS = {
-    "crop-flip": (_crop_with_padding, random_flip),          # the standard CIFAR augmentation
+    "crop-flip": (random_crop, random_flip),                  # the standard CIFAR augmentation
     "resized-crop-flip": (random_resized_crop, random_flip),  # UvA Tutorial 5's
+    "rotate-crop": (random_rotation, functools.partial(random_crop, padding=2)),  # the CCNN demo's
 }
 
 
@@ -391,8 +402,9 @@ class ImageDataModule(pl.LightningDataModule):
     ``subset`` = (train, val, test) sizes, ``None`` for everything, or ``"auto"``: everything in
     full mode, ``config.QUICK_SUBSET`` in quick mode. ``augment`` names the training-batch
     augmentation: "crop-flip" (random crop with 4 pixels of zero padding, horizontal flip),
-    "resized-crop-flip" (Tutorial 5's random resized crop and flip), or None. Flips are left out
-    where they do not preserve the label (MNIST digits).
+    "resized-crop-flip" (Tutorial 5's random resized crop and flip), "rotate-crop" (the
+    checkered-CNN demo's rotation by up to 15 degrees and crop with 2 pixels of padding), or
+    None. Flips are left out where they do not preserve the label (MNIST digits).
     """
 
     def __init__(self, name: str, batch_size: int = 128, val_size: int | float = 5000,

@@ -17,13 +17,18 @@ from collections.abc import Iterator
 def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``target``; rename it onto ``target`` if the block succeeds."""
     target = Path(target)
+    created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]
     target.parent.mkdir(parents=True, exist_ok=True)
     temporary = target.with_name(f".{target.name}.{os.getpid()}.part")
     try:
         yield temporary
         os.replace(temporary, target)
-    finally:
+    except BaseException:
         temporary.unlink(missing_ok=True)
+        for folder in created:  # innermost first; only the empty ones we made
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        raise
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:

@@ -1,17 +1,17 @@
 """Measuring models: the peak memory of a training step, and inference throughput.
 
-Peak memory of a training step (forward and backward pass):
-
-On a CUDA GPU the answer is exact: the allocator's peak above what was allocated before the step
-(weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak resident
-memory (VmHWM) during the step, measured in a fresh Python process in which every allocation of
-64 KiB or more is mapped and unmapped directly, so that freed memory is returned at once and the
-peak reflects what the step really held. Elsewhere it cannot be measured and is reported as None.
+Peak memory: on a CUDA GPU the answer is exact, the allocator's peak above what was allocated
+before (weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak
+resident memory (VmHWM), measured in a process in which every allocation of 64 KiB or more is
+mapped and unmapped directly, so that freed memory is returned at once and the peak reflects
+what was really held; ``peak_step_memory`` starts a fresh process for that. Elsewhere it cannot
+be measured and is reported as None.
 """
 
 from __future__ import annotations
 
 import ctypes
+import functools
 import json
 import os
 import subprocess
@@ -56,7 +56,7 @@ def inference_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_
     model = model.to(device).eval()
     x = torch.randn(batch_size, *input_shape, device=device)
     if device in ("cuda", "cpu"):
-        model = model.to(memory_format=torch.channels_last)
+        model = models.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device, dtype=torch.bfloat16,
                               enabled=config.precision() == "bf16-mixed")
@@ -90,10 +90,33 @@ def _measure(model_name: str, batch_sizes: list[int], input_shape, hparams: dict
     for batch_size in batch_sizes:
         x = torch.randn(batch_size, *input_shape, device=device)
         y = torch.randint(num_classes, (batch_size,), device=device)
-        before = _start(device)
-        torch.nn.functional.cross_entropy(model(x), y).backward()
-        peaks[batch_size] = round(_peak_since(before, device) / _MIB, 1)
+        step = functools.partial(_training_step, model, x, y)
+        peaks[batch_size] = peak_memory_mib(step, device)
     return peaks
+
+
+def _training_step(model, x, y) -> None:
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+
+
+def track_cpu_peaks() -> None:
+    """Make CPU peak-memory measurements of this process exact from now on: glibc then maps and
+    unmaps every allocation of 64 KiB or more directly, so freed memory leaves the process at
+    once. For measuring processes only: it makes allocation slower."""
+    M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+
+
+def peak_memory_mib(fn, device: str | None = None) -> float | None:
+    """How much memory (MiB) ``fn()`` needs at its peak beyond what was held before: the CUDA
+    allocator's peak on a GPU; on a Linux CPU the growth of the peak resident memory (exact
+    after ``track_cpu_peaks()``); None where neither can be read."""
+    device = device or config.device_type()
+    if device == "cpu" and not os.access("/proc/self/clear_refs", os.W_OK):
+        return None
+    before = _start(device)
+    fn()
+    return round(_peak_since(before, device) / _MIB, 1)
 
 
 def _start(device: str) -> int:
@@ -122,8 +145,7 @@ def _status_bytes(key: str) -> int:
 
 
 if __name__ == "__main__":  # the fresh process of a CPU measurement
-    M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+    track_cpu_peaks()
     task = json.loads(sys.argv[1])
     result = _measure(task["model"], task["batch_sizes"], tuple(task["input_shape"]),
                       task["hparams"], "cpu")

@@ -163,6 +163,31 @@ def channel_growth(networks: dict, title: str | None = None) -> plt.Figure:
     return figure
 
 
+def sampled_pixels_figure(size: int = 16, steps: int = 3,
+                          methods=("traditional", "naive", "lattice", "random")) -> plt.Figure:
+    """Which input pixels are still sampled after 1..steps stride-2 subsamplings, per method
+    (rows) and step (columns); each colour is one submap, white is not sampled."""
+    from .checkered import sampled_pixels
+    figure, axes = plt.subplots(len(methods), steps, figsize=(2.3 * steps, 2.4 * len(methods)),
+                                squeeze=False)
+    for row, method in enumerate(methods):
+        for column in range(steps):
+            kept = sampled_pixels(size, column + 1, method).float()
+            kept[kept < 0] = float("nan")
+            ax = axes[row][column]
+            ax.imshow(kept.numpy(), cmap="tab20", interpolation="nearest", vmin=0, vmax=19)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            submaps = int(kept.nan_to_num(-1).max()) + 1
+            ax.set_title(f"{column + 1} step{'s' * (column > 0)}: {submaps} submap"
+                         f"{'s' * (submaps > 1)}", fontsize=8)
+            if column == 0:
+                ax.set_ylabel(method)
+    figure.suptitle(f"pixels of a {size}x{size} input still sampled (colour: submap)")
+    figure.tight_layout()
+    return figure
+
+
 def show_source(obj) -> None:
     """Display the source code of a class or function from helpers, syntax-highlighted."""
     from IPython.display import Code, display

@@ -96,6 +96,11 @@ RECIPES = {recipe.name: recipe for recipe in [
            milestones=(100 / 180, 150 / 180), gamma=0.1, epochs=180, batch_size=128,
            source="UvA DL Tutorial 5, GoogleNet and DenseNet: AdamW lr 1e-3 / 10 at epochs "
                   "100 and 150 of 180, weight decay 1e-4, batch 128"),
+    Recipe("ccnn-toy-paper", lr=1.6, momentum=0.9, nesterov=True, weight_decay=0.0,
+           schedule="step", milestones=(0.5, 0.75), gamma=0.1, epochs=100, batch_size=16,
+           source="Sadigh & Sen's MNIST demo: SGD with Nesterov momentum 0.9, no weight decay, "
+                  "lr / 10 at 50% and 75% of 100 epochs, batch 16; its lr 0.1 on the summed "
+                  "loss of 16 images is exactly lr 1.6 on the mean loss used here"),
     Recipe("densenet-paper", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
            schedule="step", milestones=(0.5, 0.75), gamma=0.1, epochs=300, batch_size=64,
            source="Huang et al. 2017 (DenseNet), CIFAR: SGD with Nesterov momentum 0.9, "
@@ -154,7 +159,7 @@ class Classifier(pl.LightningModule):
     def __init__(self, model: nn.Module, recipe: Recipe | None = None, seed: int = 0,
                  channels_last: bool = False, tta: bool = False):
         super().__init__()
-        self.model = model.to(memory_format=torch.channels_last) if channels_last else model
+        self.model = models.to_channels_last(model) if channels_last else model
         self.recipe, self.seed, self.channels_last, self.tta = recipe, seed, channels_last, tta
         self.save_hyperparameters({
             "model": getattr(model, "spec", None), "seed": seed,
@@ -324,12 +329,13 @@ def _trainer(precision: str, **options) -> pl.Trainer:
 def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cosine", *,
         name: str, epochs: int | None = None, seed: int = 0, precision: str = "auto",
         channels_last: bool | None = None, resume: bool | None = None,
-        directory: str | Path | None = None, **trainer_options) -> Run:
+        directory: str | Path | None = None, note: str = "", **trainer_options) -> Run:
     """Train ``model`` on ``data`` with ``recipe`` into ``<directory>/<name>/``.
 
     Quick mode caps the epochs at ``config.QUICK_EPOCHS`` and starts afresh; full mode resumes
     from ``last.ckpt`` when the run was interrupted (``resume`` overrides either). The recipe
-    decides the batch size. Extra keyword arguments go to ``pl.Trainer`` (e.g. ``devices=4,
+    decides the batch size. ``note`` is kept in the run record (e.g. how a recipe was
+    shortened). Extra keyword arguments go to ``pl.Trainer`` (e.g. ``devices=4,
     strategy="ddp"`` to scale one run across GPUs).
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
@@ -381,7 +387,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_seconds": round(float(table["seconds"].sum()), 1),
         "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
-        "test_loss": test["test_loss"], "test_acc": test["test_acc"],
+        "test_loss": test["test_loss"], "test_acc": test["test_acc"], "note": note,
     }
     files.write_text(directory / "run.json", json.dumps(info, indent=1))
     files.write_text(directory / "history.csv", table.to_csv(index=False))

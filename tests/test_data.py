@@ -231,7 +231,7 @@ def test_quick_mode_takes_the_quick_subset():
 
 def test_random_crop_cuts_windows_of_the_padded_image():
     images = torch.randint(0, 256, (16, 3, 8, 8), dtype=torch.uint8)
-    cropped = data.random_crop(images, 2, torch.Generator().manual_seed(0))
+    cropped = data.random_crop(images, torch.Generator().manual_seed(0), padding=2)
     assert cropped.shape == images.shape and cropped.dtype == torch.uint8
     padded = torch.nn.functional.pad(images, (2, 2, 2, 2))
     offsets = set()
@@ -299,8 +299,20 @@ def test_augmentations_keep_labels_with_their_images_for_every_recipe():
         assert torch.allclose(centre, (y * 10 + 5).float() / 255, atol=1e-5), name
 
 
+def test_random_rotation_turns_images_about_their_centre():
+    image = torch.zeros(1, 1, 9, 9, dtype=torch.uint8)
+    image[0, 0, 4, :] = 255                        # a horizontal line through the centre
+    batch = image.expand(64, 1, 9, 9)
+    turned = data.random_rotation(batch, torch.Generator().manual_seed(0), degrees=90)
+    assert turned.shape == batch.shape and (turned[:, 0, 4, 4] == 255).all()  # the centre stays
+    vertical = turned[:, 0, :, 4].sum(1) > 255 * 6  # some turned near 90 degrees
+    assert vertical.any() and not vertical.all()
+    same = data.random_rotation(batch, torch.Generator().manual_seed(0), degrees=0)
+    assert torch.equal(same, batch.float())
+
+
 def test_unknown_augmentation_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="'cutout'.*crop-flip, resized-crop-flip, or None"):
+    with pytest.raises(ValueError, match="'cutout'.*crop-flip, resized-crop-flip, rotate-crop, or"):
         data.ImageDataModule("CIFAR10", augment="cutout")
 
 

@@ -84,6 +84,15 @@ def _lookup(name: str):
     return _REGISTRY[name]
 
 
+def to_channels_last(model: nn.Module) -> nn.Module:
+    """Store every 4-D weight channels-last (faster convolutions on most hardware); other
+    tensors, such as the 5-D weights of checkered layers, stay as they are."""
+    for tensor in (*model.parameters(), *model.buffers()):
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+    return model
+
+
 def count_parameters(model: nn.Module) -> int:
     """Learnable parameters (what papers count; BatchNorm running statistics are buffers)."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -122,7 +131,8 @@ def summary(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-from . import allcnn, densenet, inception, resnet  # noqa: E402  (each registers its models)
+from . import allcnn, ccnn, densenet, inception, resnet  # noqa: E402  (each registers its models)
 
 __all__ = ["create", "names", "hyperparameters", "register", "count_parameters", "count_flops",
-           "summary", "activation", "init_weights", "allcnn", "densenet", "inception", "resnet"]
+           "summary", "to_channels_last", "activation", "init_weights", "allcnn", "ccnn",
+           "densenet", "inception", "resnet"]

@@ -1,0 +1,419 @@
+"""Checkered subsampling (Sadigh & Sen, "Improving the Resolution of CNN Feature Maps
+Efficiently with Multisampling", arXiv 1805.10766).
+
+A stride-2 layer normally keeps 1 of the 4 positions of every 2x2 window. A checkered layer keeps
+2, on a diagonal of the window, each in a submap of its own: height and width halve as usual, the
+number of submaps doubles, and only half of the resolution is lost instead of three quarters.
+Tensors carry the submaps in an extra axis: (N, C, S, H, W).
+
+Which diagonal a submap is sampled on is its *sampler*: 0 keeps (top-left, bottom-right), 1 keeps
+(top-right, bottom-left). Output submap i holds input submap i's first sample and output submap
+S + i its second. The sequence of samplers for the S input submaps is "naive" (all 0, as the
+original experiments), "lattice" (spreads the samples evenly) or "random" (a fixed random choice
+per submap count).
+
+Unlike the original implementation, which computes all four shifted strided convolutions and
+keeps two, :class:`CheckeredConv2d` computes only the two it keeps, as one convolution call.
+:func:`convert_to_checkered` turns a CNN into a checkered one without any edit of its ``forward``.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+from torch.overrides import TorchFunctionMode
+
+SAMPLINGS = ("naive", "lattice", "random")
+
+
+# --- sampler sequences ---------------------------------------------------------------------------
+
+@functools.cache
+def _lattice_steps(steps: int) -> tuple:
+    """Lattice sampler sequences for 1, 2, 4, ... 2**(steps-1) input submaps.
+
+    After j checkered steps the samples of the 2**j submaps are cosets of a grid of spacing 2**j;
+    their offsets form a permutation ("n rooks": every row and column once). Choosing the
+    samplers so that the offsets are the rank-1 lattice {(r, a*r mod 2**j)} spreads them evenly.
+    Each step can only refine the previous lattice (a mod 2**(j-1) is fixed), so at every step
+    we take, of the two refinements, the one whose closest pair of samples (on the torus) is
+    farthest apart; on a tie, the one closer to naive. This reproduces the sequences of the
+    original repository's table for its first five steps."""
+    def closest(n, a):
+        return min(math.hypot(min(i, n - i), min(a * i % n, n - a * i % n)) for i in range(1, n))
+
+    offsets, multiplier, sequences = [(0, 0)], 1, []
+    for step in range(steps):
+        spacing = 2 ** step
+        options = []
+        for a in ([multiplier] if step == 0 else [multiplier, multiplier + spacing]):
+            sequence = [0 if a * row % (2 * spacing) == col else 1 for row, col in offsets]
+            options.append((closest(2 * spacing, a), -sum(sequence), a, sequence))
+        _, _, multiplier, sequence = max(options)
+        sequences.append(tuple(sequence))
+        first = [(r, c if s == 0 else c + spacing) for (r, c), s in zip(offsets, sequence)]
+        second = [(r + spacing, c + spacing if s == 0 else c)
+                  for (r, c), s in zip(offsets, sequence)]
+        offsets = first + second
+    return tuple(sequences)
+
+
+def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> list[int]:
+    """The sampler (0 or 1) for each of ``submaps`` input submaps of a stride-2 layer."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+    if sampling == "naive":
+        return [0] * submaps
+    if sampling == "random":
+        generator = torch.Generator().manual_seed(seed * 1_000_003 + submaps)
+        return torch.randint(2, (submaps,), generator=generator).tolist()
+    step = submaps.bit_length() - 1
+    if submaps != 2 ** step:
+        raise ValueError(f"lattice sampling needs a power-of-two number of submaps, got {submaps}")
+    return list(_lattice_steps(step + 1)[step])
+
+
+# --- the layers ----------------------------------------------------------------------------------
+
+def _pair(value) -> tuple[int, int]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _fold(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, S, H, W) -> (N*S, C, H, W): every submap becomes an image of the batch. The
+    checkered layers return their 5-D results as views of such batches, so this is free."""
+    n, c, s, h, w = x.shape
+    return x.transpose(1, 2).reshape(n * s, c, h, w)
+
+
+def _unfold(x: torch.Tensor, n: int) -> torch.Tensor:
+    """(N*S, C, H, W) -> (N, C, S, H, W), as a view."""
+    _, c, h, w = x.shape
+    return x.view(n, -1, c, h, w).transpose(1, 2)
+
+
+def checkered_subsample(x: torch.Tensor, op, padding, pad_value: float,
+                        samplers: list[int]) -> torch.Tensor:
+    """Apply ``op`` (a stride-2 operation on unpadded 4-D input) at the two kept positions of
+    every 2x2 window: (N, C, S, H, W) -> (N, C', 2S, H', W').
+
+    Each input submap is padded once and shifted by its sampler's two offsets, (0, 0) and
+    (1, 1) for sampler 0 or (0, 1) and (1, 0) for sampler 1 (views of the padded batch, unless
+    the samplers differ), and ``op`` runs on the first and on the second samples."""
+    n, _, s, h, w = x.shape
+    pad_h, pad_w = _pair(padding)
+    padded = F.pad(_fold(x), (pad_w, pad_w + 1, pad_h, pad_h + 1), value=pad_value)
+    height, width = h + 2 * pad_h, w + 2 * pad_w
+
+    def shifted(dy, dx):
+        return padded[:, :, dy:dy + height, dx:dx + width]
+
+    if any(samplers):
+        mask = torch.tensor(samplers, dtype=torch.bool, device=x.device).repeat(n)
+        mask = mask[:, None, None, None]
+        first = torch.where(mask, shifted(0, 1), shifted(0, 0))
+        second = torch.where(mask, shifted(1, 0), shifted(1, 1))
+    else:
+        first, second = shifted(0, 0), shifted(1, 1)
+    halves = [op(part) for part in (first, second)]                 # 2 x (N*S, C', H', W')
+    out = torch.stack([half.view(n, s, *half.shape[1:]) for half in halves], dim=1)
+    return out.view(n, 2 * s, *out.shape[3:]).transpose(1, 2)      # (N, C', 2S, H', W')
+
+
+class _Checkered(nn.Module):
+    """Common part of the checkered layers: stride 1 or 2, and the sampling of stride 2."""
+
+    def __init__(self, stride, padding, sampling: str):
+        super().__init__()
+        stride = _pair(stride)
+        if stride not in ((1, 1), (2, 2)):
+            raise ValueError(f"checkered layers take stride 1 or 2, not {stride}")
+        if sampling not in SAMPLINGS:
+            raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        self.stride, self.padding, self.sampling = stride[0], _pair(padding), sampling
+
+    def extra_repr(self) -> str:
+        return f"stride={self.stride}, padding={self.padding}, sampling={self.sampling!r}"
+
+
+class CheckeredConv2d(_Checkered):
+    """A 2-D convolution applied to every submap of (N, C, S, H, W) with the same weights.
+
+    At stride 2 each output position is computed for the two kept samples only. ``depth > 1``
+    convolves ``depth`` neighbouring submaps together (a depth x k x k kernel; the submap axis is
+    not padded, so S shrinks by depth - 1). Parameters: exactly those of the ``Conv2d`` with
+    ``depth`` times the input channels, so depth 1 has the Conv2d's count."""
+
+    def __init__(self, in_channels: int, out_channels: int, kernel_size, stride=1, padding=0,
+                 depth: int = 1, bias: bool = True, dilation=1, groups: int = 1,
+                 sampling: str = "naive"):
+        super().__init__(stride, padding, sampling)
+        self.depth, self.dilation, self.groups = depth, _pair(dilation), groups
+        kernel = _pair(kernel_size)
+        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, depth, *kernel))
+        self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
+        nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
+        if self.bias is not None:
+            bound = 1 / math.sqrt(self.weight[0].numel())
+            nn.init.uniform_(self.bias, -bound, bound)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.depth > 1:  # stack each window of `depth` submaps as channels
+            n, c, s, h, w = x.shape
+            windows = x.unfold(2, self.depth, 1)              # (N, C, S', H, W, depth)
+            x = windows.permute(0, 1, 5, 2, 3, 4).reshape(n, c * self.depth, -1, h, w)
+        weight = self.weight.flatten(1, 2)                     # (out, in * depth, kh, kw)
+        conv = functools.partial(F.conv2d, weight=weight, bias=self.bias,
+                                 dilation=self.dilation, groups=self.groups)
+        if self.stride == 1:
+            return _unfold(conv(_fold(x), padding=self.padding), x.shape[0])
+        samplers = sampler_sequence(x.shape[2], self.sampling)
+        return checkered_subsample(x, functools.partial(conv, stride=2), self.padding, 0.0,
+                                   samplers)
+
+
+class CheckeredMaxPool2d(_Checkered):
+    """Max-pooling of every submap; at stride 2 the two kept windows only. Padding is -inf, as
+    in nn.MaxPool2d (the original padded with zeros)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, sampling: str = "naive"):
+        super().__init__(kernel_size if stride is None else stride, padding, sampling)
+        self.kernel_size = _pair(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return _unfold(F.max_pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
+        pool = functools.partial(F.max_pool2d, kernel_size=self.kernel_size, stride=2)
+        return checkered_subsample(x, pool, self.padding, -math.inf,
+                                   sampler_sequence(x.shape[2], self.sampling))
+
+
+class CheckeredAvgPool2d(_Checkered):
+    """Average pooling of every submap (zero padding counted, nn.AvgPool2d's default)."""
+
+    def __init__(self, kernel_size, stride=None, padding=0, sampling: str = "naive"):
+        super().__init__(kernel_size if stride is None else stride, padding, sampling)
+        self.kernel_size = _pair(kernel_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.stride == 1:
+            return _unfold(F.avg_pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
+        pool = functools.partial(F.avg_pool2d, kernel_size=self.kernel_size, stride=2)
+        return checkered_subsample(x, pool, self.padding, 0.0,
+                                   sampler_sequence(x.shape[2], self.sampling))
+
+
+class SubmapMeanPool(nn.Module):
+    """Adaptive (average or max) pooling of every submap, then the mean over the submaps: the
+    point where a checkered network returns to ordinary (N, C, h, w) tensors."""
+
+    def __init__(self, output_size, mode: str = "avg"):
+        super().__init__()
+        self.output_size, self.mode = output_size, mode
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pool = F.adaptive_avg_pool2d if self.mode == "avg" else F.adaptive_max_pool2d
+        return _unfold(pool(_fold(x), self.output_size), x.shape[0]).mean(dim=2)
+
+    def extra_repr(self) -> str:
+        return f"output_size={self.output_size}, mode={self.mode!r}"
+
+
+# --- converting a CNN ----------------------------------------------------------------------------
+
+class ConversionError(ValueError):
+    """Parts of a model that the converter cannot turn into checkered ones, each by name."""
+
+
+def _converted(layer: nn.Module, sampling: str) -> nn.Module | None:
+    """The checkered replacement of a 2-D layer (weights and statistics reused), None if the
+    layer needs none (it works on 5-D tensors as it is), or raises ConversionError."""
+    if isinstance(layer, nn.Conv2d):
+        if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
+            raise ConversionError(f"padding {layer.padding!r} / {layer.padding_mode}")
+        new = CheckeredConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
+                              layer.stride, layer.padding, bias=layer.bias is not None,
+                              dilation=layer.dilation, groups=layer.groups, sampling=sampling)
+        new.to(layer.weight)  # same device and dtype
+        with torch.no_grad():
+            new.weight.copy_(layer.weight.unsqueeze(2))
+            if layer.bias is not None:
+                new.bias.copy_(layer.bias)
+        return new
+    if isinstance(layer, nn.BatchNorm2d):
+        new = nn.BatchNorm3d(layer.num_features, layer.eps, layer.momentum, layer.affine,
+                             layer.track_running_stats)
+        if layer.running_mean is not None:
+            new.to(layer.running_mean)  # same device and dtype
+        new.load_state_dict(layer.state_dict())
+        return new
+    if isinstance(layer, nn.Dropout2d):
+        return nn.Dropout3d(layer.p, layer.inplace)
+    if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
+        if layer.ceil_mode or getattr(layer, "dilation", 1) not in (1, (1, 1)):
+            raise ConversionError("ceil_mode or dilation")
+        if isinstance(layer, nn.AvgPool2d) and not layer.count_include_pad:
+            raise ConversionError("count_include_pad=False")
+        cls = CheckeredMaxPool2d if isinstance(layer, nn.MaxPool2d) else CheckeredAvgPool2d
+        return cls(layer.kernel_size, layer.stride, layer.padding, sampling=sampling)
+    if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        return SubmapMeanPool(layer.output_size,
+                              "avg" if isinstance(layer, nn.AdaptiveAvgPool2d) else "max")
+    return None
+
+
+# Layers and functions that act on each element (or each channel) alone, so 5-D input is fine.
+_ELEMENTWISE_LAYERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh,
+                       nn.Sigmoid, nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout3d,
+                       nn.BatchNorm3d, CheckeredConv2d, CheckeredMaxPool2d, CheckeredAvgPool2d,
+                       SubmapMeanPool)
+_ELEMENTWISE_FUNCTIONS = {
+    "relu", "relu_", "relu6", "gelu", "silu", "elu", "leaky_relu", "leaky_relu_", "tanh",
+    "sigmoid", "hardtanh", "dropout", "add", "add_", "sub", "mul", "div", "__add__", "__iadd__",
+    "__radd__", "__sub__", "__mul__", "__rmul__", "__imul__", "__truediv__", "clone",
+    "contiguous", "size", "dim", "__get__", "to", "float", "detach", "batch_norm"}
+
+
+class _FunctionalCalls(TorchFunctionMode):
+    """Records calls on 5-D tensors that are not element- or channel-wise, made in a model's own
+    ``forward`` code (not inside a layer), with the model part they happen in, during one
+    probing forward pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.stack, self.problems = [], []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        name = getattr(func, "__name__", str(func))
+        # Inside a leaf layer the layer itself is what counts (allowed, or reported by name).
+        inside_leaf = self.stack and next(self.stack[-1][1].children(), None) is None
+        values = [*args, *kwargs.values()]
+        values += [v for a in values if isinstance(a, (list, tuple)) for v in a]  # torch.cat
+        five_d = any(isinstance(v, torch.Tensor) and v.dim() == 5 for v in values)
+        if five_d and not inside_leaf:
+            channel_cat = name == "cat" and kwargs.get("dim", args[1] if len(args) > 1 else 0) == 1
+            if name not in _ELEMENTWISE_FUNCTIONS and not channel_cat:
+                where = self.stack[-1][0] if self.stack else "the top-level forward"
+                self.problems.append(f"functional call {name!r} on a 5-D tensor in {where}")
+        return func(*args, **kwargs)
+
+
+class CheckeredNet(nn.Module):
+    """A converted network: inserts the submap axis in front of ``model`` (averaging it away at
+    the end, if the model did not), so that it takes and returns ordinary tensors."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4:
+            raise ValueError(f"a converted network takes ordinary (N, C, H, W) images and adds "
+                             f"the submap axis itself; got a {x.dim()}-D tensor {tuple(x.shape)}")
+        out = self.model(x.unsqueeze(2))
+        return out.mean(dim=2) if out.dim() == 5 else out
+
+
+def convert_to_checkered(model: nn.Module, sampling: str = "naive",
+                         input_shape: tuple | None = None) -> CheckeredNet:
+    """A checkered copy of ``model`` (the original is left as it is).
+
+    Conv2d, BatchNorm2d, Dropout2d, MaxPool2d, AvgPool2d, AdaptiveAvgPool2d and
+    AdaptiveMaxPool2d are replaced, reusing weights and running statistics; adaptive pooling
+    also averages over the submaps. A probing forward pass (on zeros of ``input_shape``, by
+    default the first convolution's channels at 32x32) then checks that every layer and every
+    functional call that sees a 5-D tensor can handle it; anything else raises a
+    ConversionError that names each part."""
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+    converted, problems = copy.deepcopy(model), []
+    for parent_name, parent in list(converted.named_modules()):
+        for child_name, child in list(parent.named_children()):
+            qualified = f"{parent_name}.{child_name}" if parent_name else child_name
+            try:
+                new = _converted(child, sampling)
+            except ConversionError as error:
+                problems.append(f"{qualified} ({type(child).__name__}): {error} is not supported")
+                continue
+            if new is not None:
+                setattr(parent, child_name, new)
+    if problems:
+        raise ConversionError("cannot convert:\n  " + "\n  ".join(problems))
+    net = CheckeredNet(converted)
+    _probe(net, input_shape or _first_input_shape(model))
+    return net
+
+
+def _first_input_shape(model: nn.Module) -> tuple:
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ConversionError("the model has no Conv2d; pass input_shape")
+    return (first.in_channels, 32, 32)
+
+
+def _probe(net: CheckeredNet, input_shape: tuple) -> None:
+    recorder, hooks = _FunctionalCalls(), []
+    for name, module in net.model.named_modules():
+        label = name or type(net.model).__name__
+
+        def enter(module, args, label=label):
+            recorder.stack.append((label, module))
+            if (next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor)
+                    and args[0].dim() == 5 and not isinstance(module, _ELEMENTWISE_LAYERS)):
+                recorder.problems.append(f"layer {label} ({type(module).__name__}) gets a 5-D "
+                                         f"tensor and has no checkered version")
+
+        def leave(*_):
+            recorder.stack.pop()  # (returning it would replace the module's output)
+
+        hooks.append(module.register_forward_pre_hook(enter))
+        hooks.append(module.register_forward_hook(leave))
+    was_training = net.training
+    like = next(net.parameters(), torch.zeros(()))  # probe with the model's dtype and device
+    probe = torch.zeros(2, 1, *input_shape, dtype=like.dtype, device=like.device).transpose(1, 2)
+    try:
+        with torch.no_grad(), recorder:
+            net.eval().model(probe)
+    except Exception as error:  # a shape error downstream of an unconvertible part
+        recorder.problems.append(f"the probing forward pass failed: {type(error).__name__}: "
+                                 f"{error}")
+    finally:
+        for hook in hooks:
+            hook.remove()
+        net.train(was_training)
+    if recorder.problems:
+        unique = list(dict.fromkeys(recorder.problems))
+        raise ConversionError("the converted model cannot run as it is:\n  " + "\n  ".join(unique)
+                              + "\nReplace these parts by layers, or convert them by hand.")
+
+
+# --- what a sequence of subsamplings keeps -------------------------------------------------------
+
+def sampled_pixels(size: int, steps: int, method: str) -> torch.Tensor:
+    """Which pixels of a size x size input are still sampled after ``steps`` stride-2
+    subsamplings: a (size, size) tensor holding the submap index at each sampled pixel, -1
+    elsewhere. ``method``: "traditional" (ordinary stride 2) or a checkered sampling. Computed
+    by running the actual pooling layers (kernel 1, stride 2) on an image of pixel indices."""
+    index = torch.arange(1, size * size + 1, dtype=torch.float64).view(1, 1, size, size)
+    if method == "traditional":
+        x = index
+        for _ in range(steps):
+            x = F.max_pool2d(x, 1, stride=2)
+        x = x.unsqueeze(2)
+    else:
+        layer = CheckeredMaxPool2d(1, stride=2, sampling=method)
+        x = index.unsqueeze(2)
+        for _ in range(steps):
+            x = layer(x)
+    result = torch.full((size * size,), -1, dtype=torch.long)
+    for submap in range(x.shape[2]):
+        picked = x[0, 0, submap].flatten()
+        picked = picked[torch.isfinite(picked) & (picked > 0)].long() - 1
+        result[picked] = submap
+    return result.view(size, size)

@@ -1,0 +1,282 @@
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from helpers import checkered, models, plots
+from helpers.checkered import (CheckeredAvgPool2d, CheckeredConv2d, CheckeredMaxPool2d,
+                               ConversionError, convert_to_checkered, sampled_pixels,
+                               sampler_sequence)
+
+BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "checkered_layer.py"
+_spec = importlib.util.spec_from_file_location("checkered_layer", BENCHMARK)
+benchmark = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmark)
+
+# The original repository's lattice table, as quoted in the reference notes (first five steps).
+PUBLISHED_LATTICE = {1: [0], 2: [0, 0], 4: [0, 1, 0, 1], 8: [0, 1, 1, 0, 0, 0, 1, 1],
+                     16: [0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0]}
+
+
+# --- samplers --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("submaps, expected", PUBLISHED_LATTICE.items())
+def test_lattice_reproduces_the_published_sequences(submaps, expected):
+    assert sampler_sequence(submaps, "lattice") == expected
+
+
+def test_naive_and_random_sequences():
+    assert sampler_sequence(8, "naive") == [0] * 8
+    random = sampler_sequence(64, "random")
+    assert random == sampler_sequence(64, "random") and 10 < sum(random) < 54
+
+
+def test_bad_sampling_arguments():
+    with pytest.raises(ValueError, match="'diagonal'.*naive, lattice, random"):
+        sampler_sequence(4, "diagonal")
+    with pytest.raises(ValueError, match="power-of-two number of submaps, got 3"):
+        sampler_sequence(3, "lattice")
+    with pytest.raises(ValueError, match="stride 1 or 2, not \\(3, 3\\)"):
+        CheckeredConv2d(3, 3, 3, stride=3)
+
+
+# --- the layer -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("stride, depth, expected", [
+    (1, 1, (2, 8, 4, 9, 9)), (2, 1, (2, 8, 8, 5, 5)), (1, 2, (2, 8, 3, 9, 9)),
+    (2, 2, (2, 8, 6, 5, 5))])
+def test_shapes(stride, depth, expected):
+    layer = CheckeredConv2d(3, 8, 3, stride=stride, padding=1, depth=depth)
+    assert layer(torch.randn(2, 3, 4, 9, 9)).shape == expected
+
+
+@pytest.mark.parametrize("depth", [1, 2])
+def test_parameters_are_those_of_the_plain_convolution(depth):
+    plain = nn.Conv2d(16 * depth, 32, 3)
+    assert (models.count_parameters(CheckeredConv2d(16, 32, 3, depth=depth))
+            == models.count_parameters(plain))
+
+
+@pytest.mark.parametrize("kernel, padding", [(3, 1), (1, 0), (5, 2)])
+@pytest.mark.parametrize("size", [8, 9])
+def test_submap_0_is_the_ordinary_stride_2_convolution(kernel, padding, size):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(3, 5, kernel, stride=2, padding=padding).double()
+    layer = convert_to_checkered(nn.Sequential(conv), input_shape=(3, size, size)).model[0]
+    x = torch.randn(2, 3, size, size, dtype=torch.float64)
+    out = layer(x.unsqueeze(2))
+    assert out.shape[2] == 2 and torch.allclose(out[:, :, 0], conv(x), atol=1e-12)
+
+
+def test_each_sampler_keeps_its_diagonal_of_the_stride_1_output():
+    """Sampler 0 keeps (even, even) and (odd, odd) positions; sampler 1 (even, odd) and
+    (odd, even). With lattice sampling of 4 submaps both kinds occur."""
+    torch.manual_seed(0)
+    layer = CheckeredConv2d(3, 4, 3, stride=2, padding=1, sampling="lattice").double()
+    x = torch.randn(2, 3, 4, 8, 8, dtype=torch.float64)
+    out = layer(x)
+    full = F.conv3d(x, layer.weight, layer.bias, padding=(0, 1, 1))  # stride 1, every position
+    for submap, sampler in enumerate(sampler_sequence(4, "lattice")):
+        first = full[:, :, submap, 0::2, 1::2] if sampler else full[:, :, submap, 0::2, 0::2]
+        second = full[:, :, submap, 1::2, 0::2] if sampler else full[:, :, submap, 1::2, 1::2]
+        assert torch.allclose(out[:, :, submap], first, atol=1e-12)
+        assert torch.allclose(out[:, :, 4 + submap], second, atol=1e-12)
+
+
+@pytest.mark.parametrize("sampling", ["naive", "lattice", "random"])
+def test_the_course_layer_equals_the_original_four_shift_algorithm(sampling):
+    torch.manual_seed(0)
+    layer = CheckeredConv2d(6, 5, 3, stride=2, padding=1, sampling=sampling).double()
+    x = torch.randn(3, 6, 8, 10, 10, dtype=torch.float64)
+    assert torch.allclose(layer(x), benchmark.four_shift_conv(x, layer), atol=1e-12)
+
+
+def test_depth_2_mixes_neighbouring_submaps_like_a_3d_convolution():
+    torch.manual_seed(0)
+    layer = CheckeredConv2d(3, 4, 3, padding=1, depth=2).double()
+    x = torch.randn(2, 3, 4, 6, 6, dtype=torch.float64)
+    reference = F.conv3d(x, layer.weight, layer.bias, padding=(0, 1, 1))
+    assert torch.allclose(layer(x), reference, atol=1e-12)
+
+
+def test_max_pooling_pads_with_minus_infinity():
+    x = -1 - torch.rand(2, 3, 1, 8, 8)  # all negative: zero padding would win at the borders
+    out = CheckeredMaxPool2d(3, stride=2, padding=1)(x)
+    assert torch.equal(out[:, :, 0], F.max_pool2d(x[:, :, 0], 3, stride=2, padding=1))
+    assert (out < 0).all()
+
+
+def test_average_pooling_submap_0_is_the_ordinary_pooling():
+    x = torch.randn(2, 3, 1, 8, 8)
+    out = CheckeredAvgPool2d(2)(x)
+    assert out.shape == (2, 3, 2, 4, 4)
+    assert torch.allclose(out[:, :, 0], F.avg_pool2d(x[:, :, 0], 2))
+    shifted = F.pad(x[:, :, 0, 1:, 1:], (0, 1, 0, 1))  # windows from (1, 1): a zero border
+    assert torch.allclose(out[:, :, 1], F.avg_pool2d(shifted, 2))
+
+
+# --- the converter ---------------------------------------------------------------------------
+
+def _randomise_batchnorm(model):
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+    return model
+
+
+@pytest.mark.parametrize("name", ["resnet", "preact-resnet", "googlenet", "densenet"])
+def test_converted_model_keeps_parameters_and_gives_the_original_on_submap_0(name):
+    """In eval mode, every block's submap 0 is the original network's activation (here in
+    float64, so that 'equal' means equal up to rounding of the last bits)."""
+    torch.manual_seed(0)
+    cnn = _randomise_batchnorm(models.create(name)).double().eval()
+    ccnn = convert_to_checkered(cnn).eval()
+    assert models.count_parameters(ccnn) == models.count_parameters(cnn)
+    blocks = "inception_blocks" if name == "googlenet" else "blocks"
+    seen = {}
+    for label, net in (("cnn", getattr(cnn, blocks)), ("ccnn", getattr(ccnn.model, blocks))):
+        for index, block in enumerate(net):
+            block.register_forward_hook(
+                lambda m, i, out, key=(label, index): seen.__setitem__(key, out))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        assert ccnn(x).shape == cnn(x).shape == (2, 10)
+    for index in range(len(getattr(cnn, blocks))):
+        plain, checkered_out = seen[("cnn", index)], seen[("ccnn", index)]
+        assert checkered_out.dim() == 5
+        assert torch.allclose(checkered_out[:, :, 0], plain, atol=1e-10), index
+    assert any(seen[("ccnn", i)].shape[2] > 1 for i in range(len(getattr(cnn, blocks))))
+
+
+TUTORIAL5 = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uvadlc-tutorial5"
+
+
+@pytest.mark.skipif(not (TUTORIAL5 / "ResNet.ckpt").exists(),
+                    reason="the published Tutorial 5 ResNet is not beside the checkout")
+def test_the_published_resnet_converts_to_itself_on_submap_0():
+    from helpers import checkpoints
+    cnn = models.create("resnet")
+    checkpoints.load_weights(TUTORIAL5 / "ResNet.ckpt", cnn)
+    cnn = cnn.double().eval()
+    ccnn = convert_to_checkered(cnn).eval()
+    features = {}
+    cnn.blocks.register_forward_hook(lambda m, i, out: features.__setitem__("cnn", out))
+    ccnn.model.blocks.register_forward_hook(lambda m, i, out: features.__setitem__("ccnn", out))
+    x = torch.randn(4, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        cnn(x), ccnn(x)
+    assert features["ccnn"].shape == (4, 64, 4, 8, 8)
+    assert torch.allclose(features["ccnn"][:, :, 0], features["cnn"], atol=1e-10)
+
+
+def test_converter_reuses_weights_and_statistics_and_leaves_the_original():
+    torch.manual_seed(0)
+    cnn = _randomise_batchnorm(models.create("resnet"))
+    ccnn = convert_to_checkered(cnn)
+    assert isinstance(cnn.blocks[3].net[0], nn.Conv2d)  # untouched
+    converted = ccnn.model.blocks[3]
+    assert isinstance(converted.net[0], CheckeredConv2d)
+    assert torch.equal(converted.net[0].weight[:, :, 0], cnn.blocks[3].net[0].weight)
+    assert isinstance(converted.net[1], nn.BatchNorm3d)
+    assert torch.equal(converted.net[1].running_var, cnn.blocks[3].net[1].running_var)
+    assert converted.net[0].stride == 2 and converted.downsample.stride == 2
+
+
+def test_converted_model_trains():
+    torch.manual_seed(0)
+    ccnn = convert_to_checkered(models.create("resnet", num_blocks=(1, 1, 1)), sampling="lattice")
+    loss = F.cross_entropy(ccnn(torch.randn(4, 3, 32, 32)), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in ccnn.parameters())
+
+
+def test_a_functional_call_on_submaps_is_named():
+    with pytest.raises(ConversionError, match="functional call 'mean' on a 5-D tensor in AllCNN"):
+        convert_to_checkered(models.create("allcnn"))
+
+
+def test_a_layer_without_a_checkered_version_is_named():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3))
+    with pytest.raises(ConversionError, match=r"layer 1 \(Upsample\) gets a 5-D tensor") as error:
+        convert_to_checkered(model)
+    assert "interpolate" not in str(error.value)  # named once, as the layer
+
+
+@pytest.mark.parametrize("layer, message", [
+    (nn.Conv2d(3, 4, 3, padding="same"), "0 \\(Conv2d\\): padding 'same'"),
+    (nn.AvgPool2d(2, count_include_pad=False), "count_include_pad=False"),
+    (nn.MaxPool2d(2, ceil_mode=True), "ceil_mode"),
+])
+def test_unsupported_settings_are_named(layer, message):
+    with pytest.raises(ConversionError, match=message):
+        convert_to_checkered(nn.Sequential(layer), input_shape=(3, 8, 8))
+
+
+def test_a_converted_network_takes_ordinary_images():
+    ccnn = convert_to_checkered(models.create("resnet", num_blocks=(1, 1, 1)))
+    with pytest.raises(ValueError, match="ordinary \\(N, C, H, W\\) images .*5-D"):
+        ccnn(torch.zeros(2, 3, 1, 32, 32))
+
+
+def test_unknown_sampling_is_refused_by_the_converter():
+    with pytest.raises(ValueError, match="'spiral'"):
+        convert_to_checkered(models.create("resnet"), sampling="spiral")
+
+
+# --- the lattices ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("method", ["naive", "lattice", "random"])
+@pytest.mark.parametrize("size, steps", [(16, 3), (32, 5), (31, 4), (50, 3), (64, 6)])
+def test_checkered_sampling_covers_every_row_and_column(method, size, steps):
+    kept = sampled_pixels(size, steps, method) >= 0
+    assert kept.any(dim=1).all() and kept.any(dim=0).all()
+    traditional = (sampled_pixels(size, steps, "traditional") >= 0).sum()
+    assert kept.sum() >= 2 ** steps // 2 * traditional  # about 2**steps times as many samples
+
+
+def test_traditional_subsampling_leaves_rows_and_columns_out():
+    kept = sampled_pixels(16, 2, "traditional") >= 0
+    assert kept.sum() == 16 and kept.any(dim=1).sum() == 4
+
+
+def test_lattice_spreads_the_samples_better_than_naive():
+    def closest_pair(method):
+        points = (sampled_pixels(16, 3, method) >= 0).nonzero().float()
+        return (torch.cdist(points, points) + torch.eye(len(points)) * 1e9).min().item()
+
+    assert closest_pair("lattice") == pytest.approx(8 ** 0.5)  # evenly spread
+    assert closest_pair("naive") == pytest.approx(2 ** 0.5)    # diagonal lines of touching pixels
+
+
+def test_sampling_figure_one_panel_per_method_and_step():
+    figure = plots.sampled_pixels_figure(16, 3)
+    assert len(figure.axes) == 12
+    import matplotlib.pyplot as plt
+    plt.close(figure)
+
+
+# --- the toy models --------------------------------------------------------------------------
+
+def test_toy_models_parameter_counts_and_shapes():
+    ccnn, cnn = models.create("ccnn-toy"), models.create("cnn-toy")
+    assert models.count_parameters(ccnn) == 93_833
+    assert models.count_parameters(cnn) == 67_913
+    assert models.count_parameters(convert_to_checkered(cnn, input_shape=(1, 28, 28))) == 67_913
+    shapes = models.summary(ccnn, (1, 28, 28))
+    conv_shapes = shapes[shapes["type"] == "CheckeredConv2d"]["output shape"].tolist()
+    assert conv_shapes == [(32, 1, 28, 28), (32, 1, 28, 28), (45, 2, 14, 14), (45, 2, 14, 14),
+                           (64, 1, 14, 14)]
+    assert ccnn.eval()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
+def test_flops_grow_with_the_submaps():
+    cnn = models.create("resnet")
+    flops = models.count_flops(cnn, (3, 32, 32))
+    ccnn_flops = models.count_flops(convert_to_checkered(cnn), (3, 32, 32))
+    assert 2 * flops < ccnn_flops < 4 * flops  # 1, 2 and 4 submaps in the three stages
+    assert checkered.SAMPLINGS == ("naive", "lattice", "random")
