@@ -177,9 +177,9 @@ class CheckeredConv2d(_Checkered):
                                    samplers)
 
 
-class CheckeredMaxPool2d(_Checkered):
-    """Max-pooling of every submap; at stride 2 the two kept windows only. Padding is -inf, as
-    in nn.MaxPool2d (the original padded with zeros)."""
+class _CheckeredPool(_Checkered):
+    """Pooling of every submap; at stride 2 the two kept windows only. Subclasses name the 2-D
+    pooling (``pool2d``) and the value padding takes (``pad_value``)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, sampling: str = "naive"):
         super().__init__(kernel_size if stride is None else stride, padding, sampling)
@@ -187,25 +187,23 @@ class CheckeredMaxPool2d(_Checkered):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.stride == 1:
-            return _unfold(F.max_pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
-        pool = functools.partial(F.max_pool2d, kernel_size=self.kernel_size, stride=2)
-        return checkered_subsample(x, pool, self.padding, -math.inf,
+            return _unfold(self.pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
+        pool = functools.partial(self.pool2d, kernel_size=self.kernel_size, stride=2)
+        return checkered_subsample(x, pool, self.padding, self.pad_value,
                                    sampler_sequence(x.shape[2], self.sampling))
 
 
-class CheckeredAvgPool2d(_Checkered):
-    """Average pooling of every submap (zero padding counted, nn.AvgPool2d's default)."""
+class CheckeredMaxPool2d(_CheckeredPool):
+    """Checkered max-pooling. Padding is -inf, as in nn.MaxPool2d (the original padded with
+    zeros, which wins over negative inputs at the borders)."""
+    pool2d = staticmethod(F.max_pool2d)
+    pad_value = -math.inf
 
-    def __init__(self, kernel_size, stride=None, padding=0, sampling: str = "naive"):
-        super().__init__(kernel_size if stride is None else stride, padding, sampling)
-        self.kernel_size = _pair(kernel_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.stride == 1:
-            return _unfold(F.avg_pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
-        pool = functools.partial(F.avg_pool2d, kernel_size=self.kernel_size, stride=2)
-        return checkered_subsample(x, pool, self.padding, 0.0,
-                                   sampler_sequence(x.shape[2], self.sampling))
+class CheckeredAvgPool2d(_CheckeredPool):
+    """Checkered average pooling (zero padding counted, nn.AvgPool2d's default)."""
+    pool2d = staticmethod(F.avg_pool2d)
+    pad_value = 0.0
 
 
 class SubmapMeanPool(nn.Module):
