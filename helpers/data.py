@@ -388,6 +388,21 @@ class DeviceLoader:
         self.epoch += 1
 
 
+def _reshaped(part: ImageSet, size: int | None, channels: int | None) -> ImageSet:
+    """Images resized (bilinear) to size x size and with a single channel repeated to
+    ``channels``, as uint8 again: how Mundt et al. fed MNIST-type data to 3-channel 32x32 VGGs."""
+    images = part.images
+    if size and images.shape[-2:] != (size, size):
+        resized = [F.interpolate(chunk.float(), size=(size, size), mode="bilinear",
+                                 align_corners=False) for chunk in images.split(4096)]
+        images = torch.cat(resized).round().clamp(0, 255).to(torch.uint8)
+    if channels and images.shape[1] != channels:
+        if images.shape[1] != 1:
+            raise ValueError(f"cannot turn {images.shape[1]} channels into {channels}")
+        images = images.expand(-1, channels, -1, -1).contiguous()
+    return ImageSet(images, part.labels, part.classes, part.source)
+
+
 def denormalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
     """Undo a loader's normalisation: float batch -> uint8 images, to look at what it serves."""
     mean = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
@@ -400,7 +415,11 @@ class ImageDataModule(pl.LightningDataModule):
 
     The validation set is a seeded part of the official training split (never the test split).
     ``subset`` = (train, val, test) sizes, ``None`` for everything, or ``"auto"``: everything in
-    full mode, ``config.QUICK_SUBSET`` in quick mode. ``augment`` names the training-batch
+    full mode, ``config.QUICK_SUBSET`` in quick mode. ``test_every_epoch`` also evaluates the
+    test set after every epoch (for protocols that report it; selection stays on validation).
+    ``size`` and ``channels`` resize the images and repeat a single channel (e.g. MNIST-type
+    data for 3-channel 32x32 networks); their statistics are then taken from the resized
+    training part. ``augment`` names the training-batch
     augmentation: "crop-flip" (random crop with 4 pixels of zero padding, horizontal flip),
     "resized-crop-flip" (Tutorial 5's random resized crop and flip), "rotate-crop" (the
     checkered-CNN demo's rotation by up to 15 degrees and crop with 2 pixels of padding), or
@@ -409,7 +428,8 @@ class ImageDataModule(pl.LightningDataModule):
 
     def __init__(self, name: str, batch_size: int = 128, val_size: int | float = 5000,
                  seed: int = 0, augment: str | None = "crop-flip", eval_batch_size: int = 1000,
-                 subset: tuple | str | None = "auto"):
+                 subset: tuple | str | None = "auto", test_every_epoch: bool = False,
+                 size: int | None = None, channels: int | None = None):
         super().__init__()
         if augment is not None and augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; valid: "
@@ -417,6 +437,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.spec = spec(name)
         self.name, self.batch_size, self.val_size, self.seed = name, batch_size, val_size, seed
         self.augment, self.eval_batch_size, self.subset = augment, eval_batch_size, subset
+        self.test_every_epoch, self.size, self.channels = test_every_epoch, size, channels
         self.train = self.val = self.test = None
 
     def setup(self, stage: str | None = None) -> None:
@@ -433,7 +454,12 @@ class ImageDataModule(pl.LightningDataModule):
                 train_index[:sizes[0]], val_index[:sizes[1]], test_index[:sizes[2]])
         self.train, self.val = full_train.subset(train_index), full_train.subset(val_index)
         self.test = test.subset(test_index)
-        self.mean, self.std = channel_stats(self.name)
+        if self.size or self.channels:
+            self.train, self.val, self.test = (_reshaped(part, self.size, self.channels)
+                                               for part in (self.train, self.val, self.test))
+            self.mean, self.std = _mean_std(self.train.images)
+        else:
+            self.mean, self.std = channel_stats(self.name)
 
     @property
     def classes(self) -> list:
@@ -445,7 +471,8 @@ class ImageDataModule(pl.LightningDataModule):
 
     @property
     def input_shape(self) -> tuple:
-        return self.spec.shape
+        channels, height, width = self.spec.shape
+        return (self.channels or channels, self.size or height, self.size or width)
 
     @property
     def source(self) -> str:
@@ -484,6 +511,8 @@ class ImageDataModule(pl.LightningDataModule):
         return self.loader("train", self._device())
 
     def val_dataloader(self):
+        if self.test_every_epoch:  # the validation pass then also measures the test set
+            return [self.loader("val", self._device()), self.loader("test", self._device())]
         return self.loader("val", self._device())
 
     def test_dataloader(self):

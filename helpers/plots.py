@@ -188,6 +188,21 @@ def sampled_pixels_figure(size: int = 16, steps: int = 3,
     return figure
 
 
+def width_profiles(profiles: dict, title: str | None = None) -> plt.Figure:
+    """Layer widths (the convolutions', then the hidden layers') of several networks, one
+    line each, on a log scale."""
+    figure, ax = plt.subplots(figsize=(9, 3.8))
+    for label, widths in profiles.items():
+        ax.plot(range(1, len(widths) + 1), widths, marker="o", markersize=3, label=label)
+    ax.set_yscale("log")
+    ax.set(xlabel="layer (13 convolutions, then 2 hidden linear layers)", ylabel="width",
+           title=title or "feature amounts per layer")
+    ax.set_xticks(range(1, len(next(iter(profiles.values()))) + 1))
+    ax.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
 def show_source(obj) -> None:
     """Display the source code of a class or function from helpers, syntax-highlighted."""
     from IPython.display import Code, display

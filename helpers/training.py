@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import gc
 import json
 import logging
 import math
@@ -56,7 +57,9 @@ class Recipe:
 
     ``milestones`` of a step schedule are fractions of the run (0.5 = half-way), so a recipe
     keeps its shape when the number of epochs changes; at each one the rate is multiplied by
-    ``gamma``. ``source`` says where the recipe comes from.
+    ``gamma``. "sgdr" (Loshchilov & Hutter's warm restarts) runs cosine cycles from ``lr`` to
+    ``final_lr`` of ``cycle_epochs``, each next one ``cycle_mult`` times longer; its restarts
+    stay at fixed epochs. ``source`` says where the recipe comes from.
     """
     name: str
     optimizer: str = "sgd"           # "sgd" or "adamw"
@@ -64,10 +67,13 @@ class Recipe:
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 5e-4
-    schedule: str = "cosine"         # "step", "cosine" or "constant"
+    schedule: str = "cosine"         # "step", "cosine", "sgdr" or "constant"
     milestones: tuple = ()
     gamma: float = 0.1
     warmup_epochs: float = 0.0
+    final_lr: float = 0.0            # where cosine and SGDR cycles end
+    cycle_epochs: float = 10         # SGDR: length of the first cycle ...
+    cycle_mult: float = 2            # ... and the growth of each next one
     epochs: int = 30
     batch_size: int = 128
     label_smoothing: float = 0.0
@@ -101,6 +107,11 @@ RECIPES = {recipe.name: recipe for recipe in [
            source="Sadigh & Sen's MNIST demo: SGD with Nesterov momentum 0.9, no weight decay, "
                   "lr / 10 at 50% and 75% of 100 epochs, batch 16; its lr 0.1 on the summed "
                   "loss of 16 images is exactly lr 1.6 on the mean loss used here"),
+    Recipe("mundt-sgdr", lr=0.01, momentum=0.9, weight_decay=5e-4, schedule="sgdr",
+           final_lr=1e-5, cycle_epochs=10, cycle_mult=2, epochs=150, batch_size=128,
+           source="Mundt et al.'s feature-amount sweep: SGD momentum 0.9, weight decay 5e-4, "
+                  "batch 128, SGDR from 0.01 to 1e-5 per step, cycles of 10, 20, 40, 80 epochs "
+                  "(restarts at epochs 10, 30, 70)"),
     Recipe("densenet-paper", lr=0.1, momentum=0.9, nesterov=True, weight_decay=1e-4,
            schedule="step", milestones=(0.5, 0.75), gamma=0.1, epochs=300, batch_size=64,
            source="Huang et al. 2017 (DenseNet), CIFAR: SGD with Nesterov momentum 0.9, "
@@ -137,11 +148,17 @@ def lr_factor(recipe: Recipe, epoch: float, total_epochs: int) -> float:
     if recipe.schedule == "step":
         passed = sum(int(epoch) >= round(m * total_epochs) for m in recipe.milestones)
         return warmup * recipe.gamma ** passed
+    floor = recipe.final_lr / recipe.lr
     if recipe.schedule == "cosine":
         span = max(total_epochs - recipe.warmup_epochs, 1e-9)
         progress = min(1.0, max(0.0, (epoch - recipe.warmup_epochs) / span))
-        return warmup * 0.5 * (1 + math.cos(math.pi * progress))
-    raise ValueError(f"unknown schedule {recipe.schedule!r}; valid: step, cosine, constant")
+        return warmup * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
+    if recipe.schedule == "sgdr":
+        position, cycle = epoch, recipe.cycle_epochs
+        while position >= cycle:
+            position, cycle = position - cycle, cycle * recipe.cycle_mult
+        return warmup * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * position / cycle)))
+    raise ValueError(f"unknown schedule {recipe.schedule!r}; valid: step, cosine, sgdr, constant")
 
 
 def seed(value: int = 0) -> None:
@@ -149,18 +166,40 @@ def seed(value: int = 0) -> None:
     pl.seed_everything(value, verbose=False)
 
 
+OUT_OF_MEMORY = ("out of memory", "CUDNN_STATUS_NOT_SUPPORTED", "can't allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error means the device ran out of memory (PyTorch's OutOfMemoryError, or the
+    messages cuDNN and the CPU allocator give for it)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and any(m in str(error) for m in OUT_OF_MEMORY))
+
+
+class DoesNotFit(RuntimeError):
+    """A training batch does not fit in memory even split into the smallest micro-batches."""
+
+
 class Classifier(pl.LightningModule):
     """Image classification: cross-entropy (optional label smoothing) and accuracy.
 
     Metrics are accumulated on the device and averaged over all images of an epoch (weighted
     by batch size), so validation and test accuracy cover every image, the last batch included.
+
+    Memory-safe: a training batch that runs out of memory is redone from its start in
+    micro-batches of half the size, accumulating gradients of the loss normalised by the whole
+    batch, so the optimizer sees the same batch (BatchNorm, though, then normalises per
+    micro-batch). The smaller size is kept for the following batches; below ``min_micro_batch``
+    the run stops with :class:`DoesNotFit`. Evaluation batches are likewise split on demand.
     """
 
     def __init__(self, model: nn.Module, recipe: Recipe | None = None, seed: int = 0,
-                 channels_last: bool = False, tta: bool = False):
+                 channels_last: bool = False, tta: bool = False, min_micro_batch: int = 2):
         super().__init__()
         self.model = models.to_channels_last(model) if channels_last else model
         self.recipe, self.seed, self.channels_last, self.tta = recipe, seed, channels_last, tta
+        self.automatic_optimization = False
+        self.micro_batch, self.min_micro_batch, self.eval_chunk = None, min_micro_batch, None
         self.save_hyperparameters({
             "model": getattr(model, "spec", None), "seed": seed,
             "recipe": dataclasses.asdict(recipe) if recipe else None})
@@ -177,31 +216,88 @@ class Classifier(pl.LightningModule):
             return self(x)
         return ((self(x).float().softmax(1) + self(x.flip(3)).float().softmax(1)) / 2).log()
 
+    def _evaluate_in_chunks(self, x: torch.Tensor, stage: str) -> torch.Tensor:
+        """``_scores`` of an evaluation batch, in chunks halved after each out-of-memory error
+        (the size found is kept for later batches)."""
+        while True:
+            size = self.eval_chunk or len(x)
+            try:
+                return torch.cat([self._scores(part, stage) for part in x.split(size)])
+            except RuntimeError as error:
+                if not is_out_of_memory(error):
+                    raise
+            gc.collect()  # recovered outside the except, which would keep the tensors alive
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if size == 1:
+                raise DoesNotFit("a single image does not fit in memory for evaluation")
+            self.eval_chunk = size // 2
+
     def _step(self, batch, stage: str, label_smoothing: float = 0.0) -> torch.Tensor:
         x, y = batch
-        logits = self._scores(x, stage)
+        logits = self._evaluate_in_chunks(x, stage)
         loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
         accuracy = (logits.argmax(dim=1) == y).float().mean()
         # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
         # accuracy of every image, however the batches were cut.
-        self.log(f"{stage}_loss", loss, on_step=False, on_epoch=True, batch_size=len(y),
-                 sync_dist=True)
-        self.log(f"{stage}_acc", accuracy, on_step=False, on_epoch=True, batch_size=len(y),
-                 sync_dist=True, prog_bar=stage != "test")
+        self._log(stage, loss, accuracy, len(y))
         return loss
 
-    def training_step(self, batch, batch_idx):
-        return self._step(batch, "train", self.recipe.label_smoothing)
+    def _log(self, stage: str, loss: torch.Tensor, accuracy: torch.Tensor, size: int) -> None:
+        # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
+        # accuracy of every image, however the batches were cut.
+        for name, value in (("loss", loss), ("acc", accuracy)):
+            self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, batch_size=size,
+                     sync_dist=True, add_dataloader_idx=False,
+                     prog_bar=name == "acc" and stage != "test")
 
-    def validation_step(self, batch, batch_idx):
-        self._step(batch, "val")
+    def training_step(self, batch, batch_idx):
+        x, y = batch
+        if self.micro_batch is None:
+            self.micro_batch = len(y)
+        optimizer = self.optimizers()
+        while not self._accumulate(x, y):  # out of memory: recover here, outside the except
+            optimizer.zero_grad(set_to_none=True)
+            gc.collect()
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            if self.micro_batch // 2 < self.min_micro_batch:
+                raise DoesNotFit(f"a batch of {len(y)} does not fit in memory even in "
+                                 f"micro-batches of {self.micro_batch}")
+            self.micro_batch //= 2
+            print(f"Out of memory: redoing the batch in micro-batches of {self.micro_batch}.")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.lr_schedulers().step()
+
+    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Gradients of the batch's mean loss, summed over micro-batches; False (and partial
+        gradients) if the device ran out of memory."""
+        loss, correct = x.new_zeros((), dtype=torch.float32), x.new_zeros((), dtype=torch.long)
+        try:
+            for part_x, part_y in zip(x.split(self.micro_batch), y.split(self.micro_batch)):
+                logits = self(part_x)
+                part = F.cross_entropy(logits, part_y, reduction="sum",
+                                       label_smoothing=self.recipe.label_smoothing) / len(y)
+                self.manual_backward(part)
+                loss += part.detach()
+                correct += (logits.argmax(dim=1) == part_y).sum()
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            return False
+        self._log("train", loss, correct / len(y), len(y))
+        return True
+
+    def validation_step(self, batch, batch_idx, dataloader_idx=0):
+        self._step(batch, "val" if dataloader_idx == 0 else "test")
 
     def test_step(self, batch, batch_idx):
         self._step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         x, y = batch
-        return self._scores(x, "predict").float().softmax(dim=1), y
+        return self._evaluate_in_chunks(x, "predict").float().softmax(dim=1), y
 
     def on_train_epoch_start(self):
         # Shuffling, augmentation and dropout are seeded per epoch, so that a resumed run
@@ -246,6 +342,8 @@ class History(pl.Callback):
         self.rows.append({"epoch": trainer.current_epoch + 1, "lr": self._lr,
                           **{key: metrics.get(key, math.nan) for key in
                              ("train_loss", "train_acc", "val_loss", "val_acc")},
+                          **{key: metrics[key] for key in ("test_loss", "test_acc")
+                             if key in metrics},  # when the data module tests every epoch
                           "seconds": time.perf_counter() - self._start})
 
     def state_dict(self):
@@ -387,7 +485,8 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_seconds": round(float(table["seconds"].sum()), 1),
         "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
-        "test_loss": test["test_loss"], "test_acc": test["test_acc"], "note": note,
+        "test_loss": test["test_loss"], "test_acc": test["test_acc"],
+        "micro_batch": module.micro_batch, "note": note,
     }
     files.write_text(directory / "run.json", json.dumps(info, indent=1))
     files.write_text(directory / "history.csv", table.to_csv(index=False))

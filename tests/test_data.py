@@ -358,3 +358,15 @@ def test_device_loader_shards_between_ranks():
                                    std=(1,) * 3, rank=rank, world_size=2)
         seen.append(torch.cat([y for _, y in loader]).tolist())
     assert set(seen[0]).isdisjoint(seen[1]) and sorted(seen[0] + seen[1]) == list(range(50))
+
+
+def test_mnist_type_data_can_be_resized_and_repeated_to_three_channels():
+    module = data.ImageDataModule("FashionMNIST", subset=(64, 16, 16), size=32, channels=3,
+                                  batch_size=32)
+    module.setup()
+    assert module.input_shape == (3, 32, 32)
+    assert module.train.images.shape == (64, 3, 32, 32) and module.train.images.dtype == torch.uint8
+    assert torch.equal(module.train.images[:, 0], module.train.images[:, 2])
+    assert len(module.mean) == 3 and module.mean[0] == module.mean[2]
+    x, _ = next(iter(module.loader("train")))
+    assert x.shape == (32, 3, 32, 32)

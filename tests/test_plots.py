@@ -82,3 +82,10 @@ def test_logged_curves_one_panel_per_tag_one_line_per_run():
     assert all(len(ax.lines) == 2 for ax in figure.axes)
     assert list(figure.axes[0].lines[0].get_ydata()) == [0.5, 0.6]
     assert figure.axes[2].get_yscale() == "log"
+
+
+def test_width_profiles_one_line_per_network():
+    figure = plots.width_profiles({"a": [64] * 15, "b": list(range(2, 17))})
+    ax = figure.axes[0]
+    assert len(ax.lines) == 2 and list(ax.lines[1].get_ydata())[:3] == [2, 3, 4]
+    assert ax.get_yscale() == "log"

@@ -58,7 +58,7 @@ def test_cosine_schedule_warms_up_then_decays_to_zero():
 
 
 def test_unknown_schedule_is_an_error():
-    with pytest.raises(ValueError, match="'linear'.*step, cosine, constant"):
+    with pytest.raises(ValueError, match="'linear'.*step, cosine, sgdr, constant"):
         training.lr_factor(training.get_recipe("sgd-step", schedule="linear"), 1, 10)
 
 
@@ -186,3 +186,63 @@ def test_quick_mode_caps_the_epochs(course_env):
     run = training.fit(_model(), _data(subset=(128, 64, 64)), recipe, name="capped")
     assert len(run.history) == 2 and run.info["epochs"] == 2
     assert math.isfinite(run.info["test_loss"])
+
+
+# --- SGDR, memory-safe training, testing every epoch --------------------------------------------
+
+def test_sgdr_restarts_at_epochs_10_30_70_and_ends_at_its_floor():
+    recipe = training.get_recipe("mundt-sgdr")
+    factor = {e: training.lr_factor(recipe, e, 150) for e in (0, 9.999, 10, 29.999, 30, 70, 150)}
+    floor = 1e-5 / 0.01
+    assert factor[0] == 1 and factor[10] == factor[30] == factor[70] == 1
+    for end_of_cycle in (9.999, 29.999):
+        assert factor[end_of_cycle] == pytest.approx(floor, abs=1e-6)
+    assert factor[150] == pytest.approx(1.0)  # 150 = 10 + 20 + 40 + 80: a fifth cycle begins
+    assert training.lr_factor(recipe, 149.9999, 150) == pytest.approx(floor, abs=1e-6)
+
+
+def _no_batchnorm(seed=0):
+    torch.manual_seed(seed)
+    return torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(2), torch.nn.Flatten(),
+                               torch.nn.Linear(24, 10))
+
+
+def _one_step(model, name):
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(16, 16, 16), augment=None)
+    recipe = training.get_recipe("sgd-step", batch_size=16, lr=0.5, momentum=0.0, nesterov=False,
+                                 weight_decay=0.0, milestones=())
+    return training.fit(model, module, recipe, name=name, epochs=1, precision="32-true",
+                        enable_progress_bar=False)
+
+
+def test_out_of_memory_redoes_the_batch_in_micro_batches_with_the_same_gradients(
+        capsys, out_of_memory_above):
+    whole = _one_step(_no_batchnorm(), "whole")
+    split = _one_step(out_of_memory_above(_no_batchnorm(), limit=4), "split")
+    assert whole.info["micro_batch"] == 16 and split.info["micro_batch"] == 4
+    assert "micro-batches of 8" in capsys.readouterr().out
+    for a, b in zip(whole.model.state_dict().values(), split.model.model.state_dict().values()):
+        assert torch.allclose(a, b, atol=1e-6)  # one SGD step: the same gradient
+    assert whole.history["train_loss"][0] == pytest.approx(split.history["train_loss"][0])
+
+
+def test_a_batch_that_never_fits_stops_the_run(out_of_memory_above):
+    with pytest.raises(training.DoesNotFit, match="batch of 16 does not fit .* micro-batches of 2"):
+        _one_step(out_of_memory_above(_no_batchnorm(), limit=1), "never")
+
+
+def test_other_errors_are_not_mistaken_for_out_of_memory():
+    assert training.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert training.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED."))
+    assert not training.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not training.is_out_of_memory(ValueError("out of memory"))
+
+
+def test_testing_every_epoch_records_the_test_accuracy_per_epoch():
+    module = _data(test_every_epoch=True)
+    run = training.fit(_model(), module, FAST, name="tested", epochs=2, precision="32-true",
+                       enable_progress_bar=False)
+    assert run.history["test_acc"].notna().all() and len(run.history) == 2
+    best = run.history["val_acc"].idxmax()
+    assert run.history["test_acc"][best] == pytest.approx(run.info["test_acc"])

@@ -131,8 +131,8 @@ def summary(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-from . import allcnn, ccnn, densenet, inception, resnet  # noqa: E402  (each registers its models)
+from . import allcnn, ccnn, densenet, inception, resnet, vgg  # noqa: E402  (each registers its own)
 
 __all__ = ["create", "names", "hyperparameters", "register", "count_parameters", "count_flops",
            "summary", "to_channels_last", "activation", "init_weights", "allcnn", "ccnn",
-           "densenet", "inception", "resnet"]
+           "densenet", "inception", "resnet", "vgg"]

@@ -1,0 +1,259 @@
+"""The layer-wise feature-amount family of Mundt et al. ("Rethinking Layer-wise Feature Amounts
+in Convolutional Neural Network Architectures", NeurIPS 2018 CRACT workshop, arXiv 1812.05836).
+
+A VGG's budget of features (the sum of its layer widths, the two hidden fully connected layers
+included: 5,248 for VGG-D) is redistributed over its layers along a skew-normal curve with
+location xi (in layers), scale omega and shape alpha. Every (xi, omega, alpha) of a fixed grid
+whose curve keeps more than 95 % of its mass inside the network and gives every layer at least
+2 features is a variant: 193 for VGG-D.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytorch_lightning as pl
+import torch
+
+from . import config, files, models, training
+from .data import ImageDataModule
+from .data import spec as data_spec
+from .models import vgg
+
+VALID_DEPTHS = (10, 13, 16, 19)
+XI_STEP = 1.0
+OMEGAS = np.arange(0.0, 5.5 + 1e-9, 0.5)       # the scale grid: 0, 0.5, ..., 5.5
+ALPHAS = np.arange(-40.0, 40.0 + 1e-9, 4.0)    # the shape grid: -40, -36, ..., 40
+MIN_AREA = 0.95                                # 1 - eps: mass that must fall inside the layers
+MIN_WIDTH = 2
+STEP = 0.01                                    # the integration grid, in layers
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One member of the family: its place in the ordered list, its curve and its widths
+    (the convolutions', then the two hidden layers')."""
+    index: int
+    xi: float
+    omega: float
+    alpha: float
+    widths: tuple
+
+    @property
+    def name(self) -> str:
+        return "vgg-d" if self.index < 0 else f"variant-{self.index:03d}"
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates per 32x32 image."""
+        return vgg.macs(self.widths)
+
+    @property
+    def parameters(self) -> int:
+        """Learnable parameters with 10 classes."""
+        return vgg.parameter_count(self.widths)
+
+
+def reference_widths(depth: int) -> list[int]:
+    """The VGG widths whose sum is the budget of a depth: 2, 2, L, L, L convolutions with
+    64, 128, 256, 512, 512 features (L = (depth - 7) / 3), then two hidden layers of 512."""
+    if depth not in VALID_DEPTHS:
+        raise ValueError(f"depth {depth} is not built by the sweep; valid depths: "
+                         f"{', '.join(map(str, VALID_DEPTHS))}")
+    per_block = (2, 2, *[(depth - 7) // 3] * 3)
+    convs = [w for w, n in zip((64, 128, 256, 512, 512), per_block) for _ in range(n)]
+    return convs + [512, 512]
+
+
+def skew_normal_pdf(x: np.ndarray, xi: float, omega: float, alpha: float) -> np.ndarray:
+    """The skew-normal density 2/omega * phi(z) * Phi(alpha z), z = (x - xi) / omega."""
+    z = (x - xi) / omega
+    phi = np.exp(-0.5 * z * z) / math.sqrt(2 * math.pi)
+    cdf = 0.5 * (1 + torch.special.erf(torch.from_numpy(alpha * z / math.sqrt(2))).numpy())
+    return 2.0 / omega * phi * cdf
+
+
+def layer_fractions(layers: int, xi: float, omega: float, alpha: float) -> np.ndarray:
+    """The share of the budget for each layer: the density integrated (trapezoid rule, step
+    0.01) over the 100 grid points x = k, k + 0.01, ..., k + 0.99 of layer k."""
+    x = np.arange(layers * 100) * STEP
+    pdf = skew_normal_pdf(x, xi, omega, alpha).reshape(layers, 100)
+    return np.trapezoid(pdf, dx=STEP, axis=1)
+
+
+def skew_normal_variants(depth: int = 16) -> list[Variant]:
+    """The valid variants of a depth, ordered as the original (xi outer, then omega, then
+    alpha): 153, 194, 193 and 139 for depths 10, 13, 16 and 19."""
+    reference = reference_widths(depth)
+    layers, budget = len(reference), sum(reference)
+    variants = []
+    for xi in np.arange(0.0, layers + 1e-9, XI_STEP):
+        for omega in OMEGAS:
+            if omega == 0:
+                continue
+            for alpha in ALPHAS:
+                fractions = layer_fractions(layers, xi, omega, alpha)
+                if fractions.sum() <= MIN_AREA:
+                    continue
+                widths = tuple(math.ceil(f * budget) for f in fractions)
+                if min(widths) < MIN_WIDTH:
+                    continue
+                variants.append(Variant(len(variants), float(xi), float(omega), float(alpha),
+                                        widths))
+    return variants
+
+
+# --- running a sweep -------------------------------------------------------------------------
+
+class AbandonUnlessLearning(pl.Callback):
+    """The original's early abandonment: after ``after_epochs`` epochs (the end of the first
+    SGDR cycle), stop a variant whose training accuracy is below twice chance."""
+
+    def __init__(self, num_classes: int, after_epochs: int = 10):
+        self.threshold, self.after_epochs, self.abandoned = 2 / num_classes, after_epochs, False
+
+    def on_train_epoch_end(self, trainer, module):
+        accuracy = float(trainer.callback_metrics.get("train_acc", 1.0))
+        if trainer.current_epoch + 1 == self.after_epochs and accuracy < self.threshold:
+            self.abandoned = trainer.should_stop = True
+
+
+@dataclass(frozen=True)
+class SweepSpec:
+    """What every variant of a sweep is trained on and with (picklable, for remote workers).
+    ``epochs`` shortens the recipe (None: the recipe's); ``augment`` None follows the original,
+    which augmented only CIFAR."""
+    data: str
+    recipe: str
+    epochs: int | None = None
+    seed: int = 0
+    val_size: int = 5000
+    augment: str | None = None
+    abandon_after: int = 10
+    subset: tuple | str | None = "auto"
+
+    def __post_init__(self):  # bad names fail here, before any training starts
+        data_spec(self.data)
+        training.get_recipe(self.recipe)
+
+    def data_module(self) -> ImageDataModule:
+        """The data as the sweep's VGGs see it: 32x32 with 3 channels."""
+        return ImageDataModule(self.data, val_size=self.val_size, seed=self.seed,
+                               augment=self.augment, subset=self.subset, test_every_epoch=True,
+                               size=32, channels=3)
+
+
+def train_variant(variant: Variant, spec: SweepSpec, directory: str | Path) -> dict:
+    """Train one variant (resuming its run if it was interrupted) and return its results row,
+    also written to ``<directory>/rows/<variant>.json``. Runs in the driver or in a worker."""
+    directory = Path(directory)
+    data = spec.data_module()
+    data.setup()
+    training.seed(spec.seed)
+    model = models.create("vgg", widths=variant.widths, num_classes=data.num_classes)
+    abandon = AbandonUnlessLearning(data.num_classes, spec.abandon_after)
+    row = {"variant": variant.index, "xi": variant.xi, "omega": variant.omega,
+           "alpha": variant.alpha, "widths": json.dumps(list(variant.widths)),
+           "parameters": models.count_parameters(model), "macs": variant.macs,
+           "data": spec.data, "recipe": spec.recipe, "seed": spec.seed,
+           "epochs_planned": spec.epochs or training.get_recipe(spec.recipe).epochs}
+    start = time.perf_counter()
+    try:
+        run = training.fit(model, data, spec.recipe, name=variant.name, epochs=spec.epochs,
+                           seed=spec.seed, resume=True, directory=directory,
+                           callbacks=[abandon], enable_progress_bar=False)
+    except training.DoesNotFit as error:
+        row.update(status="does not fit", note=str(error), hardware=config.hardware(),
+                   wall_seconds=round(time.perf_counter() - start, 1))
+    else:
+        history, info = run.history, run.info
+        row.update(
+            status="abandoned" if abandon.abandoned else "done", epochs=len(history),
+            micro_batch=info["micro_batch"], best_epoch=info["best_epoch"],
+            best_val_acc=info["best_val_acc"], test_acc=info["test_acc"],
+            best_test_acc=float(history["test_acc"].max()),  # the original's choice: on test
+            last_test_acc=float(history["test_acc"].iloc[-1]),
+            last_train_acc=float(history["train_acc"].iloc[-1]),
+            train_acc=json.dumps(history["train_acc"].round(5).tolist()),
+            val_acc=json.dumps(history["val_acc"].round(5).tolist()),
+            test_acc_per_epoch=json.dumps(history["test_acc"].round(5).tolist()),
+            train_seconds=info["train_seconds"], hardware=info["hardware"],
+            precision=info["precision"], date=info["date"], smoke_run=info["smoke_run"])
+    files.write_text(directory / "rows" / f"{variant.name}.json", json.dumps(row, indent=1))
+    return row
+
+
+def results(directory: str | Path) -> pd.DataFrame:
+    """The results table of a sweep: one row per finished variant, ordered by variant."""
+    rows = [json.loads(p.read_text()) for p in sorted(Path(directory).glob("rows/*.json"))]
+    table = pd.DataFrame(rows)
+    return table.sort_values("variant").reset_index(drop=True) if rows else table
+
+
+def run_sweep(variants: list[Variant], spec: SweepSpec, directory: str | Path,
+              workers: int | None = None) -> pd.DataFrame:
+    """Train ``variants`` (any subset of the family, VGG-D's widths as a Variant too) and
+    return the results table, also kept in ``<directory>/results.csv``.
+
+    Resumable: variants with a results row are skipped, and an interrupted one continues from
+    its last epoch's checkpoint, so a sweep killed at any moment is finished by running the
+    same call again. ``workers`` > 0 spreads the variants over a Ray cluster (a local one, or
+    the one ``RAY_ADDRESS`` names), one variant per worker at a time; ``None`` trains them
+    here, one after the other."""
+    directory = Path(directory)
+    done = set(results(directory).get("variant", []))
+    todo = [v for v in variants if v.index not in done]
+    if todo:
+        print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
+    if workers:
+        _run_with_ray(todo, spec, directory, workers)
+    else:
+        for variant in todo:
+            train_variant(variant, spec, directory)
+            _write_table(directory)
+    return _write_table(directory)
+
+
+def _write_table(directory: Path) -> pd.DataFrame:
+    table = results(directory)
+    files.write_text(directory / "results.csv", table.to_csv(index=False))
+    return table
+
+
+def _run_with_ray(variants: list[Variant], spec: SweepSpec, directory: Path, workers: int):
+    import ray
+    if not ray.is_initialized():
+        environment = {key: value for key, value in os.environ.items()
+                       if key.startswith("COURSE_") or key in ("DATA_DIR", "SAVED_MODELS_DIR")}
+        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else workers,
+                 include_dashboard=False, log_to_driver=False,
+                 runtime_env={"env_vars": environment})
+    gpus = 1 if torch.cuda.is_available() else 0
+    task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(train_variant)
+    pending = [task.remote(variant, spec, str(directory)) for variant in variants]
+    while pending:
+        finished, pending = ray.wait(pending, num_returns=1)
+        ray.get(finished)  # re-raises a worker's error
+        _write_table(directory)
+
+
+def representatives(variants: list[Variant]) -> list[Variant]:
+    """One variant per location xi (the middle one of its group in the family's order): a
+    subset that spans early-heavy to late-heavy profiles for a sweep on a budget."""
+    groups: dict[float, list[Variant]] = {}
+    for variant in variants:
+        groups.setdefault(variant.xi, []).append(variant)
+    return [group[len(group) // 2] for group in groups.values()]
+
+
+def vgg_d() -> Variant:
+    """VGG-D's standard widths as a variant (index -1): the sweep's baseline, which is not a
+    member of the skew-normal family."""
+    return Variant(-1, math.nan, math.nan, math.nan, vgg.STANDARD_WIDTHS["D"])

@@ -1,0 +1,233 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from helpers import models, sweep, training
+from helpers.models import vgg
+
+# Worked examples of the original generator (feature_amounts.md, 2.8): index, (xi, omega,
+# alpha), widths, GMAC.
+EXAMPLES = [
+    (0, (0, 4, 8), (823, 961, 852, 708, 552, 405, 279, 181, 110, 63, 34, 17, 9, 4, 2), 11.0),
+    (8, (0, 4, 40), (985, 965, 852, 708, 552, 405, 279, 181, 110, 63, 34, 17, 9, 4, 2), 12.5),
+    (75, (2, 3.5, 8), (2, 200, 964, 1077, 918, 720, 521, 348, 214, 122, 64, 31, 14, 6, 3), 4.05),
+    (93, (7, 2, 0), (6, 26, 86, 228, 476, 778, 995, 996, 781, 479, 230, 87, 26, 6, 2), 1.09),
+    (160, (15, 4, -40), (2, 4, 8, 17, 34, 63, 110, 180, 278, 403, 551, 706, 851, 964, 989), 0.08),
+    (185, (15, 5.5, -40), (24, 38, 58, 85, 123, 170, 229, 298, 375, 457, 539, 615, 679, 726, 712),
+     0.15),
+]
+
+
+@pytest.fixture(scope="module")
+def vgg_d_family():
+    return sweep.skew_normal_variants(16)
+
+
+# --- the generator ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("depth, count, budget", [(10, 153, 2688), (13, 194, 3968),
+                                                  (16, 193, 5248), (19, 139, 6528)])
+def test_variant_counts_per_depth(depth, count, budget):
+    assert sum(sweep.reference_widths(depth)) == budget
+    variants = sweep.skew_normal_variants(depth)
+    assert len(variants) == count and [v.index for v in variants] == list(range(count))
+    assert all(len(v.widths) == depth - 1 and min(v.widths) >= 2 for v in variants)
+
+
+@pytest.mark.parametrize("index, triple, widths, gmac", EXAMPLES)
+def test_worked_examples(vgg_d_family, index, triple, widths, gmac):
+    variant = vgg_d_family[index]
+    assert (variant.xi, variant.omega, variant.alpha) == triple
+    assert variant.widths == widths
+    decimals = len(str(gmac).split(".")[1])  # as precise as the reference states it
+    assert round(variant.macs / 1e9, decimals) == gmac
+
+
+def test_order_and_families(vgg_d_family):
+    triples = [(v.xi, v.omega, v.alpha) for v in vgg_d_family]
+    assert triples == sorted(triples)  # xi outer, then omega, then alpha
+    per_xi = {xi: sum(v.xi == xi for v in vgg_d_family) for xi in range(16)}
+    assert per_xi[0] == 34 and per_xi[15] == 33 and per_xi[5] == per_xi[10] == 0
+    assert 4995 <= min(sum(v.widths) for v in vgg_d_family)
+    assert max(sum(v.widths) for v in vgg_d_family) == 5204
+
+
+def test_budget_fractions_of_model_001():
+    fractions = sweep.layer_fractions(15, 0, 4, 8) * 100
+    expected = [15.67, 18.29, 16.23, 13.47, 10.51, 7.70, 5.31, 3.43, 2.09, 1.19, 0.64, 0.32,
+                0.15, 0.07, 0.03]
+    assert np.round(fractions, 2).tolist() == expected
+
+
+def test_cost_confound(vgg_d_family):
+    parameters = [v.parameters for v in vgg_d_family]
+    macs = [v.macs for v in vgg_d_family]
+    baseline = sweep.vgg_d()
+    assert baseline.parameters == 15_250_378 and round(baseline.macs / 1e9, 2) == 0.31
+    assert 13.7e6 < min(parameters) < 13.9e6 and 31.9e6 < max(parameters) < 32.0e6
+    assert sum(p < baseline.parameters for p in parameters) == 33
+    assert round(min(macs) / 1e9, 2) == 0.08 and round(max(macs) / 1e9, 1) == 12.5
+
+
+def test_representatives_span_the_family(vgg_d_family):
+    chosen = sweep.representatives(vgg_d_family)
+    assert [v.xi for v in chosen] == sorted({v.xi for v in vgg_d_family})  # 14 locations
+    assert len(chosen) == 14 and all(v in vgg_d_family for v in chosen)
+
+
+def test_an_invalid_depth_lists_the_valid_ones():
+    with pytest.raises(ValueError, match="depth 11 .*valid depths: 10, 13, 16, 19"):
+        sweep.skew_normal_variants(11)
+
+
+# --- the VGG builder -------------------------------------------------------------------------
+
+@pytest.mark.parametrize("index", [0, 93, 160])
+def test_analytic_counts_match_the_built_network(vgg_d_family, index):
+    widths = vgg_d_family[index].widths
+    model = models.create("vgg", widths=widths)
+    assert models.count_parameters(model) == vgg.parameter_count(widths)
+    assert models.count_flops(model, (3, 32, 32)) == 2 * vgg.macs(widths)
+
+
+def test_vgg_layers():
+    model = models.create("vgg-d")
+    assert models.count_parameters(model) == 15_250_378
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 13 and all(c.bias is None for c in convs)
+    assert all(n.eps == 1e-4 for n in norms)
+    assert sum(isinstance(m, torch.nn.MaxPool2d) for m in model.modules()) == 5
+    assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
+    for letter, convs_expected in (("a", 8), ("b", 10), ("e", 16)):
+        standard = models.create(f"vgg-{letter}")
+        assert sum(isinstance(m, torch.nn.Conv2d) for m in standard.modules()) == convs_expected
+
+
+def test_a_width_list_of_the_wrong_length_is_an_error():
+    with pytest.raises(ValueError, match="11 widths give 9 convolutions; valid: 9, 10, 12, 15, 18"):
+        models.create("vgg", widths=[8] * 11)
+
+
+# --- the sweep runner ------------------------------------------------------------------------
+
+def _tiny(index, width=4):
+    return sweep.Variant(index, float(index), 4.0, 0.0, tuple([width] * 13 + [8, 8]))
+
+
+SPEC = sweep.SweepSpec("CIFAR10", "mundt-sgdr", epochs=2, subset=(128, 64, 64))
+
+
+def test_bad_names_fail_before_training():
+    with pytest.raises(ValueError, match="unknown data set 'CIFAR11'"):
+        sweep.SweepSpec("CIFAR11", "mundt-sgdr")
+    with pytest.raises(ValueError, match="unknown recipe 'sgdr'"):
+        sweep.SweepSpec("CIFAR10", "sgdr")
+
+
+def test_a_sweep_writes_one_table_with_histories(course_env):
+    table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SPEC, course_env / "sweep")
+    assert table["variant"].tolist() == [0, 1] and (table["status"] == "done").all()
+    for column in ("widths", "parameters", "macs", "xi", "omega", "alpha", "train_acc",
+                   "val_acc", "test_acc_per_epoch", "best_val_acc", "best_test_acc",
+                   "last_test_acc", "micro_batch", "train_seconds", "hardware", "seed"):
+        assert column in table, column
+    assert len(json.loads(table["test_acc_per_epoch"][0])) == 2
+    assert json.loads(table["widths"][1])[0] == 6
+    saved = (course_env / "sweep" / "results.csv").read_text()
+    assert saved.count("\n") == 3  # header and two rows
+    again = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SPEC, course_env / "sweep")  # nothing to do
+    assert again.equals(table)
+
+
+def test_a_sweep_survives_out_of_memory(course_env, monkeypatch, out_of_memory_above):
+    """One variant fits only in micro-batches of 16, one never fits: it is recorded as
+    skipped and the sweep goes on."""
+    create = models.create
+
+    def limited(name, **hparams):
+        model = create(name, **hparams)
+        limit = 16 if hparams["widths"][0] == 4 else 1
+        return out_of_memory_above(model, limit)
+
+    monkeypatch.setattr(models, "create", limited)
+    table = sweep.run_sweep([_tiny(0), _tiny(1, 6), _tiny(2)], SPEC, course_env / "sweep")
+    assert table["status"].tolist() == ["done", "does not fit", "done"]
+    assert table["micro_batch"][0] == 16 and "does not fit" in table["note"][1]
+
+
+CHILD = """
+import sys, time
+from helpers import sweep
+original = sweep.AbandonUnlessLearning.on_train_epoch_end
+def slow(self, trainer, module):  # give the test time to kill mid-variant
+    time.sleep(0.7)
+    original(self, trainer, module)
+sweep.AbandonUnlessLearning.on_train_epoch_end = slow
+variants = [sweep.Variant(i, float(i), 4.0, 0.0, tuple([4] * 13 + [8, 8])) for i in range(3)]
+spec = sweep.SweepSpec("CIFAR10", "mundt-sgdr", epochs=3, subset=(128, 64, 64))
+sweep.run_sweep(variants, spec, sys.argv[1])
+"""
+
+
+def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(course_env, tmp_path):
+    script = tmp_path / "child.py"
+    script.write_text(textwrap.dedent(CHILD))
+    directory = course_env / "sweep"
+    command = [sys.executable, str(script), str(directory)]
+    child = subprocess.Popen(command, env=dict(os.environ), stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while not ((directory / "rows" / "variant-000.json").exists()
+               and (directory / "variant-001" / "last.ckpt").exists()):
+        assert child.poll() is None and time.time() < deadline, "the sweep ended too early"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)  # in the middle of variant 1
+    child.wait()
+    assert not (directory / "rows" / "variant-001.json").exists()
+    subprocess.run(command, env=dict(os.environ), check=True, capture_output=True)
+    table = sweep.results(directory)
+    assert table["variant"].tolist() == [0, 1, 2]  # none lost, none twice
+    assert (table["epochs"] == 3).all()
+    assert (directory / "variant-001" / "logs" / "csv-2").is_dir()  # continued, not restarted
+    history = json.loads(table["val_acc"][1])
+    assert len(history) == 3
+
+
+def test_a_sweep_runs_on_ray_workers(course_env):
+    pytest.importorskip("ray")
+    import ray
+    try:
+        table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SPEC, course_env / "ray-sweep",
+                                workers=2)
+    finally:
+        ray.shutdown()
+    assert table["variant"].tolist() == [0, 1] and (table["status"] == "done").all()
+    assert (course_env / "ray-sweep" / "results.csv").exists()
+
+
+def test_early_abandonment_after_the_first_cycle():
+    callback = sweep.AbandonUnlessLearning(num_classes=10, after_epochs=10)
+
+    class Trainer:
+        should_stop = False
+        callback_metrics = {"train_acc": torch.tensor(0.15)}
+        current_epoch = 9
+
+    trainer = Trainer()
+    callback.on_train_epoch_end(trainer, None)
+    assert trainer.should_stop and callback.abandoned
+    learning = Trainer()
+    learning.callback_metrics = {"train_acc": torch.tensor(0.25)}
+    fresh = sweep.AbandonUnlessLearning(num_classes=10, after_epochs=10)
+    fresh.on_train_epoch_end(learning, None)
+    assert not learning.should_stop and not fresh.abandoned
+    assert training.get_recipe("mundt-sgdr").cycle_epochs == 10
