@@ -27,7 +27,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 bench: setup
-	for script in benchmarks/*.py; do $(BIN)/python $$script || exit 1; done
+	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done
 
 clean:
 	rm -rf build saved_models/quick

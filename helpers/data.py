@@ -241,14 +241,15 @@ def channel_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
         cached = json.loads(cache.read_text())
         if cached.get("source") == train.source and cached.get("images") == len(train):
             return tuple(cached["mean"]), tuple(cached["std"])
-    mean, std = _mean_std(train.images)
+    mean, std = mean_std(train.images)
     if not train.is_stand_in:
         files.write_text(cache, json.dumps({"mean": mean, "std": std, "images": len(train),
                                             "source": train.source}, indent=1))
     return mean, std
 
 
-def _mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """Per-channel mean and std, in [0, 1] units, of uint8 images (N x C x H x W)."""
     total = torch.zeros(images.shape[1], dtype=torch.float64)
     squares = torch.zeros_like(total)
     for chunk in images.split(4096):
@@ -457,7 +458,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self.size or self.channels:
             self.train, self.val, self.test = (_reshaped(part, self.size, self.channels)
                                                for part in (self.train, self.val, self.test))
-            self.mean, self.std = _mean_std(self.train.images)
+            self.mean, self.std = mean_std(self.train.images)
         else:
             self.mean, self.std = channel_stats(self.name)
 

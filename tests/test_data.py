@@ -192,7 +192,7 @@ def test_channel_stats_of_real_data_are_cached(course_env, monkeypatch):
     _fashion_in_data_dir(course_env / "data")
     first = data.channel_stats("FashionMNIST")
     assert (course_env / "data" / "stats" / "FashionMNIST.json").exists()
-    monkeypatch.setattr(data, "_mean_std", lambda images: pytest.fail("recomputed"))
+    monkeypatch.setattr(data, "mean_std", lambda images: pytest.fail("recomputed"))
     assert data.channel_stats("FashionMNIST") == first
 
 

@@ -71,6 +71,9 @@ def test_training_lowers_the_loss_and_learns(course_env):
     assert history["train_loss"].iloc[-1] < 0.8 * history["train_loss"].iloc[0]
     assert history["val_acc"].max() > 0.5  # 10 classes: chance is 0.1
     assert run.info["test_acc"] > 0.5 and not run.model.training
+    # the time of the training steps is part of the epoch's, which also evaluates
+    steps, epochs = history["step_seconds"], history["seconds"]
+    assert (steps > 0).all() and (steps < epochs).all()
 
 
 def test_the_schedule_reaches_the_optimizer(course_env):

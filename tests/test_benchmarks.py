@@ -1,0 +1,65 @@
+"""The training benchmarks: they measure what they say, on whatever data is at hand."""
+
+import importlib.util
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import data
+
+FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(name, FOLDER / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+throughput = _load("train_throughput")
+time_to_accuracy = _load("time_to_accuracy")
+
+
+def test_both_pipelines_see_the_same_images_in_the_same_layout():
+    pixels, labels, source = throughput.cifar10_images(64)
+    assert pixels.shape == (64, 32, 32, 3) and pixels.dtype == "uint8" and "random" in source
+    stats = data.mean_std(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+    usual = throughput.tutorial_dataset(pixels, labels, stats)
+    course = throughput.course_data(pixels, labels, source, stats)
+    assert len(usual) == len(course.train) == 64
+    image, label = usual[5]
+    assert image.shape == (3, 32, 32) and label == labels[5] == course.train.labels[5]
+    assert torch.equal(course.train.images[5].permute(1, 2, 0), torch.from_numpy(pixels[5]))
+    # the PIL crop keeps a 24 x 24 window of the centre whatever the shift: it is the same image
+    mean = torch.tensor(stats[0]).view(3, 1, 1)
+    std = torch.tensor(stats[1]).view(3, 1, 1)
+    restored = (image * std + mean) * 255
+    original = torch.from_numpy(pixels[5]).permute(2, 0, 1).float()
+    found = any(torch.allclose(restored[:, 4:28, 4:28],
+                               candidate[:, 4 + dy:28 + dy, 4 + dx:28 + dx], atol=0.01)
+                for candidate in (original, original.flip(2))
+                for dy in range(-4, 5) for dx in range(-4, 5))
+    assert found
+
+
+def test_the_throughput_benchmark_times_both_pipelines(capsys):
+    result = throughput.main(["--images", "384", "--epochs", "1", "--workers", "0", "--no-save"])
+    for key in ("usual", "course"):
+        assert result[key]["images"] == 384
+        assert result[key]["images_per_s"] == pytest.approx(384 / result[key]["step_seconds"])
+    assert result["usual"]["precision"] == "32-true"
+    assert result["ratio"] == pytest.approx(
+        result["course"]["images_per_s"] / result["usual"]["images_per_s"])
+    assert "B/A:" in capsys.readouterr().out
+
+
+def test_time_to_accuracy_counts_up_to_the_first_epoch_that_reaches_the_target():
+    history = pd.DataFrame({"epoch": [1, 2, 3, 4], "test_acc": [0.80, 0.92, 0.931, 0.925],
+                            "step_seconds": [10.0, 11.0, 12.0, 13.0],
+                            "seconds": [12.0, 13.0, 14.0, 15.0]})
+    assert time_to_accuracy.time_to_target(history, 0.93) == {
+        "epoch": 3, "step_seconds": 33.0, "seconds": 39.0}
+    assert time_to_accuracy.time_to_target(history, 0.95)["epoch"] is None
