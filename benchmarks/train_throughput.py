@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
     if not args.no_save:
         path = RESULTS / f"train_throughput-{config.device_type()}.json"
         files.write_text(path, json.dumps(result, indent=1))
-        print(f"Saved {path.relative_to(Path.cwd()) if path.is_relative_to(Path.cwd()) else path}")
+        print(f"Saved {path}")
     return result
 
 

@@ -1,4 +1,4 @@
-"""Measuring models: the peak memory of a training step, and inference throughput.
+"""Measuring models: the peak memory of a training step, and inference and training throughput.
 
 Peak memory: on a CUDA GPU the answer is exact, the allocator's peak above what was allocated
 before (weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak
@@ -52,22 +52,47 @@ def inference_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_
     """Images per second of ``model``'s forward pass on this machine's device, in eval mode with
     the training path's settings (bf16 autocast and channels_last where they help), timed over
     ``batches`` batches after two warm-up batches."""
+    return _throughput(model, input_shape, batch_size, batches, train=False)
+
+
+def training_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 128,
+                        batches: int = 3) -> float:
+    """Images per second of a training step of ``model`` (forward, cross-entropy, backward,
+    SGD update) with the training path's settings, timed over ``batches`` steps after two
+    warm-up steps. The steps change the model's weights."""
+    return _throughput(model, input_shape, batch_size, batches, train=True)
+
+
+def _throughput(model, input_shape, batch_size: int, batches: int, train: bool) -> float:
     device = config.device_type()
-    model = model.to(device).eval()
+    model = model.to(device).train(train)
     x = torch.randn(batch_size, *input_shape, device=device)
     if device in ("cuda", "cpu"):
         model = models.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device, dtype=torch.bfloat16,
                               enabled=config.precision() == "bf16-mixed")
-    with torch.inference_mode(), autocast:
-        for _ in range(2):
-            model(x)
-        _synchronize(device)
-        start = time.perf_counter()
-        for _ in range(batches):
-            model(x)
-        _synchronize(device)
+    if train:
+        labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
+
+        def step():
+            with autocast:
+                loss = torch.nn.functional.cross_entropy(model(x), labels)
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    else:
+        def step():
+            with torch.inference_mode(), autocast:
+                model(x)
+    for _ in range(2):
+        step()
+    _synchronize(device)
+    start = time.perf_counter()
+    for _ in range(batches):
+        step()
+    _synchronize(device)
     return batch_size * batches / (time.perf_counter() - start)
 
 

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data
+from helpers import data, measure, models
 
 FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -63,3 +63,25 @@ def test_time_to_accuracy_counts_up_to_the_first_epoch_that_reaches_the_target()
     assert time_to_accuracy.time_to_target(history, 0.93) == {
         "epoch": 3, "step_seconds": 33.0, "seconds": 39.0}
     assert time_to_accuracy.time_to_target(history, 0.95)["epoch"] is None
+
+
+def test_training_throughput_trains_and_inference_throughput_does_not():
+    model = models.create("resnet", num_blocks=(1, 1, 1))
+    before = [p.detach().clone() for p in model.parameters()]
+    assert measure.inference_throughput(model, batch_size=8, batches=2) > 0
+    assert all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+    assert measure.training_throughput(model, batch_size=8, batches=2) > 0
+    assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
+
+
+def test_the_variant_cost_benchmark_compares_every_representative_with_vgg_d(capsys):
+    cost = _load("sweep_variant_cost")
+    result = cost.main(["--batches", "1", "--batch-size", "2", "--epochs", "2", "--images", "100",
+                        "--no-save"])
+    rows = result["variants"]
+    assert [row["variant"] for row in rows][:2] == ["vgg-d", "variant-017"] and len(rows) == 15
+    assert rows[0]["time_vs_vgg_d"] == rows[0]["macs_vs_vgg_d"] == 1
+    assert rows[1]["macs_vs_vgg_d"] == pytest.approx(10.315e9 / 0.3137e9, rel=1e-3)
+    hours = sum(2 * 100 / row["images_per_s"] for row in rows) / 3600
+    assert result["sweep_hours"] == pytest.approx(hours)
+    assert "hours of training steps" in capsys.readouterr().out
