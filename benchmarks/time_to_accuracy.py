@@ -9,7 +9,7 @@ epoch, cosine decay, label smoothing 0.1, batch 128), over ``--epochs`` epochs o
 images (5,000 held out for validation). The whole test set is evaluated after every epoch. Prints
 the wall time until the test accuracy first reaches the target, counting the training steps
 alone and everything (evaluation included), and the final accuracy; writes them to
-``benchmarks/results/``.
+``benchmarks/results/`` (one file per device and schedule length).
 """
 
 from __future__ import annotations
@@ -92,7 +92,7 @@ def main(argv=None) -> dict:
         result = measure(args.target, args.epochs, Path(folder))
     report(result)
     if not args.no_save:
-        path = RESULTS / f"time_to_accuracy-{config.device_type()}.json"
+        path = RESULTS / f"time_to_accuracy-{config.device_type()}-{args.epochs}-epochs.json"
         files.write_text(path, json.dumps(result, indent=1))
         print(f"Saved {path}")
     return result
