@@ -31,6 +31,11 @@ from torch.overrides import TorchFunctionMode
 SAMPLINGS = ("naive", "lattice", "random")
 
 
+def _check_sampling(sampling: str) -> None:
+    if sampling not in SAMPLINGS:
+        raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+
+
 # --- sampler sequences ---------------------------------------------------------------------------
 
 @functools.cache
@@ -65,8 +70,7 @@ def _lattice_steps(steps: int) -> tuple:
 
 def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> list[int]:
     """The sampler (0 or 1) for each of ``submaps`` input submaps of a stride-2 layer."""
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+    _check_sampling(sampling)
     if sampling == "naive":
         return [0] * submaps
     if sampling == "random":
@@ -133,8 +137,7 @@ class _Checkered(nn.Module):
         stride = _pair(stride)
         if stride not in ((1, 1), (2, 2)):
             raise ValueError(f"checkered layers take stride 1 or 2, not {stride}")
-        if sampling not in SAMPLINGS:
-            raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        _check_sampling(sampling)
         self.stride, self.padding, self.sampling = stride[0], _pair(padding), sampling
 
     def extra_repr(self) -> str:
@@ -328,8 +331,7 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
     default the first convolution's channels at 32x32) then checks that every layer and every
     functional call that sees a 5-D tensor can handle it; anything else raises a
     ConversionError that names each part."""
-    if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+    _check_sampling(sampling)
     converted, problems = copy.deepcopy(model), []
     for parent_name, parent in list(converted.named_modules()):
         for child_name, child in list(parent.named_children()):

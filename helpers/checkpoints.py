@@ -248,8 +248,8 @@ def load_tutorial5(name: str, data=None, recipe=None, **fit_options) -> training
 
 def tutorial5_log(name: str) -> pd.DataFrame | None:
     """The published TensorBoard log of model ``name`` as a table (tag, step, epoch, value,
-    wall_time);
-    downloaded and checked like a checkpoint; None when offline and not yet downloaded.
+    wall_time), downloaded and checked like a checkpoint; None when offline and not yet
+    downloaded.
 
     ``epoch`` is training progress in epochs: the learning rate is logged at the start of each
     epoch, everything else after ``step + 1`` of 351 steps per epoch. ``lr-SGD`` and

@@ -148,17 +148,19 @@ def lr_factor(recipe: Recipe, epoch: float, total_epochs: int) -> float:
     if recipe.schedule == "step":
         passed = sum(int(epoch) >= round(m * total_epochs) for m in recipe.milestones)
         return warmup * recipe.gamma ** passed
-    floor = recipe.final_lr / recipe.lr
     if recipe.schedule == "cosine":
         span = max(total_epochs - recipe.warmup_epochs, 1e-9)
         progress = min(1.0, max(0.0, (epoch - recipe.warmup_epochs) / span))
-        return warmup * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
-    if recipe.schedule == "sgdr":
+    elif recipe.schedule == "sgdr":  # progress through the current cycle
         position, cycle = epoch, recipe.cycle_epochs
         while position >= cycle:
             position, cycle = position - cycle, cycle * recipe.cycle_mult
-        return warmup * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * position / cycle)))
-    raise ValueError(f"unknown schedule {recipe.schedule!r}; valid: step, cosine, sgdr, constant")
+        progress = position / cycle
+    else:
+        raise ValueError(f"unknown schedule {recipe.schedule!r}; valid: step, cosine, sgdr, "
+                         f"constant")
+    floor = recipe.final_lr / recipe.lr
+    return warmup * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
 def seed(value: int = 0) -> None:
@@ -178,6 +180,14 @@ def is_out_of_memory(error: BaseException) -> bool:
 
 class DoesNotFit(RuntimeError):
     """A training batch does not fit in memory even split into the smallest micro-batches."""
+
+
+def _release_memory() -> None:
+    """Return what a failed attempt held: called after an out-of-memory error, outside the
+    ``except`` block, whose traceback would keep the attempt's tensors alive."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 class Classifier(pl.LightningModule):
@@ -226,22 +236,16 @@ class Classifier(pl.LightningModule):
             except RuntimeError as error:
                 if not is_out_of_memory(error):
                     raise
-            gc.collect()  # recovered outside the except, which would keep the tensors alive
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            _release_memory()
             if size == 1:
                 raise DoesNotFit("a single image does not fit in memory for evaluation")
             self.eval_chunk = size // 2
 
-    def _step(self, batch, stage: str, label_smoothing: float = 0.0) -> torch.Tensor:
+    def _evaluation_step(self, batch, stage: str) -> None:
         x, y = batch
         logits = self._evaluate_in_chunks(x, stage)
-        loss = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
-        accuracy = (logits.argmax(dim=1) == y).float().mean()
-        # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
-        # accuracy of every image, however the batches were cut.
-        self._log(stage, loss, accuracy, len(y))
-        return loss
+        loss = F.cross_entropy(logits, y)
+        self._log(stage, loss, (logits.argmax(dim=1) == y).float().mean(), len(y))
 
     def _log(self, stage: str, loss: torch.Tensor, accuracy: torch.Tensor, size: int) -> None:
         # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
@@ -258,9 +262,7 @@ class Classifier(pl.LightningModule):
         optimizer = self.optimizers()
         while not self._accumulate(x, y):  # out of memory: recover here, outside the except
             optimizer.zero_grad(set_to_none=True)
-            gc.collect()
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
+            _release_memory()
             if self.micro_batch // 2 < self.min_micro_batch:
                 raise DoesNotFit(f"a batch of {len(y)} does not fit in memory even in "
                                  f"micro-batches of {self.micro_batch}")
@@ -290,10 +292,10 @@ class Classifier(pl.LightningModule):
         return True
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
-        self._step(batch, "val" if dataloader_idx == 0 else "test")
+        self._evaluation_step(batch, "val" if dataloader_idx == 0 else "test")
 
     def test_step(self, batch, batch_idx):
-        self._step(batch, "test")
+        self._evaluation_step(batch, "test")
 
     def predict_step(self, batch, batch_idx):
         x, y = batch

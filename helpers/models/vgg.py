@@ -69,29 +69,31 @@ class VGG(nn.Module):
         return self.classifier(self.features(x))
 
 
-def macs(widths, num_classes: int = 10, in_channels: int = 3, size: int = 32) -> int:
-    """Multiply-accumulates of one forward pass (convolutions and linear layers)."""
-    total, c_in, index = 0, in_channels, 0
+def _convolutions(widths, in_channels: int, size: int):
+    """(input channels, output channels, input size) of each 3x3 convolution, in order."""
+    c_in, index = in_channels, 0
     for convs in blocks_for(widths):
         for _ in range(convs):
-            total += 9 * c_in * widths[index] * size * size
+            yield c_in, widths[index], size
             c_in, index = widths[index], index + 1
         size //= 2
-    hidden1, hidden2 = widths[-2:]
-    return total + c_in * size * size * hidden1 + hidden1 * hidden2 + hidden2 * num_classes
+
+
+def macs(widths, num_classes: int = 10, in_channels: int = 3, size: int = 32) -> int:
+    """Multiply-accumulates of one forward pass (convolutions and linear layers)."""
+    layers = _convolutions(widths, in_channels, size)
+    convs = sum(9 * c_in * c_out * s * s for c_in, c_out, s in layers)
+    flat, (hidden1, hidden2) = widths[-3] * (size // 32) ** 2, widths[-2:]  # after 5 poolings
+    return convs + flat * hidden1 + hidden1 * hidden2 + hidden2 * num_classes
 
 
 def parameter_count(widths, num_classes: int = 10, in_channels: int = 3, size: int = 32) -> int:
     """Learnable parameters of ``VGG(widths)``, without building it: 3x3 convolution weights,
     BatchNorm scales and shifts, hidden linear weights and the output layer with its bias."""
-    total, c_in, index = 0, in_channels, 0
-    for convs in blocks_for(widths):
-        for _ in range(convs):
-            total += 9 * c_in * widths[index] + 2 * widths[index]
-            c_in, index = widths[index], index + 1
-        size //= 2
-    hidden1, hidden2 = widths[-2:]
-    return (total + c_in * size * size * hidden1 + 2 * hidden1 + hidden1 * hidden2 + 2 * hidden2
+    layers = _convolutions(widths, in_channels, size)
+    convs = sum(9 * c_in * c_out + 2 * c_out for c_in, c_out, _ in layers)  # weights, BN
+    flat, (hidden1, hidden2) = widths[-3] * (size // 32) ** 2, widths[-2:]  # after 5 poolings
+    return (convs + flat * hidden1 + 2 * hidden1 + hidden1 * hidden2 + 2 * hidden2
             + hidden2 * num_classes + num_classes)
 
 
