@@ -49,7 +49,7 @@ def measure(target: float, epochs: int, folder: Path) -> dict:
         raise data.DatasetNotFoundError("time to accuracy needs the real Fashion-MNIST")
     model = models.create("resnet", in_channels=1)
     run = training.fit(model, module, RECIPE, name="time-to-accuracy", epochs=epochs,
-                       directory=folder, resume=False)
+                       directory=folder, overwrite=True)
     history = run.history
     return {"benchmark": "time_to_accuracy", "model": "resnet (Tutorial 5, one-channel stem, "
             f"{models.count_parameters(model):,} parameters)", "data": module.describe(),

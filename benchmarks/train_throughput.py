@@ -126,7 +126,7 @@ def run_usual(images, labels, stats, recipe, epochs: int, workers: int, folder: 
 
 def run_course(images, labels, source, stats, recipe, epochs: int, folder: Path) -> dict:
     run = training.fit(models.create("resnet"), course_data(images, labels, source, stats), recipe,
-                       name="course", epochs=epochs, directory=folder, resume=False)
+                       name="course", epochs=epochs, directory=folder, overwrite=True)
     return {**last_epoch(run.history), "precision": run.info["precision"],
             "images": len(images) // recipe.batch_size * recipe.batch_size}
 

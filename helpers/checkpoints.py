@@ -13,6 +13,7 @@ and reads their TensorBoard training logs.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.client
 import json
@@ -28,11 +29,8 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from . import config, files, models, training
-
-
-class CheckpointError(RuntimeError):
-    """A checkpoint file that cannot be used; the message names it and the remedy."""
+from . import config, files, models, runs, training
+from .runs import CheckpointError, load_weights  # noqa: F401 (part of this module's API)
 
 
 class DownloadError(RuntimeError):
@@ -88,55 +86,55 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
     return destination
 
 
-def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) -> dict:
-    """Load a checkpoint's weights into ``model`` (strictly) and return the checkpoint.
-
-    Accepts a plain state dict or a Lightning checkpoint (whose ``state_dict`` keys start with
-    ``model.``)."""
-    path = Path(path)
-    remedy = f"Delete {path} and run again to download or train it afresh."
-    if sha256 and (actual := files.sha256(path)) != sha256:
-        raise CheckpointError(f"{path} has sha256 {actual}, expected {sha256}: it is corrupt or "
-                              f"not the published file. {remedy}")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as error:  # torch raises many types for a damaged file
-        raise CheckpointError(f"{path} is not a readable checkpoint "
-                              f"({type(error).__name__}: {error}). {remedy}") from error
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
-    if not isinstance(state, dict):
-        raise CheckpointError(f"{path} holds no state dict. {remedy}")
-    if state and all(key.startswith("model.") for key in state):
-        state = {key[len("model."):]: value for key, value in state.items()}
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as error:
-        raise CheckpointError(f"{path} does not fit this model ({error}). Check the model's "
-                              f"hyper-parameters, or {remedy[0].lower()}{remedy[1:]}") from error
-    return checkpoint
-
-
 def load_or_train(name: str, model: nn.Module, data=None, recipe=None, *, url: str | None = None,
-                  sha256: str | None = None, **fit_options) -> training.Run:
+                  sha256: str | None = None, overwrite: bool = False,
+                  **fit_options) -> training.Run:
     """The model ``name`` ready for use: loaded, else downloaded, else trained.
 
-    1. ``saved_models/<name>/best.ckpt`` if it exists (and its run is complete);
+    1. the finished run in ``saved_models/<name>/``, if its settings agree with the ones asked
+       for (model and hyper-parameters, data set and augmentation, recipe, seed, and epochs
+       when given; not the subset sizes, so a quick-mode notebook shows the full run); else an
+       error naming the differences. A ``best.ckpt`` there without a run record (a downloaded or
+       copied checkpoint) is loaded strictly, checked against ``sha256`` when given;
     2. else ``url`` (if given and not offline) downloaded and checked against ``sha256``;
-    3. else ``training.fit(model, data, recipe, name=name, **fit_options)``.
-    Quick-mode training writes to ``saved_models/quick/``, which is never loaded from here.
+    3. else ``training.fit(model, data, recipe, name=name, **fit_options)``, which resumes an
+       interrupted run. Quick-mode training writes to ``saved_models/quick/``, never loaded here.
+    ``overwrite=True`` skips 1 and 2 and trains afresh.
     """
+    runs.check_name(name)
     folder = config.saved_models_dir() / name
-    path = folder / "best.ckpt"
-    interrupted = (folder / "last.ckpt").exists() and not (folder / "run.json").exists()
-    if path.exists() and not interrupted:
-        return _loaded_run(name, model, path, sha256, url)
-    if url and _download_unless_offline(url, path, sha256, name):
-        return _loaded_run(name, model, path, None, url)  # sha256 checked while downloading
+    path = folder / runs.BEST
+    if not overwrite:
+        if runs.is_complete(folder):
+            runs.check_definition(folder, _requested(model, data, recipe, fit_options),
+                                  fields=("model", "data", "recipe", "seed", "epochs"))
+            print(f"Loaded {name} from {folder}.")
+            return runs.load(folder, model)
+        downloaded = not ((folder / runs.LAST).exists() or (folder / runs.DEFINITION).exists())
+        if path.exists() and downloaded:
+            return _loaded_run(name, model, path, sha256, url)
+        if url and _download_unless_offline(url, path, sha256, name):
+            return _loaded_run(name, model, path, None, url)  # sha256 checked while downloading
     if data is None or recipe is None:
         why = " (its download was skipped, as said above)" if url else ""
         raise CheckpointError(f"no checkpoint for {name} at {path}{why}, and no data and recipe "
                               f"to train it with.")
-    return training.fit(model, data, recipe, name=name, **fit_options)
+    return training.fit(model, data, recipe, name=name, overwrite=overwrite, **fit_options)
+
+
+def _requested(model: nn.Module, data, recipe, fit_options: dict) -> dict:
+    """The settings a caller of ``load_or_train`` asks for, as far as they decide the weights."""
+    wanted = {"model": runs.model_definition(model), "seed": fit_options.get("seed", 0)}
+    if data is not None:
+        wanted["data"] = {"name": data.name, "augment": data.augment, "size": data.size,
+                          "channels": data.channels}
+    if recipe is not None:
+        recipe = training.get_recipe(recipe) if isinstance(recipe, str) else recipe
+        wanted["recipe"] = {key: value for key, value in dataclasses.asdict(recipe).items()
+                            if key not in ("epochs", "source")}
+    if fit_options.get("epochs") is not None:
+        wanted["epochs"] = fit_options["epochs"]
+    return json.loads(json.dumps(wanted))
 
 
 def _download_unless_offline(url: str, path: Path, sha256: str | None, what: str) -> bool:
@@ -156,14 +154,11 @@ def _download_unless_offline(url: str, path: Path, sha256: str | None, what: str
 
 def _loaded_run(name: str, model: nn.Module, path: Path, sha256: str | None,
                 url: str | None) -> training.Run:
+    """A checkpoint without a run record of ours (downloaded or copied), loaded strictly."""
     load_weights(path, model, sha256)
     model.eval()
     print(f"Loaded {name} from {path}.")
-    info_file, history_file = path.parent / "run.json", path.parent / "history.csv"
-    info = (json.loads(info_file.read_text()) if info_file.exists()
-            else {"checkpoint": str(path), "url": url})
-    history = pd.read_csv(history_file) if history_file.exists() else None
-    return training.Run(name, model, history, info, path.parent)
+    return training.Run(name, model, None, {"checkpoint": str(path), "url": url}, path.parent)
 
 
 def tensorboard_scalars(path: str | Path) -> pd.DataFrame:

@@ -268,7 +268,9 @@ def split_indices(n: int, val_size: int | float,
     a fraction. One random permutation, sliced: O(n), reproducible, no overlap."""
     count = round(val_size * n) if isinstance(val_size, float) else int(val_size)
     if not 0 < count < n:
-        raise ValueError(f"val_size={val_size!r} must leave both parts non-empty (n={n})")
+        raise ValueError(f"val_size={val_size!r} must leave both parts non-empty: the split has "
+                         f"{n:,} images, so give a count from 1 to {n - 1:,} or a fraction "
+                         f"between 0 and 1 (e.g. 5000 or 0.1)")
     order = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
     return order[count:], order[:count]
 
@@ -411,6 +413,25 @@ def denormalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
     return (batch * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
+def _check_sizes(val_size, subset, batch_size, eval_batch_size) -> None:
+    """The sizes an :class:`ImageDataModule` is given, checked before any data is loaded."""
+    def whole(value) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+    if not (whole(val_size) or isinstance(val_size, float) and 0 < val_size < 1):
+        raise ValueError(f"val_size={val_size!r} is not valid: give a number of images (e.g. "
+                         f"5000) or a fraction between 0 and 1 (e.g. 0.1); the validation set "
+                         f"is cut from the training split and must leave training data")
+    if subset not in (None, "auto") and not (isinstance(subset, (tuple, list))
+                                             and len(subset) == 3 and all(map(whole, subset))):
+        raise ValueError(f"subset={subset!r} is not valid: give (train, val, test) image counts "
+                         f"> 0, None for everything, or 'auto' (everything in full mode, "
+                         f"{config.QUICK_SUBSET} in quick mode)")
+    for label, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
+        if not whole(value):
+            raise ValueError(f"{label}={value!r} is not valid: a whole number > 0")
+
+
 class ImageDataModule(pl.LightningDataModule):
     """A data set split into train / validation / test, served as :class:`DeviceLoader` batches.
 
@@ -435,6 +456,7 @@ class ImageDataModule(pl.LightningDataModule):
         if augment is not None and augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; valid: "
                              f"{', '.join(AUGMENTATIONS)}, or None")
+        _check_sizes(val_size, subset, batch_size, eval_batch_size)
         self.spec = spec(name)
         self.name, self.batch_size, self.val_size, self.seed = name, batch_size, val_size, seed
         self.augment, self.eval_batch_size, self.subset = augment, eval_batch_size, subset

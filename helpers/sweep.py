@@ -10,6 +10,7 @@ whose curve keeps more than 95 % of its mass inside the network and gives every 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -22,8 +23,8 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from . import config, files, models, training
-from .data import ImageDataModule
+from . import config, files, models, runs, training
+from .data import AUGMENTATIONS, ImageDataModule
 from .data import spec as data_spec
 from .models import vgg
 
@@ -64,6 +65,9 @@ class Variant:
 def reference_widths(depth: int) -> list[int]:
     """The VGG widths whose sum is the budget of a depth: 2, 2, L, L, L convolutions with
     64, 128, 256, 512, 512 features (L = (depth - 7) / 3), then two hidden layers of 512."""
+    if isinstance(depth, bool) or not isinstance(depth, int):
+        raise TypeError(f"depth must be a whole number, one of {', '.join(map(str, VALID_DEPTHS))}; "
+                        f"got {depth!r} ({type(depth).__name__})")
     if depth not in VALID_DEPTHS:
         raise ValueError(f"depth {depth} is not built by the sweep; valid depths: "
                          f"{', '.join(map(str, VALID_DEPTHS))}")
@@ -139,9 +143,17 @@ class SweepSpec:
     abandon_after: int = 10
     subset: tuple | str | None = "auto"
 
-    def __post_init__(self):  # bad names fail here, before any training starts
+    def __post_init__(self):  # bad settings fail here, before any training starts
         data_spec(self.data)
         training.get_recipe(self.recipe)
+        if self.augment is not None and self.augment not in AUGMENTATIONS:
+            raise ValueError(f"SweepSpec augment={self.augment!r} is not an augmentation; "
+                             f"valid: {', '.join(AUGMENTATIONS)}, or None")
+        if self.epochs is not None:
+            training.positive_int(self.epochs, "SweepSpec epochs")
+        training.positive_int(self.abandon_after, "SweepSpec abandon_after")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
+            raise TypeError(f"SweepSpec seed must be a whole number, not {self.seed!r}")
 
     def data_module(self) -> ImageDataModule:
         """The data as the sweep's VGGs see it: 32x32 with 3 channels."""
@@ -163,14 +175,16 @@ def train_variant(variant: Variant, spec: SweepSpec, directory: str | Path) -> d
            "alpha": variant.alpha, "widths": json.dumps(list(variant.widths)),
            "parameters": models.count_parameters(model), "macs": variant.macs,
            "data": spec.data, "recipe": spec.recipe, "seed": spec.seed,
-           "epochs_planned": spec.epochs or training.get_recipe(spec.recipe).epochs}
+           "epochs_planned": training.planned_epochs(training.get_recipe(spec.recipe),
+                                                     spec.epochs)}
     start = time.perf_counter()
     try:
         run = training.fit(model, data, spec.recipe, name=variant.name, epochs=spec.epochs,
-                           seed=spec.seed, resume=True, directory=directory,
+                           seed=spec.seed, overwrite=False, directory=directory,
                            callbacks=[abandon], enable_progress_bar=False)
-    except training.DoesNotFit as error:
-        row.update(status="does not fit", note=str(error), hardware=config.hardware(),
+    except (training.DoesNotFit, training.TrainingDiverged) as error:
+        status = "does not fit" if isinstance(error, training.DoesNotFit) else "diverged"
+        row.update(status=status, note=str(error), hardware=config.hardware(),
                    wall_seconds=round(time.perf_counter() - start, 1))
     else:
         history, info = run.history, run.info
@@ -204,21 +218,53 @@ def run_sweep(variants: list[Variant], spec: SweepSpec, directory: str | Path,
 
     Resumable: variants with a results row are skipped, and an interrupted one continues from
     its last epoch's checkpoint, so a sweep killed at any moment is finished by running the
-    same call again. ``workers`` > 0 spreads the variants over a Ray cluster (a local one, or
-    the one ``RAY_ADDRESS`` names), one variant per worker at a time; ``None`` trains them
-    here, one after the other."""
+    same call again. The folder is bound to ``spec`` (``sweep.json``): running another spec into
+    it is an error naming the differences, and one process at a time runs a sweep in it.
+    ``workers`` > 0 spreads the variants over a Ray cluster (a local one, or the one
+    ``RAY_ADDRESS`` names), one variant per worker at a time; ``None`` trains them here, one
+    after the other."""
     directory = Path(directory)
-    done = set(results(directory).get("variant", []))
-    todo = [v for v in variants if v.index not in done]
-    if todo:
-        print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
-    if workers:
-        _run_with_ray(todo, spec, directory, workers)
-    else:
-        for variant in todo:
-            train_variant(variant, spec, directory)
-            _write_table(directory)
-    return _write_table(directory)
+    runs.check_name(directory.name, "sweep folder name")
+    with runs.lock(directory):
+        runs.remove_stray_parts(directory)
+        _bind_to_spec(directory, spec)
+        done = set(results(directory).get("variant", []))
+        todo = [v for v in variants if v.index not in done]
+        if todo:
+            print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
+        if workers:
+            _run_with_ray(todo, spec, directory, workers)
+        else:
+            for variant in todo:
+                train_variant(variant, spec, directory)
+                _write_table(directory)
+        return _write_table(directory)
+
+
+SWEEP_RECORD = "sweep.json"
+
+
+def _bind_to_spec(directory: Path, spec: SweepSpec) -> None:
+    """Record ``spec`` in a new sweep folder, or check that it is the folder's."""
+    wanted = json.loads(json.dumps(dataclasses.asdict(spec)))
+    path = directory / SWEEP_RECORD
+    if not path.exists():
+        if any(directory.glob("rows/*.json")):
+            raise runs.DefinitionMismatch(
+                f"{directory} holds sweep results but no {SWEEP_RECORD} saying what they were "
+                f"trained with; run the sweep into another folder.")
+        files.write_text(path, json.dumps(wanted, indent=1))
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as error:
+        raise runs.CheckpointError(f"{path} is unreadable ({error}); restore it, or run the "
+                                   f"sweep into another folder.") from error
+    lines = runs.differences(saved, wanted)
+    if lines:
+        raise runs.DefinitionMismatch(
+            f"{directory} holds a sweep with another SweepSpec:\n  " + "\n  ".join(lines) +
+            "\nRun this sweep into another folder (or delete that one to start it afresh).")
 
 
 def _write_table(directory: Path) -> pd.DataFrame:

@@ -16,7 +16,8 @@ import gc
 import json
 import logging
 import math
-import shutil
+import signal
+import threading
 import time
 import warnings
 from dataclasses import dataclass
@@ -30,11 +31,13 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 from torch.nn import functional as F
 
-from . import config, files, models
+from . import config, files, models, runs
 from .data import ImageDataModule
+from .runs import Run
 
 # Lightning's start-up banners ("GPU available: ...", tips) are noise in a notebook.
 for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
@@ -78,6 +81,52 @@ class Recipe:
     batch_size: int = 128
     label_smoothing: float = 0.0
     source: str = ""
+
+    def __post_init__(self):  # a bad recipe fails here, before any data is loaded
+        def check(field, valid, what):
+            value = getattr(self, field)
+            if not valid(value):
+                raise ValueError(f"recipe {self.name!r}: {field}={value!r} is not valid; "
+                                 f"{what}")
+        check("optimizer", lambda v: v in OPTIMIZERS,
+              f"unknown optimizer; valid: {', '.join(OPTIMIZERS)}")
+        check("schedule", lambda v: v in SCHEDULES,
+              f"unknown schedule; valid: {', '.join(SCHEDULES)}")
+        for field in ("epochs", "batch_size"):
+            check(field, _is_positive_int, "a positive whole number")
+        check("lr", lambda v: _is_number(v) and v > 0, "a positive number")
+        for field in ("weight_decay", "warmup_epochs", "final_lr"):
+            check(field, lambda v: _is_number(v) and v >= 0, "a number >= 0")
+        for field in ("momentum", "label_smoothing"):
+            check(field, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+        check("gamma", lambda v: _is_number(v) and v > 0, "a positive number")
+        check("cycle_epochs", lambda v: _is_number(v) and v > 0, "a positive number")
+        check("cycle_mult", lambda v: _is_number(v) and v >= 1, "a number >= 1")
+        check("milestones", lambda v: isinstance(v, (tuple, list)) and all(
+            _is_number(m) and 0 < m <= 1 for m in v), "fractions of the run in (0, 1]")
+
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("step", "cosine", "sgdr", "constant")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _is_positive_int(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+
+
+def positive_int(value, what: str) -> int:
+    """``value`` if it is a whole number > 0, else a ValueError (TypeError for other types)
+    naming ``what``."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{what} must be a whole number > 0, not {value!r} "
+                        f"({type(value).__name__})")
+    if value <= 0:
+        raise ValueError(f"{what} must be a whole number > 0, not {value}")
+    return value
 
 
 RECIPES = {recipe.name: recipe for recipe in [
@@ -182,6 +231,20 @@ class DoesNotFit(RuntimeError):
     """A training batch does not fit in memory even split into the smallest micro-batches."""
 
 
+class TrainingDiverged(RuntimeError):
+    """The training loss became NaN or infinite; the run stopped and recorded no result."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Training was stopped by SIGINT (Ctrl+C, a notebook's interrupt) or SIGTERM (a scheduler,
+    ``kill``); every completed epoch is kept, and starting the same run again resumes it.
+    ``signal_number`` says which; a script exits with 128 + it."""
+
+    def __init__(self, message: str, signal_number: int):
+        super().__init__(message)
+        self.signal_number = signal_number
+
+
 def _release_memory() -> None:
     """Return what a failed attempt held: called after an out-of-memory error, outside the
     ``except`` block, whose traceback would keep the attempt's tensors alive."""
@@ -210,6 +273,7 @@ class Classifier(pl.LightningModule):
         self.recipe, self.seed, self.channels_last, self.tta = recipe, seed, channels_last, tta
         self.automatic_optimization = False
         self.micro_batch, self.min_micro_batch, self.eval_chunk = None, min_micro_batch, None
+        self._diverged_at = None  # the first step of this epoch whose loss was not finite
         self.save_hyperparameters({
             "model": getattr(model, "spec", None), "seed": seed,
             "recipe": dataclasses.asdict(recipe) if recipe else None})
@@ -260,7 +324,7 @@ class Classifier(pl.LightningModule):
         if self.micro_batch is None:
             self.micro_batch = len(y)
         optimizer = self.optimizers()
-        while not self._accumulate(x, y):  # out of memory: recover here, outside the except
+        while (loss := self._accumulate(x, y)) is None:  # out of memory: recover outside except
             optimizer.zero_grad(set_to_none=True)
             _release_memory()
             if self.micro_batch // 2 < self.min_micro_batch:
@@ -268,13 +332,14 @@ class Classifier(pl.LightningModule):
                                  f"micro-batches of {self.micro_batch}")
             self.micro_batch //= 2
             print(f"Out of memory: redoing the batch in micro-batches of {self.micro_batch}.")
+        self._stop_if_diverged(loss, batch_idx)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         self.lr_schedulers().step()
 
-    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> bool:
-        """Gradients of the batch's mean loss, summed over micro-batches; False (and partial
-        gradients) if the device ran out of memory."""
+    def _accumulate(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """Gradients of the batch's mean loss, summed over micro-batches; returns the loss, or
+        None (and partial gradients) if the device ran out of memory."""
         loss, correct = x.new_zeros((), dtype=torch.float32), x.new_zeros((), dtype=torch.long)
         try:
             for part_x, part_y in zip(x.split(self.micro_batch), y.split(self.micro_batch)):
@@ -287,9 +352,34 @@ class Classifier(pl.LightningModule):
         except RuntimeError as error:
             if not is_out_of_memory(error):
                 raise
-            return False
+            return None
         self._log("train", loss, correct / len(y), len(y))
-        return True
+        return loss
+
+    def _stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
+        """Raise :class:`TrainingDiverged` once the loss is NaN or infinite, before the
+        epoch's checkpoint is written. The first bad step is noted on the device; it is read
+        every step on a CPU and every 25 steps (and at the epoch's last) on a GPU, where each
+        read waits for the GPU."""
+        if self._diverged_at is None:
+            self._diverged_at = torch.full((), -1, device=loss.device)
+        bad = ~torch.isfinite(loss) & (self._diverged_at < 0)
+        self._diverged_at = torch.where(bad, batch_idx, self._diverged_at)
+        steps = self.trainer.num_training_batches
+        if loss.device.type == "cuda" and batch_idx % 25 and batch_idx + 1 != steps:
+            return
+        step = int(self._diverged_at)
+        if step >= 0:
+            epoch = self.current_epoch + 1
+            kept = (f"the folder keeps the checkpoint of epoch {epoch - 1}" if epoch > 1 else
+                    "no epoch was completed")
+            raise TrainingDiverged(
+                f"training diverged: the loss became NaN or infinite in epoch {epoch} at step "
+                f"{step + 1} of {steps}. The learning rate ({self.recipe.lr:g} in recipe "
+                f"{self.recipe.name!r}) is most likely too high for this model. Nothing was "
+                f"recorded as a result ({kept}). Lower it, e.g. get_recipe("
+                f"{self.recipe.name!r}, lr={self.recipe.lr / 10:g}), and train under another "
+                f"name or with overwrite=True.")
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self._evaluation_step(batch, "val" if dataloader_idx == 0 else "test")
@@ -308,6 +398,7 @@ class Classifier(pl.LightningModule):
         if hasattr(loader, "set_epoch"):
             loader.set_epoch(self.current_epoch)
         torch.manual_seed(self.seed * 7919 + self.current_epoch + 1_000_003 * self.global_rank)
+        self._diverged_at = None
 
     def configure_optimizers(self):
         r = self.recipe
@@ -385,34 +476,13 @@ class ProgressBar(TQDMProgressBar):
 
 
 class AtomicCheckpointIO(TorchCheckpointIO):
-    """Lightning's checkpoint writer, but through a temporary file renamed when complete."""
+    """Lightning's checkpoint writer, but straight into a temporary file beside the target,
+    renamed when complete (Lightning's own goes through a temporary file in $TMPDIR, which a
+    killed process leaves behind)."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         with files.atomic_path(path) as temporary:
-            super().save_checkpoint(checkpoint, temporary, storage_options)
-
-
-@dataclass
-class Run:
-    """A trained (or loaded) model with its history and provenance."""
-    name: str
-    model: nn.Module
-    history: pd.DataFrame | None
-    info: dict
-    directory: Path
-
-    @property
-    def provenance(self) -> str:
-        """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
-        info = self.info
-        if "test_acc" not in info:  # a checkpoint without a run record: downloaded, or copied
-            if info.get("url"):
-                return f"published checkpoint {info['url']}, not trained by the course"
-            return f"checkpoint {info.get('checkpoint', self.directory)} without a run record"
-        if info["smoke_run"]:
-            return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
-        return (f"{info['data']}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "
-                f"{info['hardware']}, {info['date'][:10]}")
+            torch.save(checkpoint, temporary)
 
 
 def results_table(runs: dict[str, Run]) -> pd.DataFrame:
@@ -436,73 +506,152 @@ def _trainer(precision: str, **options) -> pl.Trainer:
                       plugins=[AtomicCheckpointIO()], **options)
 
 
+def planned_epochs(recipe: Recipe, epochs: int | None = None) -> int:
+    """How many epochs a run trains: ``epochs`` when given, else the recipe's, capped at
+    ``config.QUICK_EPOCHS`` in quick mode. The one place this rule lives."""
+    if epochs is not None:
+        return positive_int(epochs, "epochs")
+    return min(recipe.epochs, config.QUICK_EPOCHS) if config.is_quick() else recipe.epochs
+
+
 def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cosine", *,
         name: str, epochs: int | None = None, seed: int = 0, precision: str = "auto",
-        channels_last: bool | None = None, resume: bool | None = None,
+        channels_last: bool | None = None, overwrite: bool | None = None,
         directory: str | Path | None = None, note: str = "", **trainer_options) -> Run:
-    """Train ``model`` on ``data`` with ``recipe`` into ``<directory>/<name>/``.
+    """Train ``model`` on ``data`` with ``recipe`` into ``<directory>/<name>/`` (default
+    directory: ``config.runs_dir()``) and return the run, its best weights loaded.
 
-    Quick mode caps the epochs at ``config.QUICK_EPOCHS`` and starts afresh; full mode resumes
-    from ``last.ckpt`` when the run was interrupted (``resume`` overrides either). The recipe
-    decides the batch size. ``note`` is kept in the run record (e.g. how a recipe was
-    shortened). Extra keyword arguments go to ``pl.Trainer`` (e.g. ``devices=4,
-    strategy="ddp"`` to scale one run across GPUs).
+    The folder holds one run, bound to its settings (see :mod:`helpers.runs`): an interrupted
+    run with the same settings resumes from its last completed epoch; a finished one is loaded,
+    not trained again; a run with other settings is an error that names the differences.
+    ``overwrite=True`` deletes the run in the folder and trains afresh; it is the default in
+    quick mode, whose smoke runs are never kept. ``epochs``: see :func:`planned_epochs`. The
+    recipe decides the batch size. ``note`` is kept in the run record (e.g. how a recipe was
+    shortened). A NaN or infinite loss stops the run (:class:`TrainingDiverged`); SIGINT and
+    SIGTERM stop it with :class:`RunInterrupted`. Extra keyword arguments go to ``pl.Trainer``
+    (e.g. ``devices=4, strategy="ddp"`` to scale one run across GPUs).
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    quick = config.is_quick()
-    epochs = epochs or (min(recipe.epochs, config.QUICK_EPOCHS) if quick else recipe.epochs)
-    directory = Path(directory or config.runs_dir()) / name
-    if resume is None:
-        resume = not quick
-    if not resume:
-        shutil.rmtree(directory, ignore_errors=True)
-    if channels_last is None:
-        channels_last = config.device_type() in ("cuda", "cpu")
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a recipe name or a Recipe, not {recipe!r}; valid "
+                        f"names: {', '.join(RECIPES)}")
+    runs.check_name(name)
+    epochs = planned_epochs(recipe, epochs)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be a whole number, not {seed!r}")
+    precision = config.precision() if precision == "auto" else precision
     data.batch_size = recipe.batch_size
     data.setup()
+    if recipe.batch_size > len(data.train):
+        raise ValueError(f"the batch size {recipe.batch_size} of recipe {recipe.name!r} is "
+                         f"larger than the training split ({len(data.train)} images), so not "
+                         f"one full batch could be trained on. Use more training images, or a "
+                         f"smaller batch: get_recipe({recipe.name!r}, batch_size=...).")
+    folder = Path(directory or config.runs_dir()) / name
+    wanted = runs.definition(model, data, recipe, epochs, seed, precision)
+    with runs.lock(folder):
+        runs.remove_stray_parts(folder)
+        afresh = config.is_quick() if overwrite is None else overwrite
+        if afresh:
+            runs.clear(folder)
+        else:
+            runs.check_definition(folder, wanted)
+            if runs.is_complete(folder):
+                print(f"{name} is finished in {folder}: loaded, not trained again "
+                      f"(overwrite=True trains it afresh).")
+                return runs.load(folder, model)
+        runs.write_definition(folder, wanted)
+        return _train(model, data, recipe, folder, wanted, channels_last, note, trainer_options,
+                      afresh)
+
+
+def _train(model, data, recipe, folder, definition, channels_last, note, trainer_options,
+           afresh: bool) -> Run:
+    """The training of :func:`fit`, in its locked run folder; writes the history, then the
+    run record (last: a run is complete when its record exists). ``afresh``: whether the same
+    call would start afresh (said when a signal stops the run)."""
+    epochs, seed = definition["epochs"], definition["seed"]
+    if channels_last is None:
+        channels_last = config.device_type() in ("cuda", "cpu")
     steps = len(data.train) // recipe.batch_size
     module = Classifier(model, recipe, seed, channels_last)
     history = History()
-    checkpoints = ModelCheckpoint(dirpath=directory, filename="best", monitor="val_acc",
+    checkpoints = ModelCheckpoint(dirpath=folder, filename="best", monitor="val_acc",
                                   mode="max", save_last=True, save_on_train_epoch_end=True,
                                   enable_version_counter=False)
     callbacks = [history, checkpoints, *trainer_options.pop("callbacks", [])]
     if trainer_options.get("enable_progress_bar", True):
         callbacks.append(ProgressBar(refresh_rate=max(1, steps // 20)))
-    last = directory / "last.ckpt"
+    last = folder / runs.LAST
     # Lightning's CSV logger deletes an existing metrics.csv: a resumed attempt logs beside it.
-    attempt = len(list(directory.glob("logs/csv*"))) + 1 if last.exists() else 1
+    attempt = len(list(folder.glob("logs/csv*"))) + 1 if last.exists() else 1
     csv_version = "csv" if attempt == 1 else f"csv-{attempt}"
     trainer = _trainer(
-        precision, max_epochs=epochs, default_root_dir=directory, callbacks=callbacks,
-        logger=[CSVLogger(directory, name="logs", version=csv_version),
-                TensorBoardLogger(directory, name="logs", version="tensorboard")],
+        definition["precision"], max_epochs=epochs, default_root_dir=folder,
+        callbacks=callbacks, logger=[CSVLogger(folder, name="logs", version=csv_version),
+                                     TensorBoardLogger(folder, name="logs",
+                                                       version="tensorboard")],
         log_every_n_steps=max(1, min(50, steps)), **trainer_options)
     pl.seed_everything(seed, verbose=False)
     with _quiet():
-        trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None)
+        with _stopped_by_signals(folder, module, epochs, afresh):
+            trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None)
         table = pd.DataFrame(history.rows)  # before testing "best" restores an older state
         test = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)[0]
     model.eval()
     best = table.loc[table["val_acc"].idxmax()]
     info = {
-        "name": name, "model": getattr(model, "spec", None),
+        "name": folder.name, "model": getattr(model, "spec", None),
         "parameters": models.count_parameters(model),
         "data": data.name, "data_source": data.source,
-        "images": {"train": len(data.train), "val": len(data.val), "test": len(data.test)},
-        "recipe": dataclasses.asdict(recipe), "epochs": epochs, "seed": seed,
-        "mode": config.mode(), "smoke_run": quick or data.train.is_stand_in,
+        "images": definition["data"]["images"],
+        "recipe": dataclasses.asdict(recipe), "epochs": epochs, "epochs_trained": len(table),
+        "seed": seed, "mode": config.mode(),
+        "smoke_run": config.is_quick() or data.train.is_stand_in,
         "precision": trainer.precision, "hardware": config.hardware(),
         "torch": torch.__version__, "lightning": pl.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_seconds": round(float(table["seconds"].sum()), 1),
         "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
         "test_loss": test["test_loss"], "test_acc": test["test_acc"],
-        "micro_batch": module.micro_batch, "note": note,
+        "micro_batch": module.micro_batch, "note": note, "definition": definition,
     }
-    files.write_text(directory / "run.json", json.dumps(info, indent=1))
-    files.write_text(directory / "history.csv", table.to_csv(index=False))
-    return Run(name, model, table, info, directory)
+    files.write_text(folder / runs.HISTORY, table.to_csv(index=False))
+    files.write_text(folder / runs.RECORD, json.dumps(info, indent=1))  # last: now complete
+    return Run(folder.name, model, table, info, folder)
+
+
+class _Signalled(BaseException):
+    """Raised by the signal handlers of :func:`_stopped_by_signals` (not a KeyboardInterrupt,
+    which Lightning would turn into ``sys.exit(1)`` and a process that ignores Ctrl+C)."""
+
+
+@contextlib.contextmanager
+def _stopped_by_signals(folder: Path, module: Classifier, epochs: int, afresh: bool):
+    """Turn SIGINT and SIGTERM during training into :class:`RunInterrupted`, whose message
+    says how to resume. (Lightning alone exits with status 0 on SIGTERM, as if it had
+    finished, and ignores further Ctrl+C after the first.) Signal handlers can only be set in
+    the main thread; elsewhere (e.g. a Ray worker) the signals keep their usual effect."""
+    def stop(signal_number, frame):
+        raise _Signalled(signal_number)
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, stop) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+    try:
+        yield
+    except (_Signalled, SIGTERMException) as error:
+        number = error.args[0] if isinstance(error, _Signalled) else signal.SIGTERM
+        again = ("started again as it was, it starts afresh in quick mode or with overwrite=True; "
+                 "pass overwrite=False to resume it" if afresh else
+                 "start the same run again to resume it")
+        message = (f"{signal.Signals(number).name}: training of {folder.name} stopped in epoch "
+                   f"{module.current_epoch + 1} of {epochs}. Every completed epoch is kept in "
+                   f"{folder}; {again}.")
+        print(message)
+        raise RunInterrupted(message, int(number)) from None
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",

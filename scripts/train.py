@@ -5,12 +5,30 @@
         --note "shortened: 10 of 100 epochs, on a CPU"
 
 The run lands in saved_models/<name>/ (best.ckpt, history.csv, run.json with its provenance),
-where the notebooks find it. An interrupted full-mode run resumes when started again.
+where the notebooks find it. An interrupted full-mode run resumes when started again; a finished
+one is not trained again; one with other settings is an error unless --overwrite is given.
+Exit status: 0 done, 1 an error (its message on stderr), 2 bad arguments, 128 + the signal
+number when stopped by SIGINT or SIGTERM (the run resumes when started again).
 """
 
 import argparse
+import sys
 
-from helpers import data, models, training
+from helpers import data, models, runs, training
+
+
+def _name(value: str) -> str:
+    try:
+        return runs.check_name(value)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
+def _positive(value: str) -> int:
+    try:
+        return training.positive_int(int(value), "--epochs")
+    except (TypeError, ValueError):
+        raise argparse.ArgumentTypeError(f"must be a whole number > 0, not {value!r}") from None
 
 
 def main() -> None:
@@ -18,14 +36,28 @@ def main() -> None:
     parser.add_argument("model", choices=models.names())
     parser.add_argument("data", choices=list(data.DATASETS))
     parser.add_argument("recipe", choices=list(training.RECIPES))
-    parser.add_argument("--name", required=True, help="folder name under saved_models/")
-    parser.add_argument("--epochs", type=int, help="default: the recipe's")
+    parser.add_argument("--name", required=True, type=_name,
+                        help="folder name under saved_models/ (letters, digits, '-', '_', '.')")
+    parser.add_argument("--epochs", type=_positive, help="default: the recipe's")
     parser.add_argument("--augment", default="crop-flip", choices=[*data.AUGMENTATIONS, "none"])
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="delete the run saved under --name and train afresh")
     args = parser.parse_args()
+    try:
+        train(args)
+    except training.RunInterrupted as stop:
+        sys.exit(128 + stop.signal_number)  # its message is printed already
+    except (ValueError, TypeError, runs.RunInUse, runs.CheckpointError,
+            training.TrainingDiverged, training.DoesNotFit, data.DatasetNotFoundError) as error:
+        print(f"{parser.prog}: error: {error}", file=sys.stderr)  # a message, not a traceback
+        sys.exit(1)
 
+
+def train(args: argparse.Namespace) -> None:
+    """One run of ``fit`` with the command line's settings; the data split is seeded too."""
     module = data.ImageDataModule(args.data, val_size=args.val_size, seed=args.seed,
                                   augment=None if args.augment == "none" else args.augment)
     module.setup()
@@ -33,7 +65,7 @@ def main() -> None:
     model = models.create(args.model, num_classes=module.num_classes,
                           in_channels=module.input_shape[0])
     run = training.fit(model, module, args.recipe, name=args.name, epochs=args.epochs,
-                       seed=args.seed, note=args.note)
+                       seed=args.seed, note=args.note, overwrite=args.overwrite or None)
     print(f"{args.name}: test accuracy {run.info['test_acc']:.4f} (best epoch "
           f"{run.info['best_epoch']}), {run.info['train_seconds']:.0f} s on {run.info['hardware']}"
           f" -> {run.directory}")

@@ -172,7 +172,7 @@ def test_resume_loses_nothing(course_env):
                      callbacks=[_KillInSecondEpoch()])
     assert (course_env / "saved_models" / "quick" / "killed" / "last.ckpt").exists()
     resumed = training.fit(_model(seed=99), _data(), FAST, name="killed", epochs=3,
-                           precision="32-true", resume=True)
+                           precision="32-true", overwrite=False)
     assert resumed.history["epoch"].tolist() == [1, 2, 3]
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
         assert torch.equal(a, b)

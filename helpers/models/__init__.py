@@ -73,6 +73,10 @@ def create(name: str, **hparams) -> nn.Module:
         raise ValueError(f"unknown hyper-parameter(s) {', '.join(map(repr, unknown))} for model "
                          f"{name!r}; "
                          f"valid: {listing}")
+    classes = {**valid, **hparams}.get("num_classes", 2)
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"num_classes={classes!r} is not valid for model {name!r}: a classifier "
+                         f"needs a whole number of at least 2 classes")
     model = builder(**{**preset, **hparams})
     model.spec = {"name": name, "hparams": dict(hparams)}
     return model

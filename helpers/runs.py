@@ -1,0 +1,358 @@
+"""Run folders: one run per folder, bound to the settings it was trained with.
+
+:func:`training.fit` trains into ``<runs dir>/<name>/``. This module keeps that folder honest:
+
+* a run name is a name (letters, digits, ``-``, ``_``, ``.``), never a path, so nothing is ever
+  written or deleted outside the run's own folder;
+* ``definition.json``, written before the first step, says what defines the run (model, data,
+  augmentation, recipe, epochs, seed, precision); starting the run again with other settings is
+  an error that names the differences, never a silent resume or load;
+* one process at a time trains into a folder: a lock that the operating system releases when
+  its process ends, however it ends;
+* ``run.json`` is written last: a run is complete when, and only when, it exists.
+
+A finished run (:class:`Run`) is the model with its history and its run record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import re
+import shutil
+import socket
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pandas as pd
+import torch
+from torch import nn
+
+from . import files, models
+
+DEFINITION, RECORD, HISTORY, LOCK = "definition.json", "run.json", "history.csv", ".lock"
+BEST, LAST, LOGS = "best.ckpt", "last.ckpt", "logs"
+PROBABILITIES = "test_probabilities.pt"
+# Everything a run writes into its folder; nothing else is ever deleted from it.
+RUN_FILES = (DEFINITION, RECORD, HISTORY, LOCK, BEST, LAST, LOGS, PROBABILITIES)
+
+_NAME = re.compile(r"[A-Za-z0-9._-]+")
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint or run file that cannot be used; the message names it and the remedy."""
+
+
+class DefinitionMismatch(ValueError):
+    """A run folder holds a run defined differently from the one asked for."""
+
+
+class RunInUse(RuntimeError):
+    """Another process is training into the run folder."""
+
+
+def check_name(name, what: str = "run name") -> str:
+    """``name`` if it is a valid run or folder name, else a ValueError saying what one is."""
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+        raise ValueError(f"{what} {name!r} is not a valid name: use letters, digits, '-', '_' "
+                         f"and '.' only (not '.' or '..' alone, no '/'), e.g. 'allcnn-c64-s0'. "
+                         f"It names a folder under the runs directory; it is never a path.")
+    return name
+
+
+# --- what defines a run --------------------------------------------------------------------
+
+def _plain(value):
+    """``value`` as JSON would give it back (tuples become lists), for comparisons."""
+    return json.loads(json.dumps(value, default=str))
+
+
+def model_definition(model: nn.Module) -> dict:
+    """A model built by ``models.create``: its name and every hyper-parameter, defaults
+    included; any other module: its class, parameter count and parameter shapes."""
+    spec = getattr(model, "spec", None)
+    if spec:
+        return _plain({"name": spec["name"],
+                       "hparams": {**models.hyperparameters(spec["name"]), **spec["hparams"]}})
+    shapes = [[key, list(value.shape)] for key, value in model.state_dict().items()]
+    return _plain({"class": type(model).__qualname__,
+                   "parameters": models.count_parameters(model), "shapes": shapes})
+
+
+def definition(model: nn.Module, data, recipe, epochs: int, seed: int, precision: str) -> dict:
+    """What defines a run: change any of it and it is another run. The recipe's description
+    (``source``) is prose, not a setting, and is left out."""
+    recipe_fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "source"}
+    data.setup()
+    return _plain({
+        "model": model_definition(model),
+        "data": {"name": data.name, "stand_in": data.train.is_stand_in,
+                 "images": {"train": len(data.train), "val": len(data.val),
+                            "test": len(data.test)},
+                 "split_seed": data.seed, "augment": data.augment, "size": data.size,
+                 "channels": data.channels, "test_every_epoch": data.test_every_epoch},
+        "recipe": recipe_fields, "epochs": epochs, "seed": seed, "precision": precision})
+
+
+def _from_record(info: dict) -> dict:
+    """The definition of a run recorded before definitions were (the fields it recorded)."""
+    model = info.get("model") or {}
+    recipe = {k: v for k, v in (info.get("recipe") or {}).items() if k != "source"}
+    found = {"model": {"name": model.get("name"), "hparams": {
+                 **models.hyperparameters(model["name"]), **model.get("hparams", {})}}
+             if model.get("name") in models.names() else None,
+             "data": {"name": info.get("data"), "images": info.get("images")},
+             "recipe": recipe or None, "epochs": info.get("epochs"), "seed": info.get("seed"),
+             "precision": info.get("precision")}
+    return _plain({key: value for key, value in found.items() if value is not None})
+
+
+def saved_definition(folder: Path) -> dict | None:
+    """The definition of the run in ``folder``: its ``definition.json``, else what its run
+    record says; None if the folder holds no run."""
+    folder = Path(folder)
+    if (folder / DEFINITION).exists():
+        return _read_json(folder / DEFINITION)
+    if (folder / RECORD).exists():
+        return _from_record(_read_json(folder / RECORD))
+    if (folder / LAST).exists() or (folder / BEST).exists():
+        raise DefinitionMismatch(
+            f"{folder} holds a checkpoint but no record of the settings it was trained with, so "
+            f"it cannot be resumed or loaded safely. Train under another name, or pass "
+            f"overwrite=True (scripts/train.py: --overwrite) to delete it and train afresh.")
+    return None
+
+
+def differences(saved: dict, wanted: dict, fields=None, prefix: str = "") -> list[str]:
+    """Lines 'field: saved value (in the folder) vs wanted value (now)' for every leaf that
+    differs; only ``fields`` (top-level names) when given. A field the saved definition does
+    not have (an older record) is not compared."""
+    lines = []
+    for key, value in wanted.items():
+        if (fields is not None and not prefix and key not in fields) or key not in saved:
+            continue
+        old = saved[key]
+        if isinstance(value, dict) and isinstance(old, dict):
+            lines += differences(old, value, None, f"{prefix}{key}.")
+        elif old != value:
+            lines.append(f"{prefix}{key}: {old!r} in the folder vs {value!r} now")
+    return lines
+
+
+def check_definition(folder: Path, wanted: dict, fields=None) -> None:
+    """Raise :class:`DefinitionMismatch` if ``folder`` holds a run defined otherwise than
+    ``wanted`` (in ``fields``, when given), naming each difference and the two remedies."""
+    saved = saved_definition(folder)
+    if saved is None:
+        return
+    lines = differences(saved, wanted, fields)
+    if lines:
+        state = "finished" if is_complete(folder) else "interrupted"
+        raise DefinitionMismatch(
+            f"{folder} holds a {state} run with other settings:\n  " + "\n  ".join(lines) +
+            f"\nTrain under another name, or pass overwrite=True (scripts/train.py: --overwrite)"
+            f" to delete that run and train afresh.")
+
+
+def write_definition(folder: Path, wanted: dict) -> None:
+    files.write_text(Path(folder) / DEFINITION, json.dumps(wanted, indent=1))
+
+
+# --- the folder: one writer, complete only when whole ---------------------------------------
+
+try:
+    import fcntl
+
+    def _try_lock(handle) -> bool:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return False
+        return True
+except ImportError:  # Windows
+    import msvcrt
+
+    def _try_lock(handle) -> bool:
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def lock(folder: Path) -> Iterator[None]:
+    """Hold ``folder``'s lock: a second process asking for it gets :class:`RunInUse` at once.
+
+    The lock is the operating system's lock on ``.lock``, released when its process ends,
+    however it ends; the file keeps the holder's process id, so a lock file left by a killed
+    process is taken over with one line saying so. The file itself stays (deleting it would
+    let two processes lock two different files)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    handle = open(folder / LOCK, "a+")  # noqa: SIM115 (held open while locked)
+    try:
+        handle.seek(0)
+        holder = handle.read().strip()
+        if not _try_lock(handle):
+            raise RunInUse(f"{folder} is in use: another process is training into it "
+                           f"({holder or 'process unknown'}). Wait for it to finish, or train "
+                           f"under another name.")
+        if holder:
+            print(f"{folder}: taking over the lock left by a process that no longer runs "
+                  f"({holder}).")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                     f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            handle.seek(0)
+            handle.truncate()  # released cleanly: nothing to take over
+            handle.flush()
+    finally:
+        handle.close()  # closing releases the lock
+
+
+def is_complete(folder: Path) -> bool:
+    """Whether ``folder`` holds a finished run (its run record is written last)."""
+    return (Path(folder) / RECORD).exists()
+
+
+def remove_stray_parts(folder: Path) -> list[Path]:
+    """Delete the temporary files of writes that a killed process left in ``folder`` (call
+    while holding its lock: then no write is in progress)."""
+    stray = [path for path in Path(folder).rglob(".*.part") if path.is_file()]
+    for path in stray:
+        path.unlink(missing_ok=True)
+    return stray
+
+
+def clear(folder: Path) -> None:
+    """Delete the run in ``folder`` (its own files only); a folder that holds anything else is
+    not a run folder and is left alone, with an error."""
+    folder = Path(folder)
+    if not folder.exists():
+        return
+    foreign = sorted(p.name for p in folder.iterdir() if p.name not in RUN_FILES)
+    if foreign:
+        raise ValueError(f"{folder} is not a run folder (it holds {', '.join(foreign[:5])}"
+                         f"{', ...' if len(foreign) > 5 else ''}); nothing was deleted. "
+                         f"Train under another name.")
+    for name in RUN_FILES:
+        path = folder / name
+        if name == LOCK:
+            continue
+        if path.is_dir():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+
+# --- a finished run ---------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A trained (or loaded) model with its history and its run record."""
+    name: str
+    model: nn.Module
+    history: pd.DataFrame | None
+    info: dict
+    directory: Path
+
+    @property
+    def provenance(self) -> str:
+        """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
+        info = self.info
+        if "test_acc" not in info:  # a checkpoint without a run record: downloaded, or copied
+            if info.get("url"):
+                return f"published checkpoint {info['url']}, not trained by the course"
+            return f"checkpoint {info.get('checkpoint', self.directory)} without a run record"
+        if info["smoke_run"]:
+            return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
+        return (f"{info['data']}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "
+                f"{info['hardware']}, {info['date'][:10]}")
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        value = json.loads(Path(path).read_text())
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {error}). "
+                              f"{_remedy(path.parent)}") from error
+    if not isinstance(value, dict):
+        raise CheckpointError(f"{path} does not hold a record. {_remedy(path.parent)}")
+    return value
+
+
+def _remedy(folder: Path) -> str:
+    return (f"Restore it (e.g. `git checkout -- {folder}` for a run the course ships), or train "
+            f"the run again with overwrite=True (deletes {folder}).")
+
+
+def read_record(folder: Path) -> tuple[dict, pd.DataFrame | None]:
+    """The run record and history of the finished run in ``folder``, checked: an unreadable
+    record, or a history that is missing, unreadable or shorter than the record says, is a
+    :class:`CheckpointError` naming the file."""
+    folder = Path(folder)
+    info = _read_json(folder / RECORD)
+    if "test_acc" not in info:  # a record of a published checkpoint: no history of ours
+        return info, None
+    path = folder / HISTORY
+    try:
+        history = pd.read_csv(path)
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"{path} is missing or unreadable ({type(error).__name__}). "
+                              f"{_remedy(folder)}") from error
+    epochs = info.get("epochs_trained", info.get("epochs"))
+    complete = ("epoch" in history and "val_acc" in history
+                and history["epoch"].tolist() == list(range(1, len(history) + 1))
+                and len(history) == epochs and history["val_acc"].notna().all())
+    if not complete:
+        raise CheckpointError(f"{path} is truncated or damaged: {len(history)} epoch row(s), "
+                              f"the run record says {epochs}. {_remedy(folder)}")
+    return info, history
+
+
+def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) -> dict:
+    """Load a checkpoint's weights into ``model`` (strictly) and return the checkpoint.
+
+    Accepts a plain state dict or a Lightning checkpoint (whose ``state_dict`` keys start with
+    ``model.``)."""
+    path = Path(path)
+    remedy = f"Delete {path} and run again to download or train it afresh."
+    if sha256 and (actual := files.sha256(path)) != sha256:
+        raise CheckpointError(f"{path} has sha256 {actual}, expected {sha256}: it is corrupt or "
+                              f"not the published file. {remedy}")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises many types for a damaged file
+        raise CheckpointError(f"{path} is not a readable checkpoint "
+                              f"({type(error).__name__}: {error}). {remedy}") from error
+    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path} holds no state dict. {remedy}")
+    if state and all(key.startswith("model.") for key in state):
+        state = {key[len("model."):]: value for key, value in state.items()}
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise CheckpointError(f"{path} does not fit this model ({error}). Check the model's "
+                              f"hyper-parameters, or {remedy[0].lower()}{remedy[1:]}") from error
+    return checkpoint
+
+
+def load(folder: Path, model: nn.Module) -> Run:
+    """The finished run in ``folder``: its best weights loaded into ``model`` (in eval mode),
+    its history and its record."""
+    folder = Path(folder)
+    info, history = read_record(folder)
+    load_weights(folder / BEST, model)
+    model.eval()
+    return Run(folder.name, model, history, info, folder)

@@ -1,0 +1,410 @@
+"""Run folders cannot lose or mix work: names are names, a folder is bound to the settings of its
+run, one process writes it, a run is complete only when whole, and a bad argument, a diverging
+loss or a signal ends a run with a clear message."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import checkpoints, config, data, files, models, runs, sweep, training
+
+ROOT = Path(__file__).resolve().parents[1]
+TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
+RECIPE = training.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.05)
+
+
+def _data(**options):
+    options.setdefault("subset", (128, 64, 64))
+    return data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64, **options)
+
+
+def _model(c=8):
+    training.seed(0)
+    return models.create("allcnn", c=c, num_classes=10, dropout=0.0)
+
+
+def _fit(name, model=None, recipe=RECIPE, **options):
+    options.setdefault("overwrite", False)  # as in full mode: keep, resume or refuse
+    options.setdefault("epochs", 2)
+    return training.fit(model or _model(), _data(), recipe, name=name, precision="32-true",
+                        enable_progress_bar=False, **options)
+
+
+def _quick_runs(course_env) -> Path:
+    return course_env / "saved_models" / "quick"
+
+
+# --- 1. a run name is a name, not a path ---------------------------------------------------
+
+BAD_NAMES = ["..", ".", "", "a/b", "/tmp", "../saved_models", "run name", "ü"]
+
+
+@pytest.mark.parametrize("name", BAD_NAMES)
+def test_a_run_name_that_is_not_a_name_is_refused_and_nothing_is_deleted(course_env, name):
+    saved = course_env / "saved_models"
+    sentinel, other = saved / "keep-me.txt", saved / "quick" / "other-run" / "run.json"
+    other.parent.mkdir(parents=True)
+    sentinel.write_text("a finished run's neighbour")
+    other.write_text("{}")
+    with pytest.raises(ValueError, match="not a valid name: use letters, digits"):
+        training.fit(_model(), _data(), RECIPE, name=name, epochs=1)
+    with pytest.raises(ValueError, match="not a valid name"):
+        checkpoints.load_or_train(name, _model(), _data(), RECIPE)
+    assert sentinel.exists() and other.exists()
+
+
+def test_the_training_script_refuses_a_path_as_name(course_env):
+    sentinel = course_env / "saved_models" / "keep-me.txt"
+    sentinel.parent.mkdir(parents=True)
+    sentinel.write_text("x")
+    done = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "cnn-toy", "CIFAR10", "sgd-cosine",
+                           "--name", ".."], capture_output=True, text=True, check=False)
+    assert done.returncode == 2 and "not a valid name" in done.stderr
+    assert sentinel.exists()
+
+
+def test_a_sweep_folder_must_have_a_valid_name(course_env):
+    spec = sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=1)
+    with pytest.raises(ValueError, match="sweep folder name '..' is not a valid name"):
+        sweep.run_sweep([], spec, course_env / "sweeps" / "..")
+
+
+def test_overwrite_deletes_only_the_run_s_own_files(course_env):
+    folder = _quick_runs(course_env) / "mine"
+    folder.mkdir(parents=True)
+    (folder / "notes.txt").write_text("not the course's")
+    with pytest.raises(ValueError, match="not a run folder .*notes.txt.*nothing was deleted"):
+        _fit("mine", overwrite=True)
+    assert (folder / "notes.txt").exists()
+
+
+# --- 2. a run folder is bound to its settings -----------------------------------------------
+
+def test_a_finished_run_is_loaded_not_trained_again(course_env, capsys):
+    first = _fit("bound")
+    record = (first.directory / "run.json").read_text()
+    again = _fit("bound", model=_model())
+    assert "is finished in" in capsys.readouterr().out
+    assert (first.directory / "run.json").read_text() == record  # nothing rewritten
+    pd.testing.assert_frame_equal(again.history, first.history)
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values()):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("change, field", [
+    ({"seed": 5}, "seed: 0 in the folder vs 5 now"),
+    ({"epochs": 3}, "epochs: 2 in the folder vs 3 now"),
+    ({"recipe": training.get_recipe("sgd-step", batch_size=32)}, "recipe.schedule: 'cosine'"),
+    ({"model": "c=16"}, "model.hparams.c: 8 in the folder vs 16 now"),
+])
+def test_rerunning_a_finished_run_with_other_settings_is_an_error(course_env, change, field):
+    first = _fit("fixed")
+    record = (first.directory / "run.json").read_text()
+    if change.get("model"):
+        change = {"model": _model(c=16)}
+    with pytest.raises(runs.DefinitionMismatch, match="finished run with other settings") as info:
+        _fit("fixed", **change)
+    message = str(info.value)
+    assert field in message and "another name" in message and "overwrite=True" in message
+    assert (first.directory / "run.json").read_text() == record
+
+
+def test_overwrite_trains_afresh_with_the_new_settings(course_env):
+    _fit("afresh")
+    run = _fit("afresh", seed=5, overwrite=True)
+    assert run.info["seed"] == 5 and run.info["definition"]["seed"] == 5
+
+
+class _Stop(Exception):
+    pass
+
+
+class _StopInSecondEpoch(training.pl.Callback):
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 2:
+            raise _Stop
+
+
+def test_an_interrupted_run_with_other_settings_is_not_resumed(course_env):
+    with pytest.raises(_Stop):
+        _fit("half", epochs=3, callbacks=[_StopInSecondEpoch()])
+    with pytest.raises(runs.DefinitionMismatch, match="interrupted run with other settings"):
+        _fit("half", epochs=3, seed=1)
+    resumed = _fit("half", epochs=3)
+    assert resumed.history["epoch"].tolist() == [1, 2, 3]
+
+
+def test_load_or_train_tells_a_learner_who_changed_the_model(course_env):
+    training.fit(_model(c=8), _data(), RECIPE, name="nb", epochs=1, precision="32-true",
+                 directory=config.saved_models_dir(), enable_progress_bar=False)
+    loaded = checkpoints.load_or_train("nb", _model(c=8), _data(), RECIPE)
+    assert loaded.info["test_acc"] is not None
+    with pytest.raises(runs.DefinitionMismatch, match="model.hparams.c: 8 in the folder vs 32"):
+        checkpoints.load_or_train("nb", _model(c=32), _data(), RECIPE)
+    with pytest.raises(runs.DefinitionMismatch, match="seed: 0 in the folder vs 3"):
+        checkpoints.load_or_train("nb", _model(c=8), _data(), RECIPE, seed=3)
+
+
+def test_load_or_train_loads_a_full_run_from_quick_mode_data(course_env):
+    """A notebook in quick mode asks with its small subset; the saved full run still loads."""
+    training.fit(_model(), _data(subset=(256, 64, 64)), RECIPE, name="full", epochs=1,
+                 precision="32-true", directory=config.saved_models_dir(),
+                 enable_progress_bar=False)
+    run = checkpoints.load_or_train("full", _model(), _data(subset=(128, 64, 64)), RECIPE)
+    assert run.info["images"]["train"] == 256
+
+
+def test_a_sweep_folder_is_bound_to_its_spec(course_env):
+    folder = course_env / "sweeps" / "bound"
+    first = sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=1, subset=(64, 32, 32))
+    sweep.run_sweep([], first, folder)
+    assert json.loads((folder / "sweep.json").read_text())["epochs"] == 1
+    sweep.run_sweep([], first, folder)  # the same spec: fine
+    other = sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=2, subset=(64, 32, 32))
+    with pytest.raises(runs.DefinitionMismatch, match="another SweepSpec:\n  epochs: 1 in the "
+                                                      "folder vs 2 now"):
+        sweep.run_sweep([], other, folder)
+
+
+# --- 3. one writer per run folder --------------------------------------------------------------
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from helpers import runs
+with runs.lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+def _hold_lock(folder: Path) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)],
+                              stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_second_process_cannot_train_into_a_folder_in_use(course_env):
+    folder = _quick_runs(course_env) / "busy"
+    holder = _hold_lock(folder)
+    try:
+        start = time.perf_counter()
+        with pytest.raises(runs.RunInUse, match=f"in use: another process .*process {holder.pid}"):
+            _fit("busy")
+        assert time.perf_counter() - start < 10  # at once, not after waiting
+        assert not (folder / "definition.json").exists()
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_the_lock_of_a_killed_process_is_taken_over(course_env, capsys):
+    folder = _quick_runs(course_env) / "stale"
+    holder = _hold_lock(folder)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    run = _fit("stale")
+    assert f"taking over the lock left by a process that no longer runs (process {holder.pid}" \
+        in capsys.readouterr().out
+    assert runs.is_complete(run.directory)
+
+
+# --- 4. arguments are checked where they enter -----------------------------------------------
+
+@pytest.mark.parametrize("epochs, error", [(-1, ValueError), (0, ValueError), (2.5, TypeError),
+                                           ("3", TypeError)])
+def test_epochs_must_be_a_positive_whole_number(course_env, epochs, error):
+    with pytest.raises(error, match="epochs must be a whole number > 0"):
+        training.fit(_model(), _data(), RECIPE, name="epochs", epochs=epochs)
+
+
+def test_the_training_script_checks_epochs(course_env):
+    done = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "cnn-toy", "CIFAR10", "sgd-cosine",
+                           "--name", "x", "--epochs", "-1"], capture_output=True, text=True,
+                          check=False)
+    assert done.returncode == 2 and "--epochs: must be a whole number > 0" in done.stderr
+
+
+def test_a_batch_larger_than_the_training_split_is_an_error(course_env):
+    with pytest.raises(ValueError, match="batch size 128 of recipe 'sgd-cosine' is larger than "
+                                         "the training split \\(100 images\\)"):
+        training.fit(_model(), _data(subset=(100, 64, 64)), "sgd-cosine", name="big", epochs=1)
+
+
+@pytest.mark.parametrize("val_size", [60_000, 1.0, 0, -5, "5000"])
+def test_a_validation_size_that_leaves_no_training_data_is_an_error(val_size):
+    with pytest.raises((ValueError, TypeError), match="val_size"):
+        module = data.ImageDataModule("CIFAR10", val_size=val_size)
+        module.setup()
+
+
+@pytest.mark.parametrize("field, value, valid", [
+    ("optimizer", "adam", "valid: sgd, adamw"),
+    ("schedule", "linear", "valid: step, cosine, sgdr, constant"),
+    ("lr", -0.1, "a positive number"),
+    ("batch_size", 0, "a positive whole number"),
+    ("epochs", 2.5, "a positive whole number"),
+    ("momentum", 1.5, "in \\[0, 1\\)"),
+    ("milestones", (50, 75), "fractions of the run"),
+])
+def test_a_bad_recipe_fails_when_it_is_made(field, value, valid):
+    with pytest.raises(ValueError, match=f"recipe 'sgd-step': {field}=.* is not valid; .*{valid}"):
+        training.get_recipe("sgd-step", **{field: value})
+
+
+@pytest.mark.parametrize("classes", [1, 0, -3])
+def test_fewer_than_two_classes_is_an_error(classes):
+    with pytest.raises(ValueError, match=f"num_classes={classes}.*at least 2"):
+        models.create("allcnn", num_classes=classes)
+
+
+def test_sweep_spec_and_depth_are_checked():
+    with pytest.raises(ValueError, match="augment='flip' is not an augmentation; valid: crop-flip"):
+        sweep.SweepSpec("MNIST", "mundt-sgdr", augment="flip")
+    with pytest.raises(ValueError, match="SweepSpec epochs must be a whole number > 0"):
+        sweep.SweepSpec("MNIST", "mundt-sgdr", epochs=0)
+    for depth in ("16", 16.0):
+        with pytest.raises(TypeError, match=f"depth must be a whole number.*got {depth!r}"):
+            sweep.skew_normal_variants(depth)
+
+
+# --- 5. a diverging run stops ----------------------------------------------------------------
+
+class _PoisonInSecondEpoch(training.pl.Callback):
+    """Makes the weights NaN at the third step of the second epoch, as a too-high learning
+    rate eventually does."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 2:
+            with torch.no_grad():
+                next(module.parameters()).fill_(float("nan"))
+
+
+def test_a_diverging_run_stops_records_nothing_and_keeps_the_last_good_checkpoint(course_env):
+    with pytest.raises(training.TrainingDiverged,
+                       match="NaN or infinite in epoch 2 at step 3 of 4.*learning rate") as info:
+        _fit("diverges", epochs=3, callbacks=[_PoisonInSecondEpoch()])
+    assert "checkpoint of epoch 1" in str(info.value)
+    folder = _quick_runs(course_env) / "diverges"
+    assert not (folder / "run.json").exists() and not runs.is_complete(folder)
+    last = torch.load(folder / "last.ckpt", weights_only=True)
+    assert last["epoch"] == 0  # the first epoch, counted from 0
+    assert all(torch.isfinite(value).all() for value in last["state_dict"].values()
+               if value.is_floating_point())
+
+
+def test_a_huge_learning_rate_stops_in_the_first_epoch(course_env):
+    recipe = training.get_recipe("sgd-cosine", batch_size=32, lr=1e6, warmup_epochs=0)
+    with pytest.raises(training.TrainingDiverged, match="in epoch 1 at step .*lr=100000"):
+        _fit("huge", recipe=recipe)
+    assert not (_quick_runs(course_env) / "huge" / "run.json").exists()
+
+
+# --- 6. signals --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_ends_training_with_a_failure_status_and_how_to_resume(course_env,
+                                                                          signal_number):
+    folder = _quick_runs(course_env) / "signalled"
+    command = [sys.executable, str(TRAIN_SCRIPT), "cnn-toy", "CIFAR10", "sgd-cosine",
+               "--name", "signalled", "--epochs", "200"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.time() + 120
+    while not (folder / "last.ckpt").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    process.send_signal(signal_number)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 128 + signal_number, err[-2000:]
+    name = signal.Signals(signal_number).name
+    assert f"{name}: training of signalled stopped in epoch" in out
+    assert "starts afresh in quick mode" in out  # what starting it again would do here
+    assert not (folder / "run.json").exists() and (folder / "last.ckpt").exists()
+
+
+def test_an_interrupted_run_resumes_when_started_again(course_env):
+    """The same in one process: the run stopped by SIGINT resumes with overwrite=False."""
+    class _Interrupt(training.pl.Callback):
+        def on_train_batch_start(self, trainer, module, batch, batch_idx):
+            if trainer.current_epoch == 1 and batch_idx == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    before = signal.getsignal(signal.SIGINT)
+    with pytest.raises(training.RunInterrupted, match="SIGINT: .*stopped in epoch 2 of 3"):
+        _fit("resumable", epochs=3, callbacks=[_Interrupt()])
+    assert signal.getsignal(signal.SIGINT) is before  # Ctrl+C works as before, not ignored
+    run = _fit("resumable", epochs=3)
+    assert run.history["epoch"].tolist() == [1, 2, 3]
+
+
+# --- 9. complete means complete ----------------------------------------------------------------
+
+def test_a_kill_between_the_last_files_leaves_no_complete_run(course_env, monkeypatch):
+    write = files.write_text
+
+    def killed_at_the_record(target, text):
+        if Path(target).name == "run.json":
+            raise KeyboardInterrupt  # the process dies before the record is written
+        write(target, text)
+
+    monkeypatch.setattr(files, "write_text", killed_at_the_record)
+    with pytest.raises(KeyboardInterrupt):
+        _fit("almost")
+    folder = _quick_runs(course_env) / "almost"
+    assert (folder / "history.csv").exists() and not runs.is_complete(folder)
+    monkeypatch.setattr(files, "write_text", write)
+    run = _fit("almost")  # finishes it: nothing left to train, the record is written
+    assert runs.is_complete(folder) and run.history["epoch"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda folder: (folder / "run.json").write_text("{not json"), "run.json is unreadable"),
+    (lambda folder: (folder / "history.csv").unlink(), "history.csv is missing or unreadable"),
+    (lambda folder: (folder / "history.csv").write_text(
+        (folder / "history.csv").read_text().splitlines()[0] + "\n"),
+     "history.csv is truncated or damaged: 0 epoch row"),
+])
+def test_a_damaged_run_is_named_with_the_remedy(course_env, damage, message):
+    run = training.fit(_model(), _data(), RECIPE, name="damaged", epochs=2, precision="32-true",
+                       directory=config.saved_models_dir(), enable_progress_bar=False)
+    damage(run.directory)
+    with pytest.raises(runs.CheckpointError, match=message) as info:
+        checkpoints.load_or_train("damaged", _model(), _data(), RECIPE)
+    assert "Restore it" in str(info.value) and "overwrite=True" in str(info.value)
+
+
+def test_stray_part_files_are_removed_at_the_next_start(course_env):
+    folder = _quick_runs(course_env) / "stray"
+    folder.mkdir(parents=True)
+    stray = [folder / ".best.ckpt.4242.part", folder / "logs" / ".x.4242.part"]
+    stray[1].parent.mkdir()
+    for path in stray:
+        path.write_text("half")
+    _fit("stray", overwrite=True)
+    assert not any(path.exists() for path in stray)
+    sweep_folder = course_env / "sweeps" / "s"
+    sweep_folder.mkdir(parents=True)
+    (sweep_folder / ".results.csv.4242.part").write_text("half")
+    sweep.run_sweep([], sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=1), sweep_folder)
+    assert not list(sweep_folder.glob("*.part"))
+
+
+def test_checkpoints_are_written_without_temporary_files_elsewhere(course_env, monkeypatch):
+    """Lightning's own writer goes through a temporary file in $TMPDIR, which a killed process
+    leaves there; the course's writes beside the target only."""
+    def no_temporary_files(*args, **kwargs):
+        raise AssertionError("a temporary file outside the run folder")
+
+    monkeypatch.setattr(tempfile, "mkstemp", no_temporary_files)
+    run = _fit("no-tmp")
+    assert (run.directory / "best.ckpt").exists()
