@@ -22,6 +22,7 @@ from __future__ import annotations
 import copy
 import functools
 import math
+import numbers
 
 import torch
 from torch import nn
@@ -33,7 +34,8 @@ SAMPLINGS = ("naive", "lattice", "random")
 
 def _check_sampling(sampling: str) -> None:
     if sampling not in SAMPLINGS:
-        raise ValueError(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+        error = ValueError if isinstance(sampling, str) else TypeError
+        raise error(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
 
 
 # --- sampler sequences ---------------------------------------------------------------------------
@@ -70,6 +72,7 @@ def _lattice_steps(steps: int) -> tuple:
 
 def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> list[int]:
     """The sampler (0 or 1) for each of ``submaps`` input submaps of a stride-2 layer."""
+    _checked_ints("submaps", submaps)
     _check_sampling(sampling)
     if sampling == "naive":
         return [0] * submaps
@@ -86,6 +89,33 @@ def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> li
 
 def _pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
+def _checked_ints(name: str, value, minimum: int = 1, pair: bool = False):
+    """``value`` if it is an integer of at least ``minimum`` (1 or 0), or with ``pair`` an integer
+    or a pair of them (returned as a pair); else a TypeError or ValueError that names the
+    argument. Checked where options enter, as torch would fail later on them, deep inside."""
+    items = _pair(value) if pair else (value,)
+    valid = ("a positive" if minimum else "a non-negative") + " integer"
+    valid += " or a pair of them" if pair else ""
+    if not all(isinstance(item, numbers.Integral) and not isinstance(item, bool)
+               for item in items):
+        raise TypeError(f"{name} must be {valid}, got {value!r}")
+    if len(items) != (2 if pair else 1) or min(items) < minimum:
+        raise ValueError(f"{name} must be {valid}, got {value!r}")
+    return tuple(int(item) for item in items) if pair else int(value)
+
+
+def _check_submaps(layer: nn.Module, x) -> None:
+    """Checkered layers take (N, C, S, H, W) tensors: say how to get one from anything else."""
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"{type(layer).__name__} takes a torch.Tensor, got {type(x).__name__}")
+    if x.dim() != 5:
+        raise ValueError(
+            f"{type(layer).__name__} takes (N, C, S, H, W) tensors, S being the submap axis; got "
+            f"a {x.dim()}-D tensor {tuple(x.shape)}. Add the submap axis to images with "
+            f"x.unsqueeze(2), or convert a whole CNN with convert_to_checkered (its CheckeredNet "
+            f"adds the axis itself)")
 
 
 def _fold(x: torch.Tensor) -> torch.Tensor:
@@ -132,13 +162,15 @@ def checkered_subsample(x: torch.Tensor, op, padding, pad_value: float,
 class _Checkered(nn.Module):
     """Common part of the checkered layers: stride 1 or 2, and the sampling of stride 2."""
 
-    def __init__(self, stride, padding, sampling: str):
+    def __init__(self, stride, padding, sampling: str, stride_name: str = "stride"):
         super().__init__()
-        stride = _pair(stride)
-        if stride not in ((1, 1), (2, 2)):
-            raise ValueError(f"checkered layers take stride 1 or 2, not {stride}")
+        strides = _checked_ints(stride_name, stride, pair=True)
+        if strides not in ((1, 1), (2, 2)):
+            raise ValueError(f"{stride_name} must be 1 or 2 (the same for height and width) in "
+                             f"a checkered layer, got {stride!r}")
         _check_sampling(sampling)
-        self.stride, self.padding, self.sampling = stride[0], _pair(padding), sampling
+        self.stride, self.sampling = strides[0], sampling
+        self.padding = _checked_ints("padding", padding, minimum=0, pair=True)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, padding={self.padding}, sampling={self.sampling!r}"
@@ -156,8 +188,15 @@ class CheckeredConv2d(_Checkered):
                  depth: int = 1, bias: bool = True, dilation=1, groups: int = 1,
                  sampling: str = "naive"):
         super().__init__(stride, padding, sampling)
-        self.depth, self.dilation, self.groups = depth, _pair(dilation), groups
-        kernel = _pair(kernel_size)
+        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                            ("depth", depth), ("groups", groups)):
+            _checked_ints(name, value)
+        if in_channels % groups or out_channels % groups:
+            raise ValueError(f"groups must divide in_channels ({in_channels}) and out_channels "
+                             f"({out_channels}), got {groups}")
+        self.in_channels, self.depth, self.groups = in_channels, depth, groups
+        self.dilation = _checked_ints("dilation", dilation, pair=True)
+        kernel = _checked_ints("kernel_size", kernel_size, pair=True)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, depth, *kernel))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
@@ -166,6 +205,14 @@ class CheckeredConv2d(_Checkered):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_submaps(self, x)
+        if x.shape[1] != self.in_channels:
+            raise ValueError(f"{type(self).__name__} has in_channels={self.in_channels}, got "
+                             f"{x.shape[1]} channels (x.shape[1]) in a tensor {tuple(x.shape)}")
+        if self.depth > x.shape[2]:
+            raise ValueError(f"depth {self.depth} convolves {self.depth} neighbouring submaps, "
+                             f"but the input has {x.shape[2]} (x.shape[2]); valid: a depth of "
+                             f"at most the number of submaps")
         if self.depth > 1:  # stack each window of `depth` submaps as channels
             n, c, s, h, w = x.shape
             windows = x.unfold(2, self.depth, 1)              # (N, C, S', H, W, depth)
@@ -185,10 +232,16 @@ class _CheckeredPool(_Checkered):
     pooling (``pool2d``) and the value padding takes (``pad_value``)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, sampling: str = "naive"):
-        super().__init__(kernel_size if stride is None else stride, padding, sampling)
-        self.kernel_size = _pair(kernel_size)
+        kernel = _checked_ints("kernel_size", kernel_size, pair=True)
+        super().__init__(kernel_size if stride is None else stride, padding, sampling,
+                         "stride (by default kernel_size)" if stride is None else "stride")
+        if any(2 * pad > size for pad, size in zip(self.padding, kernel)):
+            raise ValueError(f"padding must be at most half of kernel_size {kernel_size!r} (as "
+                             f"in 2-D pooling), got {padding!r}")
+        self.kernel_size = kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_submaps(self, x)
         if self.stride == 1:
             return _unfold(self.pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
         pool = functools.partial(self.pool2d, kernel_size=self.kernel_size, stride=2)
@@ -215,9 +268,12 @@ class SubmapMeanPool(nn.Module):
 
     def __init__(self, output_size, mode: str = "avg"):
         super().__init__()
+        if mode not in ("avg", "max"):
+            raise ValueError(f"mode must be 'avg' or 'max', got {mode!r}")
         self.output_size, self.mode = output_size, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_submaps(self, x)
         pool = F.adaptive_avg_pool2d if self.mode == "avg" else F.adaptive_max_pool2d
         return _unfold(pool(_fold(x), self.output_size), x.shape[0]).mean(dim=2)
 
@@ -236,7 +292,8 @@ def _converted(layer: nn.Module, sampling: str) -> nn.Module | None:
     layer needs none (it works on 5-D tensors as it is), or raises ConversionError."""
     if isinstance(layer, nn.Conv2d):
         if layer.padding_mode != "zeros" or isinstance(layer.padding, str):
-            raise ConversionError(f"padding {layer.padding!r} / {layer.padding_mode}")
+            raise ConversionError(f"padding {layer.padding!r} / {layer.padding_mode} is not "
+                                  f"supported")
         new = CheckeredConv2d(layer.in_channels, layer.out_channels, layer.kernel_size,
                               layer.stride, layer.padding, bias=layer.bias is not None,
                               dilation=layer.dilation, groups=layer.groups, sampling=sampling)
@@ -257,9 +314,9 @@ def _converted(layer: nn.Module, sampling: str) -> nn.Module | None:
         return nn.Dropout3d(layer.p, layer.inplace)
     if isinstance(layer, (nn.MaxPool2d, nn.AvgPool2d)):
         if layer.ceil_mode or getattr(layer, "dilation", 1) not in (1, (1, 1)):
-            raise ConversionError("ceil_mode or dilation")
+            raise ConversionError("ceil_mode=True or a dilation is not supported")
         if isinstance(layer, nn.AvgPool2d) and not layer.count_include_pad:
-            raise ConversionError("count_include_pad=False")
+            raise ConversionError("count_include_pad=False is not supported")
         cls = CheckeredMaxPool2d if isinstance(layer, nn.MaxPool2d) else CheckeredAvgPool2d
         return cls(layer.kernel_size, layer.stride, layer.padding, sampling=sampling)
     if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
@@ -269,15 +326,30 @@ def _converted(layer: nn.Module, sampling: str) -> nn.Module | None:
 
 
 # Layers and functions that act on each element (or each channel) alone, so 5-D input is fine.
+# A Sequential is checked through its children; an empty one, the identity shortcut of many
+# ResNets, has none and is fine as it is.
 _ELEMENTWISE_LAYERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh,
-                       nn.Sigmoid, nn.Hardtanh, nn.Identity, nn.Dropout, nn.Dropout3d,
-                       nn.BatchNorm3d, CheckeredConv2d, CheckeredMaxPool2d, CheckeredAvgPool2d,
-                       SubmapMeanPool)
+                       nn.Sigmoid, nn.Hardtanh, nn.Identity, nn.Sequential, nn.Dropout,
+                       nn.Dropout3d, nn.BatchNorm3d, CheckeredConv2d, CheckeredMaxPool2d,
+                       CheckeredAvgPool2d, SubmapMeanPool)
 _ELEMENTWISE_FUNCTIONS = {
     "relu", "relu_", "relu6", "gelu", "silu", "elu", "leaky_relu", "leaky_relu_", "tanh",
     "sigmoid", "hardtanh", "dropout", "add", "add_", "sub", "mul", "div", "__add__", "__iadd__",
     "__radd__", "__sub__", "__mul__", "__rmul__", "__imul__", "__truediv__", "clone",
     "contiguous", "size", "dim", "__get__", "to", "float", "detach", "batch_norm"}
+# Reductions a model's forward may apply to the submap axis itself, as the checkered paper's
+# README advises (torch.mean(x, 2) before the classifier).
+_SUBMAP_REDUCTIONS = {"mean", "sum", "amax", "amin"}
+
+
+def _reduces_submaps(name: str, args: tuple, kwargs: dict) -> bool:
+    """Whether a call reduces a 5-D tensor over its submap axis alone, or over the submaps and
+    the whole map (a global pooling). Other reductions of a 5-D tensor come from code written
+    for (N, C, H, W) tensors, whose dims 2 and 3 are now the submaps and the rows."""
+    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
+    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
+    return (name in _SUBMAP_REDUCTIONS and all(isinstance(d, int) for d in dims)
+            and {d % 5 for d in dims} in ({2}, {2, 3, 4}))
 
 
 class _FunctionalCalls(TorchFunctionMode):
@@ -299,7 +371,8 @@ class _FunctionalCalls(TorchFunctionMode):
         five_d = any(isinstance(v, torch.Tensor) and v.dim() == 5 for v in values)
         if five_d and not inside_leaf:
             channel_cat = name == "cat" and kwargs.get("dim", args[1] if len(args) > 1 else 0) == 1
-            if name not in _ELEMENTWISE_FUNCTIONS and not channel_cat:
+            if (name not in _ELEMENTWISE_FUNCTIONS and not channel_cat
+                    and not _reduces_submaps(name, args, kwargs)):
                 where = self.stack[-1][0] if self.stack else "the top-level forward"
                 self.problems.append(f"functional call {name!r} on a 5-D tensor in {where}")
         return func(*args, **kwargs)
@@ -330,23 +403,26 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
     also averages over the submaps. A probing forward pass (on zeros of ``input_shape``, by
     default the first convolution's channels at 32x32) then checks that every layer and every
     functional call that sees a 5-D tensor can handle it; anything else raises a
-    ConversionError that names each part."""
+    ConversionError that names each part. A model's forward may average the submaps itself
+    (``torch.mean(x, 2)``, as the checkered paper's README advises); layers after that get
+    ordinary 4-D tensors and keep their 2-D versions."""
     _check_sampling(sampling)
-    converted, problems = copy.deepcopy(model), []
+    converted, problems, replaced = copy.deepcopy(model), [], {}
     for parent_name, parent in list(converted.named_modules()):
         for child_name, child in list(parent.named_children()):
             qualified = f"{parent_name}.{child_name}" if parent_name else child_name
             try:
                 new = _converted(child, sampling)
-            except ConversionError as error:
-                problems.append(f"{qualified} ({type(child).__name__}): {error} is not supported")
+            except (ValueError, TypeError) as error:  # ConversionError, or a checkered option
+                problems.append(f"{qualified} ({type(child).__name__}): {error}")
                 continue
             if new is not None:
                 setattr(parent, child_name, new)
+                replaced[qualified] = (parent, child_name, child)
     if problems:
         raise ConversionError("cannot convert:\n  " + "\n  ".join(problems))
     net = CheckeredNet(converted)
-    _probe(net, input_shape or _first_input_shape(model))
+    _probe(net, input_shape or _first_input_shape(model), replaced)
     return net
 
 
@@ -357,15 +433,34 @@ def _first_input_shape(model: nn.Module) -> tuple:
     return (first.in_channels, 32, 32)
 
 
-def _probe(net: CheckeredNet, input_shape: tuple) -> None:
+class _GetsImages(Exception):
+    """Raised in a probe by a replaced layer that gets a 4-D tensor (the model averaged the
+    submaps before it), with the layer's name."""
+
+
+def _probe(net: CheckeredNet, input_shape: tuple, replaced: dict) -> None:
+    """Probing forward passes; a replaced layer that gets ordinary 4-D tensors gets its 2-D
+    original back (``replaced``: name -> (parent, child name, original)), and the probe reruns."""
+    while True:
+        try:
+            return _probe_once(net, input_shape, replaced)
+        except _GetsImages as images:
+            parent, child_name, original = replaced.pop(images.args[0])
+            setattr(parent, child_name, original)
+
+
+def _probe_once(net: CheckeredNet, input_shape: tuple, replaced: dict) -> None:
     recorder, hooks = _FunctionalCalls(), []
     for name, module in net.model.named_modules():
         label = name or type(net.model).__name__
 
         def enter(module, args, label=label):
+            dims = args[0].dim() if args and isinstance(args[0], torch.Tensor) else None
+            if dims == 4 and label in replaced:
+                raise _GetsImages(label)
             recorder.stack.append((label, module))
-            if (next(module.children(), None) is None and args and isinstance(args[0], torch.Tensor)
-                    and args[0].dim() == 5 and not isinstance(module, _ELEMENTWISE_LAYERS)):
+            if (dims == 5 and next(module.children(), None) is None
+                    and not isinstance(module, _ELEMENTWISE_LAYERS)):
                 recorder.problems.append(f"layer {label} ({type(module).__name__}) gets a 5-D "
                                          f"tensor and has no checkered version")
 
@@ -380,6 +475,8 @@ def _probe(net: CheckeredNet, input_shape: tuple) -> None:
     try:
         with torch.no_grad(), recorder:
             net.eval().model(probe)
+    except _GetsImages:
+        raise
     except Exception as error:  # a shape error downstream of an unconvertible part
         recorder.problems.append(f"the probing forward pass failed: {type(error).__name__}: "
                                  f"{error}")
@@ -390,7 +487,10 @@ def _probe(net: CheckeredNet, input_shape: tuple) -> None:
     if recorder.problems:
         unique = list(dict.fromkeys(recorder.problems))
         raise ConversionError("the converted model cannot run as it is:\n  " + "\n  ".join(unique)
-                              + "\nReplace these parts by layers, or convert them by hand.")
+                              + "\nReplace these parts by layers (F.avg_pool2d by nn.AvgPool2d "
+                              "or nn.AdaptiveAvgPool2d, for example), average the submaps in "
+                              "forward before them (torch.mean(x, 2) on 5-D tensors), or convert "
+                              "them by hand.")
 
 
 # --- what a sequence of subsamplings keeps -------------------------------------------------------

@@ -8,8 +8,8 @@ from torch.nn import functional as F
 
 from helpers import checkered, models, plots
 from helpers.checkered import (CheckeredAvgPool2d, CheckeredConv2d, CheckeredMaxPool2d,
-                               ConversionError, convert_to_checkered, sampled_pixels,
-                               sampler_sequence)
+                               ConversionError, SubmapMeanPool, convert_to_checkered,
+                               sampled_pixels, sampler_sequence)
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "checkered_layer.py"
 _spec = importlib.util.spec_from_file_location("checkered_layer", BENCHMARK)
@@ -39,7 +39,7 @@ def test_bad_sampling_arguments():
         sampler_sequence(4, "diagonal")
     with pytest.raises(ValueError, match="power-of-two number of submaps, got 3"):
         sampler_sequence(3, "lattice")
-    with pytest.raises(ValueError, match="stride 1 or 2, not \\(3, 3\\)"):
+    with pytest.raises(ValueError, match="stride must be 1 or 2 .*, got 3"):
         CheckeredConv2d(3, 3, 3, stride=3)
 
 
@@ -116,6 +116,81 @@ def test_average_pooling_submap_0_is_the_ordinary_pooling():
     assert torch.allclose(out[:, :, 0], F.avg_pool2d(x[:, :, 0], 2))
     shifted = F.pad(x[:, :, 0, 1:, 1:], (0, 1, 0, 1))  # windows from (1, 1): a zero border
     assert torch.allclose(out[:, :, 1], F.avg_pool2d(shifted, 2))
+
+
+# Options that torch would accept for a while or fail on deep inside: (layer, args, keyword
+# arguments, error, message).
+BAD_OPTIONS = [
+    (CheckeredConv2d, (3, 4, 3), {"depth": 0}, ValueError,
+     "depth must be a positive integer, got 0"),
+    (CheckeredConv2d, (3, 4, 3), {"depth": -1}, ValueError,
+     "depth must be a positive integer, got -1"),
+    (CheckeredConv2d, (3, 4, 3), {"depth": 1.5}, TypeError,
+     "depth must be a positive integer, got 1.5"),
+    (CheckeredConv2d, (0, 4, 3), {}, ValueError, "in_channels must be a positive integer, got 0"),
+    (CheckeredConv2d, (3, -4, 3), {}, ValueError,
+     "out_channels must be a positive integer, got -4"),
+    (CheckeredConv2d, (3, 4, 0), {}, ValueError,
+     "kernel_size must be a positive integer or a pair of them, got 0"),
+    (CheckeredConv2d, (3, 4, (3, 3, 3)), {}, ValueError,
+     "kernel_size must be a positive integer or a pair of them, got \\(3, 3, 3\\)"),
+    (CheckeredConv2d, (3, 4, 3), {"padding": -1}, ValueError,
+     "padding must be a non-negative integer or a pair of them, got -1"),
+    (CheckeredConv2d, (3, 4, 3), {"padding": "same"}, TypeError,
+     "padding must be a non-negative integer or a pair of them, got 'same'"),
+    (CheckeredConv2d, (3, 4, 3), {"dilation": 0}, ValueError,
+     "dilation must be a positive integer or a pair of them, got 0"),
+    (CheckeredConv2d, (3, 4, 3), {"groups": 2}, ValueError,
+     "groups must divide in_channels \\(3\\) and out_channels \\(4\\), got 2"),
+    (CheckeredConv2d, (4, 4, 3), {"groups": 0}, ValueError,
+     "groups must be a positive integer, got 0"),
+    (CheckeredConv2d, (3, 4, 3), {"stride": 2.0}, TypeError,
+     "stride must be a positive integer or a pair of them, got 2.0"),
+    (CheckeredConv2d, (3, 4, 3), {"stride": (1, 2)}, ValueError,
+     "stride must be 1 or 2 \\(the same for height and width\\) .*, got \\(1, 2\\)"),
+    (CheckeredConv2d, (3, 4, 3), {"sampling": 0}, TypeError,
+     "unknown sampling 0; valid: naive, lattice, random"),
+    (CheckeredMaxPool2d, (0,), {}, ValueError,
+     "kernel_size must be a positive integer or a pair of them, got 0"),
+    (CheckeredMaxPool2d, (3,), {}, ValueError,
+     "stride \\(by default kernel_size\\) must be 1 or 2 .*, got 3"),
+    (CheckeredAvgPool2d, (2,), {"padding": 2}, ValueError,
+     "padding must be at most half of kernel_size 2 .*, got 2"),
+    (CheckeredAvgPool2d, (3, 2), {"padding": -1}, ValueError,
+     "padding must be a non-negative integer or a pair of them, got -1"),
+    (SubmapMeanPool, (1,), {"mode": "mean"}, ValueError, "mode must be 'avg' or 'max', got 'mean'"),
+]
+
+
+@pytest.mark.parametrize("layer, args, kwargs, error, message", BAD_OPTIONS,
+                         ids=[f"{case[0].__name__}{case[1]}{case[2]}" for case in BAD_OPTIONS])
+def test_bad_layer_options_are_named_where_they_enter(layer, args, kwargs, error, message):
+    with pytest.raises(error, match=message):
+        layer(*args, **kwargs)
+
+
+@pytest.mark.parametrize("layer", [CheckeredConv2d(3, 4, 3, padding=1), CheckeredMaxPool2d(2),
+                                   CheckeredAvgPool2d(3, stride=1, padding=1), SubmapMeanPool(1)],
+                         ids=lambda layer: type(layer).__name__)
+@pytest.mark.parametrize("shape", [(2, 3, 8, 8), (3, 8, 8), (2, 3, 1, 1, 8, 8)],
+                         ids=lambda shape: f"{len(shape)}-D")
+def test_a_checkered_layer_explains_the_submap_axis(layer, shape):
+    with pytest.raises(ValueError, match=f"{type(layer).__name__} takes \\(N, C, S, H, W\\) "
+                       f"tensors.*got a {len(shape)}-D tensor .*x.unsqueeze\\(2\\)"
+                       ".*convert_to_checkered"):
+        layer(torch.zeros(shape))
+
+
+def test_a_depth_beyond_the_submaps_names_both_numbers():
+    layer = CheckeredConv2d(3, 4, 3, depth=3)
+    assert layer(torch.zeros(1, 3, 3, 8, 8)).shape == (1, 4, 1, 6, 6)  # depth = S is fine
+    with pytest.raises(ValueError, match="depth 3 .* the input has 2 \\(x.shape\\[2\\]\\)"):
+        layer(torch.zeros(1, 3, 2, 8, 8))
+
+
+def test_a_wrong_number_of_channels_is_named():
+    with pytest.raises(ValueError, match="in_channels=3, got 5 channels \\(x.shape\\[1\\]\\)"):
+        CheckeredConv2d(3, 4, 3, stride=2)(torch.zeros(1, 5, 2, 8, 8))
 
 
 # --- the converter ---------------------------------------------------------------------------
@@ -215,6 +290,141 @@ def test_a_layer_without_a_checkered_version_is_named():
 def test_unsupported_settings_are_named(layer, message):
     with pytest.raises(ConversionError, match=message):
         convert_to_checkered(nn.Sequential(layer), input_shape=(3, 8, 8))
+
+
+def test_a_layer_option_checkered_layers_refuse_is_named_by_the_converter():
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=3), nn.MaxPool2d(3))
+    with pytest.raises(ConversionError, match="0 \\(Conv2d\\): stride must be 1 or 2") as error:
+        convert_to_checkered(model, input_shape=(3, 16, 16))
+    assert "1 (MaxPool2d): stride must be 1 or 2 (the same for height and width) in a " \
+           "checkered layer, got 3" in str(error.value)
+
+
+class _BasicBlock(nn.Module):
+    """The common CIFAR ResNet block: conv-BN-ReLU-conv-BN plus a shortcut, which is an empty
+    Sequential (the identity) where the shapes match, else a strided 1x1 conv and BN."""
+
+    def __init__(self, c_in, c_out, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(c_out)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(c_out)
+        self.shortcut = nn.Sequential()
+        if stride != 1 or c_in != c_out:
+            self.shortcut = nn.Sequential(nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False),
+                                          nn.BatchNorm2d(c_out))
+
+    def forward(self, x):
+        out = F.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        return F.relu(out + self.shortcut(x))
+
+
+class _CifarResNet(nn.Module):
+    """A small CIFAR ResNet (3 stages of 2 blocks; the second and third stages start with
+    stride 2) written as such networks usually are. ``average_submaps``: forward averages a
+    checkered tensor's submaps before the global pooling, as the checkered paper's README
+    advises; ``pool_layer``: that pooling is nn.AdaptiveAvgPool2d rather than F.avg_pool2d."""
+
+    def __init__(self, average_submaps=True, pool_layer=False, widths=(8, 16, 32)):
+        super().__init__()
+        self.conv = nn.Conv2d(3, widths[0], 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(widths[0])
+        blocks, c_in = [], widths[0]
+        for index, width in enumerate(widths):
+            for block in range(2):
+                blocks.append(_BasicBlock(c_in, width, 2 if index and not block else 1))
+                c_in = width
+        self.stages = nn.Sequential(*blocks)
+        self.average_submaps = average_submaps
+        self.pool = nn.AdaptiveAvgPool2d(1) if pool_layer else None
+        self.linear = nn.Linear(c_in, 10)
+
+    def forward(self, x):
+        out = self.stages(F.relu(self.bn(self.conv(x))))
+        if self.average_submaps and out.dim() == 5:
+            out = torch.mean(out, 2)
+        out = self.pool(out) if self.pool is not None else F.avg_pool2d(out, 8)
+        return self.linear(out.flatten(1))
+
+
+@pytest.mark.parametrize("average_submaps, pool_layer", [(True, False), (True, True),
+                                                         (False, True)])
+def test_a_cifar_resnet_with_identity_shortcuts_converts_to_itself_on_submap_0(average_submaps,
+                                                                                pool_layer):
+    """Empty-Sequential shortcuts stay, and in eval mode the last stage's submap 0 is the
+    original's output (float64: equal up to rounding). The head gets the mean of the submaps,
+    whether forward takes it (the global pooling after it keeps its 2-D version then) or the
+    converted adaptive pooling does."""
+    torch.manual_seed(0)
+    cnn = _randomise_batchnorm(_CifarResNet(average_submaps, pool_layer)).double().eval()
+    ccnn = convert_to_checkered(cnn).eval()
+    blocks = ccnn.model.stages
+    assert isinstance(blocks[1].shortcut, nn.Sequential) and len(blocks[1].shortcut) == 0
+    assert isinstance(blocks[5].shortcut, nn.Sequential) and len(blocks[5].shortcut) == 0
+    assert isinstance(blocks[2].shortcut[0], CheckeredConv2d) and blocks[2].shortcut[0].stride == 2
+    if pool_layer:
+        pool_type = nn.AdaptiveAvgPool2d if average_submaps else SubmapMeanPool
+        assert type(ccnn.model.pool) is pool_type
+    features = {}
+    cnn.stages.register_forward_hook(lambda m, i, out: features.__setitem__("cnn", out))
+    blocks.register_forward_hook(lambda m, i, out: features.__setitem__("ccnn", out))
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        logits, checkered_logits = cnn(x), ccnn(x)
+    assert features["ccnn"].shape == (2, 32, 4, 8, 8)
+    assert torch.allclose(features["ccnn"][:, :, 0], features["cnn"], atol=1e-10)
+    with torch.no_grad():
+        assert torch.allclose(cnn.linear(features["cnn"].mean(dim=(2, 3))), logits, atol=1e-10)
+        head = cnn.linear(features["ccnn"].mean(dim=(2, 3, 4)))  # submap and spatial average
+    assert torch.allclose(checkered_logits, head, atol=1e-10)
+
+
+def test_functional_pooling_of_submaps_is_named_with_the_remedies():
+    with pytest.raises(ConversionError, match="functional call 'avg_pool2d' on a 5-D tensor in "
+                       "_CifarResNet") as error:
+        convert_to_checkered(_CifarResNet(average_submaps=False))
+    assert "nn.AdaptiveAvgPool2d" in str(error.value)
+    assert "torch.mean(x, 2)" in str(error.value)
+
+
+class _Reducing(nn.Module):
+    """A stride-2 convolution and a reduction written in forward."""
+
+    def __init__(self, reduce):
+        super().__init__()
+        self.conv, self.reduce = nn.Conv2d(3, 4, 3, stride=2, padding=1), reduce
+
+    def forward(self, x):
+        return self.reduce(self.conv(x))
+
+
+@pytest.mark.parametrize("reduce, shape", [
+    (lambda x: torch.mean(x, 2), (2, 4, 4, 4)), (lambda x: x.mean(-3), (2, 4, 4, 4)),
+    (lambda x: torch.mean(x, dim=2, keepdim=True), (2, 4, 4, 4)),
+    (lambda x: x.sum(dim=[2]), (2, 4, 4, 4)), (lambda x: torch.amax(x, 2), (2, 4, 4, 4)),
+    (lambda x: x.mean(dim=(2, 3, 4)), (2, 4))],
+    ids=["torch.mean(x, 2)", "x.mean(-3)", "keepdim", "x.sum(dim=[2])", "torch.amax(x, 2)",
+         "x.mean(dim=(2, 3, 4))"])
+def test_reducing_the_submap_axis_in_forward_is_allowed(reduce, shape):
+    torch.manual_seed(0)
+    ccnn = convert_to_checkered(_Reducing(reduce), input_shape=(3, 8, 8))
+    x = torch.randn(2, 3, 8, 8)
+    with torch.no_grad():
+        submaps = ccnn.model.conv(x.unsqueeze(2))
+        assert submaps.shape[2] == 2
+        assert torch.allclose(ccnn(x), reduce(submaps).reshape(shape))
+
+
+@pytest.mark.parametrize("reduce, name", [
+    (lambda x: x.mean(3), "mean"), (lambda x: torch.sum(x, dim=(3, 4)), "sum"),
+    (lambda x: x.amax((2, 3)), "amax"), (lambda x: x.mean(), "mean")],
+    ids=["x.mean(3)", "torch.sum(x, dim=(3, 4))", "x.amax((2, 3))", "x.mean()"])
+def test_reducing_other_axes_of_submaps_is_still_named(reduce, name):
+    with pytest.raises(ConversionError, match=f"functional call '{name}' on a 5-D tensor in "
+                       "_Reducing"):
+        convert_to_checkered(_Reducing(reduce), input_shape=(3, 8, 8))
 
 
 def test_a_converted_network_takes_ordinary_images():
