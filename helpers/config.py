@@ -6,7 +6,8 @@ so that one variable changes the whole course:
 - ``COURSE_MODE``: ``quick`` (small subsets, few steps: a smoke run, never a result) or
   ``full`` (real data, the papers' recipes). Default: ``full`` when a GPU (CUDA or MPS) is
   present, else ``quick``.
-- ``COURSE_OFFLINE=1``: no network access at all; downloads are skipped with one line.
+- ``COURSE_OFFLINE=1`` (or true/yes): no network access at all; downloads are skipped with one
+  line. 0/false/no or unset: online. Any other value is an error.
 - ``DATA_DIR`` (default ``data/``) and ``SAVED_MODELS_DIR`` (default ``saved_models/``).
 """
 
@@ -22,6 +23,8 @@ import torch
 from . import files
 
 MODES = ("quick", "full")
+OFFLINE_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False,
+                  "": False}  # COURSE_OFFLINE, lower-cased and stripped
 
 # Sizes of the quick-mode subsets (train, validation, test) and its epoch cap.
 QUICK_SUBSET = (1024, 256, 512)
@@ -51,8 +54,13 @@ def is_quick() -> bool:
 
 
 def offline() -> bool:
-    """True when ``COURSE_OFFLINE`` is set to anything but 0/false/no/empty."""
-    return os.environ.get("COURSE_OFFLINE", "").strip().lower() not in ("", "0", "false", "no")
+    """True when ``COURSE_OFFLINE`` is 1/true/yes, False when 0/false/no/empty/unset (any case);
+    anything else is a ValueError, so that a typo never silently picks the other policy."""
+    value = os.environ.get("COURSE_OFFLINE", "")
+    if (key := value.strip().lower()) not in OFFLINE_VALUES:
+        raise ValueError(f"COURSE_OFFLINE={value!r} is not a yes/no value; valid values: 1, true, "
+                         f"yes (offline) or 0, false, no, empty (online), in any case")
+    return OFFLINE_VALUES[key]
 
 
 def data_dir() -> Path:

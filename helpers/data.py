@@ -25,6 +25,7 @@ import math
 import os
 import struct
 import tempfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,7 @@ CIFAR100_CLASSES = (
     "tiger tractor train trout tulip turtle wardrobe whale willow_tree wolf woman worm").split()
 
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+DEBIAN_REINSTALL = "apt-get install --reinstall dataset-fashion-mnist"
 STAND_IN_SIZES = {"train": 10_000, "test": 2_000}
 
 
@@ -60,11 +62,14 @@ class Spec:
     classes: list
     flip: bool           # is a horizontal flip label-preserving?
     size_mb: int         # download size, for the error message
+    md5_on_load: bool = False  # does torchvision check the files' MD5 when it loads the folder?
 
 
 DATASETS = {
-    "CIFAR10": Spec("CIFAR10", "cifar-10-batches-py", (3, 32, 32), CIFAR10_CLASSES, True, 163),
-    "CIFAR100": Spec("CIFAR100", "cifar-100-python", (3, 32, 32), CIFAR100_CLASSES, True, 161),
+    "CIFAR10": Spec("CIFAR10", "cifar-10-batches-py", (3, 32, 32), CIFAR10_CLASSES, True, 163,
+                    md5_on_load=True),
+    "CIFAR100": Spec("CIFAR100", "cifar-100-python", (3, 32, 32), CIFAR100_CLASSES, True, 161,
+                     md5_on_load=True),
     "MNIST": Spec("MNIST", "MNIST", (1, 28, 28), torchvision.datasets.MNIST.classes, False, 12),
     "FashionMNIST": Spec("FashionMNIST", "FashionMNIST", (1, 28, 28),
                          torchvision.datasets.FashionMNIST.classes, True, 30),
@@ -120,7 +125,7 @@ def _load_both_splits(name: str) -> dict[str, ImageSet]:
     root = config.data_dir()
     found = _from_data_dir(name, root)
     if found is None and name == "FashionMNIST" and DEBIAN_FASHION_MNIST.is_dir():
-        found = {split: _from_idx_files(DEBIAN_FASHION_MNIST, split, name) for split in SPLITS}
+        found = _from_debian(name)
     if found is None:
         reason = "COURSE_OFFLINE is set, so no download was tried"
         if not config.offline():
@@ -159,10 +164,13 @@ def _from_data_dir(name: str, root: Path) -> dict[str, ImageSet] | None:
     try:
         sets = {split: cls(root=str(root), train=split == "train", download=False)
                 for split in SPLITS}
-    except RuntimeError as error:
+    except (RuntimeError, AssertionError, ValueError, OSError) as error:  # MNIST's reader asserts
+        what = ("a file is missing or fails torchvision's MD5 check" if s.md5_on_load else
+                "torchvision cannot read it (it checks only that the files are there, not their "
+                "checksums)")
         raise DatasetNotFoundError(
-            f"{folder} exists but torchvision cannot read it or its checksum fails ({error}). "
-            f"Delete {folder} and run again to download it afresh.") from error
+            f"{folder} exists but is incomplete or damaged: {what} ({type(error).__name__}: "
+            f"{error}). Delete {folder} and run again to download it afresh.") from error
     return {split: _from_torchvision(ds, str(folder)) for split, ds in sets.items()}
 
 
@@ -174,13 +182,21 @@ def _from_torchvision(ds, source: str) -> ImageSet:
 
 
 def read_idx(path: str | os.PathLike) -> torch.Tensor:
-    """Read an IDX file (the MNIST format; gzipped or not) of unsigned bytes into a uint8 tensor."""
+    """Read an IDX file (the MNIST format; gzipped or not) of unsigned bytes into a uint8 tensor.
+    A damaged file (cut short, empty, not gzip, a wrong header) is a ValueError naming it."""
     opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "rb") as handle:
-        raw = handle.read()
-    zero, dtype, ndim = struct.unpack(">HBB", raw[:4])
-    if zero != 0 or dtype != 0x08:
+    try:
+        with opener(path, "rb") as handle:
+            raw = handle.read()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+        raise ValueError(f"{path} is not a complete, valid gzip file ({error})") from error
+    if not raw:
+        raise ValueError(f"{path} is empty")
+    if raw[:3] != b"\0\0\x08":  # two zero bytes, then the type code of unsigned bytes
         raise ValueError(f"{path} is not an IDX file of unsigned bytes")
+    ndim = raw[3]
+    if len(raw) < 4 + 4 * ndim:
+        raise ValueError(f"{path} is truncated: its header is cut off")
     shape = struct.unpack(f">{ndim}I", raw[4:4 + 4 * ndim])
     data = torch.frombuffer(bytearray(raw[4 + 4 * ndim:]), dtype=torch.uint8)
     if data.numel() != math.prod(shape):
@@ -194,6 +210,16 @@ def _from_idx_files(folder: Path, split: str, name: str) -> ImageSet:
     images = read_idx(folder / f"{prefix}-images-idx3-ubyte.gz").unsqueeze(1)
     labels = read_idx(folder / f"{prefix}-labels-idx1-ubyte.gz").long()
     return ImageSet(images, labels, list(spec(name).classes), str(folder))
+
+
+def _from_debian(name: str) -> dict[str, ImageSet]:
+    """Both splits from the Debian package; a missing or damaged file is named with the fix."""
+    try:
+        return {split: _from_idx_files(DEBIAN_FASHION_MNIST, split, name) for split in SPLITS}
+    except (OSError, ValueError) as error:
+        raise DatasetNotFoundError(
+            f"The Debian package's {name} in {DEBIAN_FASHION_MNIST} is incomplete or damaged: "
+            f"{error}. Reinstall it: {DEBIAN_REINSTALL}") from error
 
 
 def _download(name: str, root: Path) -> None:
@@ -234,18 +260,44 @@ def channel_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the pixel values (scaled to [0, 1]) of the training split.
 
     Computed from the data, never hard-coded, and cached in ``DATA_DIR/stats/<name>.json``
-    (keyed by the source and the number of images, so a different copy is recomputed)."""
+    (keyed by the source and the number of images, so a different copy is recomputed). An
+    unreadable cache is recomputed, and an unwritable one skipped, each with one line."""
     train = load(name, "train")
+    if train.is_stand_in:
+        return mean_std(train.images)
     cache = config.data_dir() / "stats" / f"{name}.json"
-    if not train.is_stand_in and cache.exists():
-        cached = json.loads(cache.read_text())
-        if cached.get("source") == train.source and cached.get("images") == len(train):
-            return tuple(cached["mean"]), tuple(cached["std"])
+    if cached := _cached_stats(cache, train):
+        return cached
     mean, std = mean_std(train.images)
-    if not train.is_stand_in:
+    try:
         files.write_text(cache, json.dumps({"mean": mean, "std": std, "images": len(train),
                                             "source": train.source}, indent=1))
+    except OSError as error:  # a read-only DATA_DIR must not stop data that loads fine
+        print(f"Could not cache the channel statistics of {name} in {cache} ({error}); they are "
+              f"recomputed each run. To keep them, make that path writable or point DATA_DIR at "
+              f"a writable folder.")
     return mean, std
+
+
+def _cached_stats(cache: Path, train: ImageSet) -> tuple | None:
+    """The (mean, std) cached for ``train``, or None: no cache, one for another copy of the data,
+    or one that cannot be read (which is said in one line; it is then recomputed)."""
+    if not cache.exists():
+        return None
+    try:
+        cached = json.loads(cache.read_text())
+        if cached["source"] != train.source or cached["images"] != len(train):
+            return None
+        stats = tuple(tuple(cached[key]) for key in ("mean", "std"))
+        channels = train.images.shape[1]
+        if not all(len(values) == channels and all(type(v) in (int, float) for v in values)
+                   for values in stats):
+            raise ValueError(f"mean and std must be {channels} numbers each")
+    except (OSError, ValueError, KeyError, TypeError) as error:  # JSONDecodeError: ValueError
+        print(f"The channel-statistics cache {cache} is unreadable ({type(error).__name__}: "
+              f"{error}); recomputing it.")
+        return None
+    return stats
 
 
 def mean_std(images: torch.Tensor) -> tuple[tuple[float, ...], tuple[float, ...]]:

@@ -26,8 +26,9 @@ def course_env(tmp_path, monkeypatch):
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):
-    """Serves ``server.routes[path] = (body, behaviour)``; behaviour 'ok' or 'truncate' (the
-    connection is cut half-way through a correctly announced length)."""
+    """Serves ``server.routes[path] = (body, behaviour)``; behaviour 'ok', 'truncate' (the
+    connection is cut half-way through a correctly announced length) or 'slow' (one byte a
+    second, until the client hangs up or the server closes)."""
 
     def do_GET(self):  # noqa: N802 (http.server's naming)
         self.server.requests.append(self.path)
@@ -43,6 +44,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.wfile.flush()
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
+        elif behaviour == "slow":
+            self.close_connection = True
+            for byte in body:
+                if self.server.closing.wait(1):
+                    return
+                try:
+                    self.wfile.write(bytes([byte]))
+                except OSError:  # the client gave up
+                    return
         else:
             self.wfile.write(body)
 
@@ -54,6 +64,7 @@ class LocalServer:
     def __init__(self):
         self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.routes, self.httpd.requests = {}, []
+        self.httpd.closing = threading.Event()  # ends 'slow' answers, so closing never waits
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -69,6 +80,7 @@ class LocalServer:
         return self.httpd.requests
 
     def close(self):
+        self.httpd.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
 

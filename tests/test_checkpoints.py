@@ -1,5 +1,7 @@
 import hashlib
 import io
+import re
+import time
 
 import pytest
 import torch
@@ -144,3 +146,85 @@ def test_an_interrupted_run_is_resumed_not_loaded(course_env, monkeypatch):
     monkeypatch.setattr(training, "fit", lambda *args, **kwargs: called.append(kwargs["name"]))
     checkpoints.load_or_train("tiny", _fresh(), module, recipe)
     assert called == ["tiny"]
+
+
+# --- deadlines and bad URLs -----------------------------------------------------------------
+
+def test_a_trickling_download_stops_at_its_deadline(tmp_path, monkeypatch, server):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    url = server.serve("/slow.ckpt", bytes(100), behaviour="slow")  # one byte a second
+    started = time.monotonic()
+    with pytest.raises(checkpoints.DownloadError, match=r"slow.ckpt exceeded its deadline of 2 s "
+                                                        r"after \d bytes; nothing was saved"):
+        checkpoints.download(url, tmp_path / "out" / "model.ckpt", deadline=2)
+    assert time.monotonic() - started < 4.5
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("url", ["htp:/nowhere/m.ckpt", "not a url", "http:///m.ckpt",
+                                 "https://[::1/m.ckpt", "file://elsewhere/m.ckpt"])
+def test_a_malformed_url_is_a_configuration_error_not_no_network(tmp_path, monkeypatch, url):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    with pytest.raises(checkpoints.ConfigurationError,
+                       match=f"the URL '{re.escape(url)}' is not a URL to download from"):
+        checkpoints.download(url, tmp_path / "m.ckpt")
+    assert _leftovers(tmp_path) == []
+
+
+def test_a_malformed_url_is_an_error_also_offline(capsys):
+    with pytest.raises(checkpoints.ConfigurationError, match="'htp:/x.ckpt'.*scheme 'htp'"):
+        checkpoints.load_or_train("tiny", _fresh(), url="htp:/x.ckpt")
+    assert "skipped" not in capsys.readouterr().out
+
+
+def test_a_file_url_downloads_or_names_the_missing_file(tmp_path, monkeypatch):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _, body, digest = _published()
+    (tmp_path / "mirror").mkdir()
+    (tmp_path / "mirror" / "m.ckpt").write_bytes(body)
+    target = tmp_path / "out" / "m.ckpt"
+    checkpoints.download((tmp_path / "mirror" / "m.ckpt").as_uri(), target, digest)
+    assert target.read_bytes() == body
+    missing = tmp_path / "mirror" / "absent.ckpt"
+    with pytest.raises(checkpoints.DownloadError, match=f"cannot read {missing.as_uri()} .*No such "
+                                                        f"file.*nothing was saved") as error:
+        checkpoints.download(missing.as_uri(), tmp_path / "out" / "absent.ckpt")
+    assert not isinstance(error.value, checkpoints.NoNetworkError)
+
+
+def _train_instead(monkeypatch):
+    monkeypatch.setattr(training, "fit", lambda *args, **kwargs: pytest.fail("trained instead"))
+
+
+@pytest.mark.parametrize("base, message", [
+    ("htp:/nowhere", "COURSE_TUTORIAL5_URL='htp:/nowhere' is not a URL.*scheme 'htp'"),
+    ("not a url", "COURSE_TUTORIAL5_URL='not a url' is not a URL.*scheme ''"),
+    ("http://", "COURSE_TUTORIAL5_URL='http://' is not a URL.*no host"),
+    ("file:///nowhere/mirror/", "COURSE_TUTORIAL5_URL='file:///nowhere/mirror/' names the folder "
+                                "/nowhere/mirror, which does not exist.*unset it")])
+def test_a_bad_tutorial5_mirror_is_named_not_mistaken_for_no_network(monkeypatch, capsys, base,
+                                                                    message):
+    monkeypatch.setenv("COURSE_TUTORIAL5_URL", base)
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _train_instead(monkeypatch)
+    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    with pytest.raises(checkpoints.ConfigurationError, match=message):
+        checkpoints.load_tutorial5("resnet", data=module)
+    with pytest.raises(checkpoints.ConfigurationError, match=message):
+        checkpoints.tutorial5_log("resnet")
+    assert "No network" not in capsys.readouterr().out
+
+
+def test_a_tutorial5_folder_without_the_file_names_it(tmp_path, monkeypatch, capsys):
+    (tmp_path / "mirror").mkdir()
+    monkeypatch.setenv("COURSE_TUTORIAL5_URL", (tmp_path / "mirror").as_uri())
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _train_instead(monkeypatch)
+    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    url = checkpoints.tutorial5_url("ResNet.ckpt")
+    assert url == (tmp_path / "mirror" / "ResNet.ckpt").as_uri()
+    with pytest.raises(checkpoints.DownloadError, match="cannot read .*mirror/ResNet.ckpt .*"
+                                                        "No such file") as error:
+        checkpoints.load_tutorial5("resnet", data=module)
+    assert not isinstance(error.value, checkpoints.NoNetworkError)
+    assert "No network" not in capsys.readouterr().out

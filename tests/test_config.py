@@ -25,10 +25,23 @@ def test_unknown_mode_lists_the_valid_ones(monkeypatch):
 
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("true", True),
-                                             ("0", False), ("", False), ("no", False)])
+                                             (" TRUE ", True), ("Yes", True), ("0", False),
+                                             ("", False), ("no", False), (" False ", False)])
 def test_offline_flag(monkeypatch, value, expected):
     monkeypatch.setenv("COURSE_OFFLINE", value)
     assert config.offline() is expected
+
+
+def test_offline_flag_unset_means_online(monkeypatch):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    assert config.offline() is False
+
+
+@pytest.mark.parametrize("value", ["off", "2", "on", "y", "1 0"])
+def test_offline_flag_rejects_anything_else(monkeypatch, value):
+    monkeypatch.setenv("COURSE_OFFLINE", value)
+    with pytest.raises(ValueError, match=f"COURSE_OFFLINE='{value}'.*valid values: 1, true, yes"):
+        config.offline()
 
 
 def test_quick_runs_never_land_beside_real_checkpoints(monkeypatch, tmp_path):

@@ -1,7 +1,9 @@
 import gzip
 import hashlib
 import io
+import json
 import pickle
+import shutil
 import struct
 import tarfile
 import urllib.request
@@ -11,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from helpers import data
+from helpers import data, files
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -62,8 +64,25 @@ def test_read_idx_plain_gzipped_and_truncated(tmp_path):
         data.read_idx(tmp_path / "cut")
 
 
-@pytest.mark.skipif(not data.DEBIAN_FASHION_MNIST.is_dir(),
-                    reason="needs the Debian package: apt-get install dataset-fashion-mnist")
+@pytest.mark.parametrize("name, content, problem", [
+    ("cut.gz", gzip.compress(_idx_bytes(np.zeros((4, 5))))[:-12], "not a complete, valid gzip"),
+    ("empty.gz", b"", "is empty"),
+    ("plain.gz", _idx_bytes(np.zeros((4, 5))), "not a complete, valid gzip"),
+    ("magic", b"\x08\x03\x00\x00" + bytes(20), "not an IDX file of unsigned bytes"),
+    ("header", _idx_bytes(np.zeros((4, 5, 6)))[:9], "truncated: its header is cut off")],
+    ids=["cut gzip", "empty", "not gzip", "wrong magic", "cut header"])
+def test_read_idx_names_a_damaged_file(tmp_path, name, content, problem):
+    (tmp_path / name).write_bytes(content)
+    with pytest.raises(ValueError, match=f"{tmp_path / name} .*{problem}"):
+        data.read_idx(tmp_path / name)
+
+
+needs_debian = pytest.mark.skipif(
+    not data.DEBIAN_FASHION_MNIST.is_dir(),
+    reason="needs the Debian package: apt-get install dataset-fashion-mnist")
+
+
+@needs_debian
 def test_fashion_mnist_from_the_debian_package(monkeypatch):
     _no_network(monkeypatch)
     train, test = data.load("FashionMNIST", "train"), data.load("FashionMNIST", "test")
@@ -73,6 +92,38 @@ def test_fashion_mnist_from_the_debian_package(monkeypatch):
     assert torch.bincount(test.labels).tolist() == [1000] * 10
     assert train.classes[0] == "T-shirt/top" and len(train.classes) == 10
     assert train.source == str(data.DEBIAN_FASHION_MNIST) and not train.is_stand_in
+
+
+def _damage(path, how):
+    raw = path.read_bytes()
+    if how == "delete":
+        path.unlink()
+    else:
+        path.write_bytes({"truncate": raw[: len(raw) // 2], "empty": b"",
+                          "corrupt the header": b"\0" * 10 + raw[10:]}[how])
+
+
+@needs_debian
+@pytest.mark.parametrize("file, how", [("train-images-idx3-ubyte.gz", "truncate"),
+                                       ("t10k-labels-idx1-ubyte.gz", "empty"),
+                                       ("train-labels-idx1-ubyte.gz", "delete"),
+                                       ("t10k-images-idx3-ubyte.gz", "corrupt the header")])
+@pytest.mark.parametrize("mode", ["quick", "full"])
+def test_a_damaged_debian_fashion_mnist_names_the_file_and_the_fix(monkeypatch, tmp_path, file,
+                                                                   how, mode):
+    _no_network(monkeypatch)
+    monkeypatch.setenv("COURSE_MODE", mode)
+    copy = tmp_path / "fashion-mnist"
+    copy.mkdir()
+    for original in data.DEBIAN_FASHION_MNIST.iterdir():  # links; a real copy of the one to damage
+        (copy / original.name).symlink_to(original)
+    (copy / file).unlink()
+    shutil.copy(data.DEBIAN_FASHION_MNIST / file, copy / file)
+    _damage(copy / file, how)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", copy)
+    with pytest.raises(data.DatasetNotFoundError,
+                       match=f"{copy / file}.*apt-get install --reinstall dataset-fashion-mnist"):
+        data.load("FashionMNIST")
 
 
 def test_data_dir_comes_first_and_is_read_by_torchvision(course_env, monkeypatch):
@@ -118,8 +169,19 @@ def test_a_corrupt_data_folder_is_named_with_the_remedy(course_env):
     folder = course_env / "data" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     (folder / "data_batch_1").write_bytes(b"garbage")
-    with pytest.raises(data.DatasetNotFoundError, match=r"cifar-10-batches-py.*Delete"):
+    with pytest.raises(data.DatasetNotFoundError, match=r"cifar-10-batches-py.*fails "
+                                                        r"torchvision's MD5 check.*Delete"):
         data.load("CIFAR10")
+
+
+def test_a_damaged_mnist_folder_is_named_without_claiming_a_checksum(course_env):
+    """torchvision checks only that MNIST-type files exist; a cut one fails inside its reader."""
+    _fashion_in_data_dir(course_env / "data")
+    raw = course_env / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
+    raw.write_bytes(raw.read_bytes()[:100])
+    with pytest.raises(data.DatasetNotFoundError, match=r"FashionMNIST exists but is incomplete "
+                                                        r"or damaged.*not their checksums.*Delete"):
+        data.load("FashionMNIST")
 
 
 # --- the torchvision download, against a local server ---------------------------------------
@@ -194,6 +256,68 @@ def test_channel_stats_of_real_data_are_cached(course_env, monkeypatch):
     assert (course_env / "data" / "stats" / "FashionMNIST.json").exists()
     monkeypatch.setattr(data, "mean_std", lambda images: pytest.fail("recomputed"))
     assert data.channel_stats("FashionMNIST") == first
+
+
+_THIS_COPY = {"source": "the tiny copy's folder", "images": 30}  # keyed to the data in use
+
+
+@pytest.mark.parametrize("content", [
+    "{not json", {"mean": [0.5], "std": [0.2]}, [0.5, 0.2],  # invalid; no keys; not an object
+    _THIS_COPY | {"mean": "0.5", "std": [0.2]}, _THIS_COPY | {"mean": [None], "std": [0.2]},
+    _THIS_COPY | {"mean": [0.5, 0.5], "std": [0.2, 0.2]}, "a directory"],
+    ids=["invalid json", "missing keys", "not an object", "a string", "null", "two channels",
+         "a directory"])
+def test_an_unreadable_stats_cache_is_recomputed_with_one_line(course_env, capsys, content):
+    _fashion_in_data_dir(course_env / "data")
+    expected = data.mean_std(data.load("FashionMNIST", "train").images)
+    cache = course_env / "data" / "stats" / "FashionMNIST.json"
+    cache.parent.mkdir()
+    if content == "a directory":
+        cache.mkdir()
+    elif isinstance(content, str):
+        cache.write_text(content)
+    else:
+        if isinstance(content, dict) and "source" in content:
+            content = content | {"source": str(course_env / "data" / "FashionMNIST")}
+        cache.write_text(json.dumps(content))
+    assert data.channel_stats("FashionMNIST") == expected
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith(f"The channel-statistics cache {cache} is unreadable (")
+    assert lines[0].endswith("); recomputing it.")
+    if content == "a directory":  # left alone, so it cannot be rewritten: said in a second line
+        assert len(lines) == 2 and lines[1].startswith("Could not cache")
+    else:  # rewritten, and read back the next time
+        assert len(lines) == 1
+        assert json.loads(cache.read_text())["mean"] == list(expected[0])
+        assert data.channel_stats("FashionMNIST") == expected
+        assert capsys.readouterr().out == ""
+
+
+def test_an_unwritable_stats_cache_is_skipped_with_one_line(course_env, monkeypatch, capsys):
+    _fashion_in_data_dir(course_env / "data")
+
+    def refuse(target, text):
+        raise PermissionError(13, "Permission denied", str(target))
+    monkeypatch.setattr(files, "write_text", refuse)
+    mean, std = data.channel_stats("FashionMNIST")
+    assert len(mean) == len(std) == 1
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Could not cache the channel statistics of "
+                                                   "FashionMNIST in ")
+    assert "Permission denied" in lines[0] and "writable" in lines[0]
+
+
+@needs_debian
+def test_a_data_dir_that_cannot_exist_does_not_stop_the_debian_data(course_env, monkeypatch,
+                                                                    capsys):
+    _no_network(monkeypatch)
+    (course_env / "afile").write_text("a file, not a folder")
+    monkeypatch.setenv("DATA_DIR", str(course_env / "afile" / "data"))
+    mean, std = data.channel_stats("FashionMNIST")
+    assert 0.2 < mean[0] < 0.4 and 0.3 < std[0] < 0.4  # Fashion-MNIST's known 0.286, 0.353
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and "Could not cache the channel statistics of FashionMNIST" in lines[0]
+    assert str(course_env / "afile" / "data" / "stats") in lines[0]
 
 
 def test_split_is_disjoint_complete_and_seeded():
