@@ -1,8 +1,8 @@
 """helpers: the code behind the CNN-architectures course notebooks.
 
 One module per concern: ``config`` (mode, offline flag, folders, device), ``data`` (data sets and
-on-device batches), ``models`` (the architectures, built by name), ``training`` (the one training
-path), ``checkpoints`` (load, download or train), ``checkered`` (checkered subsampling),
+on-device batches), ``models`` (the architectures, built by name), ``runs`` (run folders bound
+to their settings), ``training`` (the one training path), ``checkpoints`` (load, download or train), ``checkered`` (checkered subsampling),
 ``sweep`` (the feature-amount family and a resumable sweep),
 ``measure`` (peak memory of a training step, inference throughput), ``plots`` (figures and
 tables), ``files`` (writes that are never half-done).
@@ -13,7 +13,7 @@ process needing only one of them does not pay for importing Lightning and matplo
 
 import importlib
 
-_MODULES = ("config", "files", "data", "models", "training", "checkpoints", "checkered", "sweep",
+_MODULES = ("config", "files", "data", "models", "runs", "training", "checkpoints", "checkered", "sweep",
             "measure", "plots")
 
 

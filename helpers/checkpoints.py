@@ -28,7 +28,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-import torch
 from torch import nn
 from tqdm import tqdm
 

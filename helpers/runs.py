@@ -154,8 +154,8 @@ def check_definition(folder: Path, wanted: dict, fields=None) -> None:
         state = "finished" if is_complete(folder) else "interrupted"
         raise DefinitionMismatch(
             f"{folder} holds a {state} run with other settings:\n  " + "\n  ".join(lines) +
-            f"\nTrain under another name, or pass overwrite=True (scripts/train.py: --overwrite)"
-            f" to delete that run and train afresh.")
+            "\nTrain under another name, or pass overwrite=True (scripts/train.py: --overwrite)"
+            " to delete that run and train afresh.")
 
 
 def write_definition(folder: Path, wanted: dict) -> None:

@@ -66,8 +66,9 @@ def reference_widths(depth: int) -> list[int]:
     """The VGG widths whose sum is the budget of a depth: 2, 2, L, L, L convolutions with
     64, 128, 256, 512, 512 features (L = (depth - 7) / 3), then two hidden layers of 512."""
     if isinstance(depth, bool) or not isinstance(depth, int):
-        raise TypeError(f"depth must be a whole number, one of {', '.join(map(str, VALID_DEPTHS))}; "
-                        f"got {depth!r} ({type(depth).__name__})")
+        valid = ", ".join(map(str, VALID_DEPTHS))
+        raise TypeError(f"depth must be a whole number, one of {valid}; got {depth!r} "
+                        f"({type(depth).__name__})")
     if depth not in VALID_DEPTHS:
         raise ValueError(f"depth {depth} is not built by the sweep; valid depths: "
                          f"{', '.join(map(str, VALID_DEPTHS))}")

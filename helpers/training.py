@@ -357,10 +357,9 @@ class Classifier(pl.LightningModule):
         return loss
 
     def _stop_if_diverged(self, loss: torch.Tensor, batch_idx: int) -> None:
-        """Raise :class:`TrainingDiverged` once the loss is NaN or infinite, before the
-        epoch's checkpoint is written. The first bad step is noted on the device; it is read
-        every step on a CPU and every 25 steps (and at the epoch's last) on a GPU, where each
-        read waits for the GPU."""
+        """Raise :class:`TrainingDiverged` once the training loss is NaN or infinite. The first
+        bad step is noted on the device; it is read every step on a CPU and every 25 steps
+        (and at the epoch's last) on a GPU, where each read waits for the GPU."""
         if self._diverged_at is None:
             self._diverged_at = torch.full((), -1, device=loss.device)
         bad = ~torch.isfinite(loss) & (self._diverged_at < 0)
@@ -368,18 +367,10 @@ class Classifier(pl.LightningModule):
         steps = self.trainer.num_training_batches
         if loss.device.type == "cuda" and batch_idx % 25 and batch_idx + 1 != steps:
             return
-        step = int(self._diverged_at)
-        if step >= 0:
-            epoch = self.current_epoch + 1
-            kept = (f"the folder keeps the checkpoint of epoch {epoch - 1}" if epoch > 1 else
-                    "no epoch was completed")
-            raise TrainingDiverged(
-                f"training diverged: the loss became NaN or infinite in epoch {epoch} at step "
-                f"{step + 1} of {steps}. The learning rate ({self.recipe.lr:g} in recipe "
-                f"{self.recipe.name!r}) is most likely too high for this model. Nothing was "
-                f"recorded as a result ({kept}). Lower it, e.g. get_recipe("
-                f"{self.recipe.name!r}, lr={self.recipe.lr / 10:g}), and train under another "
-                f"name or with overwrite=True.")
+        if (step := int(self._diverged_at)) >= 0:
+            raise diverged(self.recipe, self.current_epoch,
+                           f"the training loss became NaN or infinite at step {step + 1} of "
+                           f"{steps}")
 
     def validation_step(self, batch, batch_idx, dataloader_idx=0):
         self._evaluation_step(batch, "val" if dataloader_idx == 0 else "test")
@@ -417,6 +408,31 @@ class Classifier(pl.LightningModule):
             optimizer, lambda step: lr_factor(r, (step + 0.5) / steps_per_epoch, epochs))
         return {"optimizer": optimizer,
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def diverged(recipe: Recipe, epoch: int, what: str) -> TrainingDiverged:
+    """The error that stops a diverging run in ``epoch`` (counted from 0), saying ``what``."""
+    kept = f"the folder keeps the checkpoint of epoch {epoch}" if epoch else "no epoch completed"
+    return TrainingDiverged(
+        f"training diverged in epoch {epoch + 1}: {what}. The learning rate ({recipe.lr:g} in "
+        f"recipe {recipe.name!r}) is most likely too high for this model. Nothing was recorded "
+        f"as a result ({kept}). Lower it, e.g. get_recipe({recipe.name!r}, lr="
+        f"{recipe.lr / 10:g}), and train under another name or with overwrite=True.")
+
+
+class StopIfDiverged(pl.Callback):
+    """At the end of each training epoch, before its checkpoint is written (Lightning runs
+    checkpointing last), stop a run whose validation loss or weights are no longer finite:
+    weights can blow up while each step's loss still looked finite."""
+
+    def on_train_epoch_end(self, trainer, module):
+        loss = trainer.callback_metrics.get("val_loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise diverged(module.recipe, trainer.current_epoch,
+                           "the validation loss became NaN or infinite")
+        if not all(bool(p.isfinite().all()) for p in module.parameters()):
+            raise diverged(module.recipe, trainer.current_epoch,
+                           "the weights became NaN or infinite")
 
 
 class History(pl.Callback):
@@ -579,7 +595,7 @@ def _train(model, data, recipe, folder, definition, channels_last, note, trainer
     checkpoints = ModelCheckpoint(dirpath=folder, filename="best", monitor="val_acc",
                                   mode="max", save_last=True, save_on_train_epoch_end=True,
                                   enable_version_counter=False)
-    callbacks = [history, checkpoints, *trainer_options.pop("callbacks", [])]
+    callbacks = [history, StopIfDiverged(), checkpoints, *trainer_options.pop("callbacks", [])]
     if trainer_options.get("enable_progress_bar", True):
         callbacks.append(ProgressBar(refresh_rate=max(1, steps // 20)))
     last = folder / runs.LAST

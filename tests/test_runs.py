@@ -292,7 +292,8 @@ class _PoisonInSecondEpoch(training.pl.Callback):
 
 def test_a_diverging_run_stops_records_nothing_and_keeps_the_last_good_checkpoint(course_env):
     with pytest.raises(training.TrainingDiverged,
-                       match="NaN or infinite in epoch 2 at step 3 of 4.*learning rate") as info:
+                       match="diverged in epoch 2: the training loss became NaN or infinite at "
+                             "step 3 of 4.*learning rate") as info:
         _fit("diverges", epochs=3, callbacks=[_PoisonInSecondEpoch()])
     assert "checkpoint of epoch 1" in str(info.value)
     folder = _quick_runs(course_env) / "diverges"
@@ -303,10 +304,28 @@ def test_a_diverging_run_stops_records_nothing_and_keeps_the_last_good_checkpoin
                if value.is_floating_point())
 
 
-def test_a_huge_learning_rate_stops_in_the_first_epoch(course_env):
+class _PoisonAfterTheLastStep(training.pl.Callback):
+    """NaN weights after the first epoch's last update, whose loss was still finite."""
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        if trainer.current_epoch == 0 and batch_idx + 1 == trainer.num_training_batches:
+            with torch.no_grad():
+                next(module.parameters()).fill_(float("inf"))
+
+
+def test_weights_that_blew_up_in_the_last_step_are_never_checkpointed(course_env):
+    with pytest.raises(training.TrainingDiverged, match="diverged in epoch 1: the validation "
+                                                        "loss became NaN or infinite"):
+        _fit("blown", callbacks=[_PoisonAfterTheLastStep()])
+    folder = _quick_runs(course_env) / "blown"
+    assert not (folder / "last.ckpt").exists() and not (folder / "best.ckpt").exists()
+
+
+def test_a_huge_learning_rate_stops_the_run(course_env):
+    """The issue's case: lr=1e6 used to train every epoch on NaN and be saved as a result."""
     recipe = training.get_recipe("sgd-cosine", batch_size=32, lr=1e6, warmup_epochs=0)
-    with pytest.raises(training.TrainingDiverged, match="in epoch 1 at step .*lr=100000"):
-        _fit("huge", recipe=recipe)
+    with pytest.raises(training.TrainingDiverged, match="diverged in epoch .*lr=100000"):
+        _fit("huge", recipe=recipe, epochs=3)
     assert not (_quick_runs(course_env) / "huge" / "run.json").exists()
 
 
