@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMOKE := COURSE_MODE=quick COURSE_OFFLINE=1
 
-.PHONY: setup test course lab bench clean
+.PHONY: setup test course lab bench reference clean
 
 setup: $(STAMP)
 
@@ -25,6 +25,9 @@ course: setup
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/
+
+reference: setup
+	COURSE_MODE=full $(BIN)/python scripts/reference.py
 
 bench: setup
 	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done

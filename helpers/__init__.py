@@ -4,8 +4,9 @@ One module per concern: ``config`` (mode, offline flag, folders, device), ``data
 on-device batches), ``models`` (the architectures, built by name), ``runs`` (run folders bound
 to their settings), ``training`` (the one training path), ``checkpoints`` (load, download or
 train), ``checkered`` (checkered subsampling), ``sweep`` (the feature-amount family and a
-resumable sweep), ``measure`` (peak memory of a training step, inference throughput), ``plots`` (figures and
-tables), ``files`` (writes that are never half-done).
+resumable sweep), ``reference`` (the course's reference runs), ``measure`` (peak memory of a
+training step, inference throughput), ``plots`` (figures and tables), ``files`` (writes that
+are never half-done).
 
 Modules are imported on first use (``helpers.models`` works after ``import helpers``), so that a
 process needing only one of them does not pay for importing Lightning and matplotlib.
@@ -14,7 +15,7 @@ process needing only one of them does not pay for importing Lightning and matplo
 import importlib
 
 _MODULES = ("config", "files", "data", "models", "runs", "training", "checkpoints", "checkered",
-            "sweep", "measure", "plots")
+            "sweep", "reference", "measure", "plots")
 
 
 def __getattr__(name):

@@ -125,6 +125,21 @@ def hardware() -> str:
     return f"CPU {name}, {torch.get_num_threads()} threads"
 
 
+def commit() -> str | None:
+    """The course's git commit (with '+changes' if the checkout has uncommitted changes), for
+    provenance records; None outside a git checkout."""
+    import subprocess
+    root = project_root()
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        changes = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"],
+                                 cwd=root, capture_output=True, text=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return head + ("+changes" if changes.strip() else "")
+
+
 def banner() -> None:
     """Print the mode, device and network policy at the top of a notebook."""
     current = mode()

@@ -36,9 +36,9 @@ from . import files, models
 
 DEFINITION, RECORD, HISTORY, LOCK = "definition.json", "run.json", "history.csv", ".lock"
 BEST, LAST, LOGS = "best.ckpt", "last.ckpt", "logs"
-PROBABILITIES = "test_probabilities.pt"
+WEIGHTS, PROBABILITIES = "weights.pt", "test_probabilities.pt"
 # Everything a run writes into its folder; nothing else is ever deleted from it.
-RUN_FILES = (DEFINITION, RECORD, HISTORY, LOCK, BEST, LAST, LOGS, PROBABILITIES)
+RUN_FILES = (DEFINITION, RECORD, HISTORY, LOCK, BEST, LAST, LOGS, WEIGHTS, PROBABILITIES)
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -119,7 +119,7 @@ def saved_definition(folder: Path) -> dict | None:
         return _read_json(folder / DEFINITION)
     if (folder / RECORD).exists():
         return _from_record(_read_json(folder / RECORD))
-    if (folder / LAST).exists() or (folder / BEST).exists():
+    if any((folder / name).exists() for name in (LAST, BEST, WEIGHTS)):
         raise DefinitionMismatch(
             f"{folder} holds a checkpoint but no record of the settings it was trained with, so "
             f"it cannot be resumed or loaded safely. Train under another name, or pass "
@@ -151,9 +151,9 @@ def check_definition(folder: Path, wanted: dict, fields=None) -> None:
         return
     lines = differences(saved, wanted, fields)
     if lines:
-        state = "finished" if is_complete(folder) else "interrupted"
+        state = "a finished" if is_complete(folder) else "an interrupted"
         raise DefinitionMismatch(
-            f"{folder} holds a {state} run with other settings:\n  " + "\n  ".join(lines) +
+            f"{folder} holds {state} run with other settings:\n  " + "\n  ".join(lines) +
             "\nTrain under another name, or pass overwrite=True (scripts/train.py: --overwrite)"
             " to delete that run and train afresh.")
 
@@ -266,6 +266,19 @@ class Run:
     info: dict
     directory: Path
 
+    def test_probabilities(self) -> tuple[torch.Tensor, torch.Tensor] | None:
+        """(probabilities as float32, labels) of every test image under the best weights, as
+        the run recorded them; None if it recorded none."""
+        path = Path(self.directory) / PROBABILITIES
+        if not path.exists():
+            return None
+        try:
+            saved = torch.load(path, map_location="cpu", weights_only=True)
+            return saved["probabilities"].float(), saved["labels"]
+        except Exception as error:  # a damaged file: say which
+            raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {error}). "
+                                  f"{_remedy(Path(self.directory))}") from error
+
     @property
     def provenance(self) -> str:
         """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
@@ -323,8 +336,8 @@ def read_record(folder: Path) -> tuple[dict, pd.DataFrame | None]:
 def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) -> dict:
     """Load a checkpoint's weights into ``model`` (strictly) and return the checkpoint.
 
-    Accepts a plain state dict or a Lightning checkpoint (whose ``state_dict`` keys start with
-    ``model.``)."""
+    Accepts a plain state dict, or a Lightning checkpoint of the course's classifier (whose
+    ``state_dict`` keys start with ``model.``)."""
     path = Path(path)
     remedy = f"Delete {path} and run again to download or train it afresh."
     if sha256 and (actual := files.sha256(path)) != sha256:
@@ -335,11 +348,12 @@ def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) 
     except Exception as error:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path} is not a readable checkpoint "
                               f"({type(error).__name__}: {error}). {remedy}") from error
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, dict) else None
+    lightning = isinstance(checkpoint, dict) and isinstance(checkpoint.get("state_dict"), dict)
+    state = checkpoint["state_dict"] if lightning else checkpoint
     if not isinstance(state, dict):
         raise CheckpointError(f"{path} holds no state dict. {remedy}")
-    if state and all(key.startswith("model.") for key in state):
-        state = {key[len("model."):]: value for key, value in state.items()}
+    if lightning and state and all(key.startswith("model.") for key in state):
+        state = {key[len("model."):]: value for key, value in state.items()}  # the Classifier's
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
@@ -348,11 +362,30 @@ def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) 
     return checkpoint
 
 
+def save_weights(folder: Path, model: nn.Module) -> None:
+    """``model``'s weights as a plain state dict (no optimizer state): what a finished run
+    ships, loadable with ``torch.load(..., weights_only=True)``."""
+    with files.atomic_path(Path(folder) / WEIGHTS) as temporary:
+        torch.save(model.state_dict(), temporary)
+
+
+def save_test_probabilities(folder: Path, probabilities: torch.Tensor,
+                            labels: torch.Tensor) -> None:
+    """The best weights' class probabilities (float16) for every test image, with the labels:
+    notebooks draw confusion matrices and galleries from them without evaluating again."""
+    if len(probabilities) != len(labels):
+        raise ValueError(f"{len(probabilities)} probabilities for {len(labels)} test images")
+    with files.atomic_path(Path(folder) / PROBABILITIES) as temporary:
+        torch.save({"probabilities": probabilities.to(torch.float16).cpu(),
+                    "labels": labels.cpu()}, temporary)
+
+
 def load(folder: Path, model: nn.Module) -> Run:
-    """The finished run in ``folder``: its best weights loaded into ``model`` (in eval mode),
-    its history and its record."""
+    """The finished run in ``folder``: its best weights (``weights.pt``, else the Lightning
+    checkpoint ``best.ckpt`` of runs trained before) loaded into ``model`` in eval mode, its
+    history and its record."""
     folder = Path(folder)
     info, history = read_record(folder)
-    load_weights(folder / BEST, model)
+    load_weights(folder / WEIGHTS if (folder / WEIGHTS).exists() else folder / BEST, model)
     model.eval()
     return Run(folder.name, model, history, info, folder)

@@ -134,7 +134,8 @@ class AbandonUnlessLearning(pl.Callback):
 class SweepSpec:
     """What every variant of a sweep is trained on and with (picklable, for remote workers).
     ``epochs`` shortens the recipe (None: the recipe's); ``augment`` None follows the original,
-    which augmented only CIFAR."""
+    which augmented only CIFAR; ``width_scale`` multiplies every width of every variant (a
+    scaled replication that keeps the profiles, for a smaller budget)."""
     data: str
     recipe: str
     epochs: int | None = None
@@ -143,6 +144,7 @@ class SweepSpec:
     augment: str | None = None
     abandon_after: int = 10
     subset: tuple | str | None = "auto"
+    width_scale: float = 1.0
 
     def __post_init__(self):  # bad settings fail here, before any training starts
         data_spec(self.data)
@@ -153,6 +155,9 @@ class SweepSpec:
         if self.epochs is not None:
             training.positive_int(self.epochs, "SweepSpec epochs")
         training.positive_int(self.abandon_after, "SweepSpec abandon_after")
+        if not (isinstance(self.width_scale, (int, float)) and 0 < self.width_scale <= 1):
+            raise ValueError(f"SweepSpec width_scale={self.width_scale!r} is not valid: a factor "
+                             f"in (0, 1] that every width is multiplied by")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
             raise TypeError(f"SweepSpec seed must be a whole number, not {self.seed!r}")
 
@@ -170,6 +175,7 @@ def train_variant(variant: Variant, spec: SweepSpec, directory: str | Path) -> d
     data = spec.data_module()
     data.setup()
     training.seed(spec.seed)
+    variant = scaled(variant, spec.width_scale)
     model = models.create("vgg", widths=variant.widths, num_classes=data.num_classes)
     abandon = AbandonUnlessLearning(data.num_classes, spec.abandon_after)
     row = {"variant": variant.index, "xi": variant.xi, "omega": variant.omega,
@@ -289,6 +295,15 @@ def _run_with_ray(variants: list[Variant], spec: SweepSpec, directory: Path, wor
         finished, pending = ray.wait(pending, num_returns=1)
         ray.get(finished)  # re-raises a worker's error
         _write_table(directory)
+
+
+def scaled(variant: Variant, factor: float) -> Variant:
+    """``variant`` with every width multiplied by ``factor`` (rounded; at least 2): the same
+    profile on a smaller budget, e.g. a quarter of VGG-D's 5,248 features is 1,312."""
+    if factor == 1:
+        return variant
+    widths = tuple(max(MIN_WIDTH, round(width * factor)) for width in variant.widths)
+    return dataclasses.replace(variant, widths=widths)
 
 
 def representatives(variants: list[Variant]) -> list[Variant]:

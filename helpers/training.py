@@ -274,6 +274,7 @@ class Classifier(pl.LightningModule):
         self.automatic_optimization = False
         self.micro_batch, self.min_micro_batch, self.eval_chunk = None, min_micro_batch, None
         self._diverged_at = None  # the first step of this epoch whose loss was not finite
+        self.test_probabilities = None  # a list to collect them in, when wanted
         self.save_hyperparameters({
             "model": getattr(model, "spec", None), "seed": seed,
             "recipe": dataclasses.asdict(recipe) if recipe else None})
@@ -305,11 +306,13 @@ class Classifier(pl.LightningModule):
                 raise DoesNotFit("a single image does not fit in memory for evaluation")
             self.eval_chunk = size // 2
 
-    def _evaluation_step(self, batch, stage: str) -> None:
+    def _evaluation_step(self, batch, stage: str) -> torch.Tensor:
+        """Log the batch's loss and accuracy; return its class probabilities."""
         x, y = batch
         logits = self._evaluate_in_chunks(x, stage)
         loss = F.cross_entropy(logits, y)
         self._log(stage, loss, (logits.argmax(dim=1) == y).float().mean(), len(y))
+        return logits.float().softmax(dim=1)
 
     def _log(self, stage: str, loss: torch.Tensor, accuracy: torch.Tensor, size: int) -> None:
         # Epoch values are means weighted by batch size, summed over devices (sync_dist): the
@@ -376,7 +379,9 @@ class Classifier(pl.LightningModule):
         self._evaluation_step(batch, "val" if dataloader_idx == 0 else "test")
 
     def test_step(self, batch, batch_idx):
-        self._evaluation_step(batch, "test")
+        probabilities = self._evaluation_step(batch, "test")
+        if self.test_probabilities is not None:  # kept by fit: notebooks plot from them
+            self.test_probabilities.append(probabilities.to(torch.float16).cpu())
 
     def predict_step(self, batch, batch_idx):
         x, y = batch
@@ -609,12 +614,14 @@ def _train(model, data, recipe, folder, definition, channels_last, note, trainer
                                                        version="tensorboard")],
         log_every_n_steps=max(1, min(50, steps)), **trainer_options)
     pl.seed_everything(seed, verbose=False)
+    start = time.perf_counter()
     with _quiet():
         with _stopped_by_signals(folder, module, epochs, afresh):
             trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None)
         table = pd.DataFrame(history.rows)  # before testing "best" restores an older state
+        module.test_probabilities = []
         test = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)[0]
-    model.eval()
+    model.eval()  # with the best epoch's weights, which the test loaded
     best = table.loc[table["val_acc"].idxmax()]
     info = {
         "name": folder.name, "model": getattr(model, "spec", None),
@@ -630,8 +637,12 @@ def _train(model, data, recipe, folder, definition, channels_last, note, trainer
         "train_seconds": round(float(table["seconds"].sum()), 1),
         "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
         "test_loss": test["test_loss"], "test_acc": test["test_acc"],
-        "micro_batch": module.micro_batch, "note": note, "definition": definition,
+        "micro_batch": module.micro_batch, "note": note, "commit": config.commit(),
+        "wall_seconds": round(time.perf_counter() - start, 1), "definition": definition,
     }
+    runs.save_weights(folder, model)
+    runs.save_test_probabilities(folder, torch.cat(module.test_probabilities),
+                                 data.test.labels)
     files.write_text(folder / runs.HISTORY, table.to_csv(index=False))
     files.write_text(folder / runs.RECORD, json.dumps(info, indent=1))  # last: now complete
     return Run(folder.name, model, table, info, folder)

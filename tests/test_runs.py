@@ -427,3 +427,19 @@ def test_checkpoints_are_written_without_temporary_files_elsewhere(course_env, m
     monkeypatch.setattr(tempfile, "mkstemp", no_temporary_files)
     run = _fit("no-tmp")
     assert (run.directory / "best.ckpt").exists()
+
+
+def test_a_finished_run_ships_plain_weights_and_its_test_probabilities(course_env):
+    run = _fit("shipped")
+    state = torch.load(run.directory / "weights.pt", weights_only=True)
+    assert not any(key.startswith(("optimizer", "model.")) for key in state)
+    fresh = _model()
+    fresh.load_state_dict(state, strict=True)
+    module = _data()
+    probabilities, labels = training.predict(fresh.eval(), module, precision="32-true")
+    recorded, recorded_labels = run.test_probabilities()
+    assert torch.equal(recorded_labels, labels) and recorded.shape == (64, 10)
+    assert (recorded - probabilities).abs().max() < 1e-3  # float16 of the same numbers
+    accuracy = (recorded.argmax(1) == labels).float().mean().item()
+    assert accuracy == pytest.approx(run.info["test_acc"], abs=1e-6)
+    assert run.info["commit"] and run.info["wall_seconds"] > 0

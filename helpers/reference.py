@@ -1,0 +1,244 @@
+"""The course's reference runs: the one list of the runs each notebook's experiment needs.
+
+They are trained on the real Fashion-MNIST (the one image data set that installs offline, as
+the Debian package ``dataset-fashion-mnist``: 55,000 train / 5,000 validation / 10,000 test
+images) by ``make reference``, which trains what is missing, resumes what was interrupted and
+skips what is finished, and they are shipped in ``saved_models/``: plain weights, history, test
+probabilities and a full run record each. Notebooks show them in every mode with
+:func:`load`. Each entry says how and why it departs from the paper's recipe: these runs are
+sized for a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+from . import config, data, measure, models, runs, sweep, training
+
+DATA = "FashionMNIST"
+VAL_SIZE = 5000
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One reference run: trained into ``saved_models/<name>/``."""
+    name: str
+    notebook: str
+    model: str
+    recipe: str
+    epochs: int
+    departure: str                   # how and why it departs from the paper's recipe
+    hparams: dict = field(default_factory=dict)
+    recipe_changes: dict = field(default_factory=dict)
+    seed: int = 0
+    train_images: int | None = None  # a training subset; None: all 55,000
+    augment: str | None = "crop-flip"
+
+    def data(self) -> data.ImageDataModule:
+        """The real data as this run sees it, whatever ``COURSE_MODE`` says (the split is
+        seeded by the run's seed, as ``scripts/train.py`` does)."""
+        subset = None if self.train_images is None else (self.train_images, VAL_SIZE, 10_000)
+        return data.ImageDataModule(DATA, val_size=VAL_SIZE, seed=self.seed,
+                                    augment=self.augment, subset=subset)
+
+    def build(self):
+        """The untrained model, seeded as for training."""
+        training.seed(self.seed)
+        return models.create(self.model, num_classes=10, in_channels=1, **self.hparams)
+
+    def training_recipe(self) -> training.Recipe:
+        return training.get_recipe(self.recipe, **self.recipe_changes)
+
+    @property
+    def folder(self):
+        return config.saved_models_dir() / self.name
+
+    def disagreements(self) -> list[str]:
+        """How the saved run differs from this entry (model, data, recipe, epochs, seed); []
+        when it agrees or is not there."""
+        if runs.saved_definition(self.folder) is None:
+            return []
+        wanted = runs.definition(self.build(), self.data(), self.training_recipe(), self.epochs,
+                                 self.seed, precision="")
+        return runs.differences(runs.saved_definition(self.folder), wanted,
+                                ("model", "data", "recipe", "epochs", "seed"))
+
+    def status(self) -> str:
+        """'finished', 'interrupted', 'missing', or 'disagrees: ...'."""
+        lines = self.disagreements()
+        if lines:
+            return "disagrees: " + "; ".join(lines)
+        if runs.is_complete(self.folder):
+            return "finished"
+        return "interrupted" if (self.folder / runs.DEFINITION).exists() else "missing"
+
+    def estimate_seconds(self) -> float:
+        """Training time on this machine: a few timed steps, times the images of all epochs,
+        plus a fifth for evaluation and checkpoints (measured overhead on the CPU runs)."""
+        module = self.data()
+        module.setup()
+        recipe = self.training_recipe()
+        rate = measure.training_throughput(self.build(), module.input_shape, recipe.batch_size)
+        return 1.2 * self.epochs * len(module.train) / rate
+
+    def train(self) -> runs.Run:
+        """Train (or resume, or load if finished) this run into ``saved_models/``."""
+        return training.fit(self.build(), self.data(), self.training_recipe(), name=self.name,
+                            epochs=self.epochs, seed=self.seed, overwrite=False,
+                            directory=config.saved_models_dir(), note=self.departure)
+
+    def load(self) -> runs.Run:
+        """The finished run, for a notebook (an error naming the file if it is not there)."""
+        return runs.load(self.folder, self.build())
+
+    def add_missing_files(self) -> bool:
+        """Give a finished run trained before plain weights and test probabilities were kept
+        (``best.ckpt`` only) those two files, from its best checkpoint and one evaluation of
+        the test set. Returns whether it did."""
+        have = [(self.folder / name).exists() for name in (runs.WEIGHTS, runs.PROBABILITIES)]
+        if all(have) or not runs.is_complete(self.folder):
+            return False
+        run = self.load()  # evaluated in the precision its test accuracy was measured in
+        probabilities, labels = training.predict(run.model, self.data(),
+                                                 precision=run.info.get("precision", "auto"))
+        runs.save_weights(self.folder, run.model)
+        runs.save_test_probabilities(self.folder, probabilities, labels)
+        return True
+
+
+@dataclass(frozen=True)
+class ReferenceSweep:
+    """The feature-amount sweep of notebook 05, scaled down: ``variants`` ('representatives':
+    VGG-D and one variant per location; 'extremes': VGG-D and the most early- and late-heavy
+    of them, for more seeds) trained into ``saved_models/sweeps/<name>/``."""
+    name: str
+    notebook: str
+    spec: sweep.SweepSpec
+    variants: str
+    departure: str
+
+    @property
+    def folder(self):
+        return config.saved_models_dir() / "sweeps" / self.name
+
+    def chosen(self) -> list[sweep.Variant]:
+        chosen = sweep.representatives(sweep.skew_normal_variants(16))
+        if self.variants == "extremes":
+            chosen = [chosen[0], chosen[-1]]
+        return [sweep.vgg_d(), *chosen]
+
+    def status(self) -> str:
+        record = self.folder / sweep.SWEEP_RECORD
+        if record.exists():
+            saved = json.loads(record.read_text())
+            lines = runs.differences(saved, json.loads(json.dumps(dataclasses.asdict(self.spec))))
+            if lines:
+                return "disagrees: " + "; ".join(lines)
+        done = set(sweep.results(self.folder).get("variant", []))
+        todo = [v for v in self.chosen() if v.index not in done]
+        return "finished" if not todo else ("missing" if not done else
+                                            f"interrupted ({len(todo)} variants to train)")
+
+    def estimate_seconds(self) -> float:
+        module = self.spec.data_module()
+        module.setup()
+        done = set(sweep.results(self.folder).get("variant", []))
+        recipe = training.get_recipe(self.spec.recipe)
+        epochs = training.planned_epochs(recipe, self.spec.epochs)
+        total = 0.0
+        for variant in self.chosen():
+            if variant.index in done:
+                continue
+            widths = sweep.scaled(variant, self.spec.width_scale).widths
+            model = models.create("vgg", widths=widths, num_classes=10)
+            rate = measure.training_throughput(model, module.input_shape, recipe.batch_size)
+            total += 1.2 * epochs * len(module.train) / rate
+        return total
+
+    def train(self) -> pd.DataFrame:
+        return sweep.run_sweep(self.chosen(), self.spec, self.folder)
+
+
+def _toy(model: str, recipe: str, seed: int, epochs: int, name: str, departure: str):
+    return Reference(name, "04", model, recipe, epochs, departure, seed=seed,
+                     augment="rotate-crop")
+
+
+_TOY_PAPER = ("the checkered-CNN demo's recipe (SGD with Nesterov momentum, lr / 10 at 50 % and "
+              "75 %, batch 16) shortened from 100 to 10 epochs for a 2-core CPU")
+_TOY_COURSE = ("the course's sgd-cosine recipe shortened to 10 of its 30 epochs (same warm-up "
+               "and cosine shape), for a 2-core CPU")
+_SWEEP_SPEC = dict(data=DATA, recipe="mundt-sgdr", epochs=10, subset=(10_000, VAL_SIZE, 10_000),
+                   width_scale=0.25)
+_SWEEP = ("a scaled replication: every width a quarter of the original's (1,312 features instead "
+          "of VGG-D's 5,248), 10,000 training images, only the first SGDR cycle (10 of 150 "
+          "epochs), Fashion-MNIST at 32x32 instead of CIFAR-10: sized for a 2-core CPU")
+
+RUNS: list[Reference | ReferenceSweep] = [
+    *[Reference(f"allcnn-c64-{kind}-fashionmnist", "01", "allcnn", "allcnn-seed", 15,
+                "the seed's recipe (SGD, lr halved at 20/40/60/80 % of the run, batch 64) "
+                "shortened from 100 to 15 epochs, on Fashion-MNIST instead of CIFAR-100: CIFAR "
+                "cannot be installed here and 100 epochs do not fit a CPU session",
+                hparams={"c": 64, "residual": kind == "residual"})
+      for kind in ("plain", "residual")],
+    *[Reference(f"{name}-fashionmnist-densenet-fast", "02", name, "densenet-fast", 15,
+                "the course's fast recipe (cosine, warm-up, label smoothing) shortened from 60 "
+                "to 15 epochs on 15,000 training images, instead of the paper's 300 epochs on "
+                "CIFAR-10: a DenseNet trains at 45-80 images/s on a 2-core CPU",
+                train_images=15_000)
+      for name in ("densenet-40-k12", "densenet-bc-100-k12")],
+    *[Reference(f"tutorial5-{name}-fashionmnist", "03", name, recipe, 10,
+                f"Tutorial 5's recipe for this family ({recipe}: the same optimizer, lr / 10 at "
+                f"100/180 and 150/180 of the run) shortened from 180 to 10 epochs on 20,000 "
+                f"training images, with crop and flip instead of the resized crop, on "
+                f"Fashion-MNIST instead of CIFAR-10: sized for a 2-core CPU",
+                train_images=20_000)
+      for name, recipe in (("googlenet", "tutorial5-adamw"), ("resnet", "tutorial5-sgd"),
+                           ("preact-resnet", "tutorial5-sgd"),
+                           ("densenet", "tutorial5-adamw"))],
+    *[_toy(model, "ccnn-toy-paper", 0, 10, f"{model}-fashionmnist-s0", _TOY_PAPER)
+      for model in ("cnn-toy", "ccnn-toy")],
+    *[_toy(model, "sgd-cosine", seed, 10, f"{model}-fashionmnist-sgd-cosine-s{seed}", _TOY_COURSE)
+      for model in ("cnn-toy", "ccnn-toy", "cnn-toy-checkered") for seed in (0, 1, 2)],
+    ReferenceSweep("fashionmnist-quarter-sgdr10", "05", sweep.SweepSpec(**_SWEEP_SPEC),
+                   "representatives", _SWEEP),
+    *[ReferenceSweep(f"fashionmnist-quarter-sgdr10-s{seed}", "05",
+                     sweep.SweepSpec(**_SWEEP_SPEC, seed=seed), "extremes",
+                     _SWEEP + f"; seed {seed} of VGG-D and the two extreme profiles, for the noise")
+      for seed in (1, 2)],
+]
+
+
+def get(name: str) -> Reference | ReferenceSweep:
+    """The manifest entry ``name``; an unknown name lists the valid ones."""
+    for entry in RUNS:
+        if entry.name == name:
+            return entry
+    raise ValueError(f"no reference run {name!r}; valid: {', '.join(e.name for e in RUNS)}")
+
+
+def load(name: str) -> runs.Run:
+    """Reference run ``name`` as a notebook shows it: its best weights, history and record."""
+    return get(name).load()
+
+
+def table(entries=None) -> pd.DataFrame:
+    """The reference runs with their status and, for finished runs, their results."""
+    rows = []
+    for entry in entries or RUNS:
+        row = {"run": entry.name, "notebook": entry.notebook, "status": entry.status()}
+        if isinstance(entry, Reference) and row["status"] == "finished":
+            info, _ = runs.read_record(entry.folder)
+            row.update({"model": entry.model, "parameters": info["parameters"],
+                        "recipe": f"{entry.recipe}, {entry.epochs} epochs",
+                        "train images": info["images"]["train"],
+                        "test accuracy": info["test_acc"],
+                        "wall time (min)": round(info.get("wall_seconds",
+                                                          info["train_seconds"]) / 60, 1),
+                        "hardware": info["hardware"], "date": info["date"][:10]})
+        rows.append(row)
+    return pd.DataFrame(rows).set_index("run")

@@ -1,0 +1,71 @@
+"""Train the course's reference runs that are missing (``make reference``).
+
+Reads the one list of reference runs (``helpers.reference.RUNS``), prints each run's status,
+measures this machine's speed with a few training steps per missing run and prints the
+estimate of what remains, then trains the missing runs one after the other: finished runs are
+skipped, interrupted ones resume from their last epoch, and a run whose record disagrees with
+the list is reported, never trained over. Runs land in saved_models/ (see its README).
+
+    COURSE_MODE=full python scripts/reference.py [--only NAME ...] [--dry-run]
+"""
+
+import argparse
+import sys
+import time
+
+import pandas as pd
+
+from helpers import config, reference, training
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", metavar="NAME", help="train only these runs")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the status and the estimate, train nothing")
+    args = parser.parse_args()
+    if config.is_quick():
+        parser.error("reference runs are results: run with COURSE_MODE=full (make reference)")
+    try:
+        entries = [reference.get(name) for name in args.only] if args.only else reference.RUNS
+    except ValueError as error:
+        parser.error(str(error))
+    pd.set_option("display.width", 200, "display.max_colwidth", 60)
+    print(f"device: {config.device_type()} ({config.hardware()}), precision "
+          f"{config.precision()}")
+    status = {entry.name: entry.status() for entry in entries}
+    for entry in entries:
+        if isinstance(entry, reference.Reference):
+            entry.add_missing_files()
+    print(pd.Series(status, name="status").to_string())
+    disagreeing = [name for name, state in status.items() if state.startswith("disagrees")]
+    todo = [entry for entry in entries if status[entry.name] not in ("finished",)
+            and entry.name not in disagreeing]
+    if not todo:
+        print("Nothing to train.")
+    else:
+        print(f"Measuring this machine's speed for the {len(todo)} run(s) to train ...")
+        estimates = {}
+        for entry in todo:
+            estimates[entry.name] = entry.estimate_seconds()
+            print(f"  {entry.name}: about {estimates[entry.name] / 60:.0f} min", flush=True)
+        print(f"Estimated total: {sum(estimates.values()) / 3600:.1f} h on this machine "
+              f"(a few timed training steps per run, plus a fifth for evaluation).")
+    if not args.dry_run:
+        for entry in todo:
+            start = time.perf_counter()
+            print(f"\n=== {entry.name} (notebook {entry.notebook}) ===", flush=True)
+            try:
+                entry.train()
+            except training.RunInterrupted:
+                sys.exit(130)
+            print(f"{entry.name}: done in {(time.perf_counter() - start) / 60:.1f} min")
+    if disagreeing:
+        print(f"\n{len(disagreeing)} run(s) disagree with the list and were not trained: "
+              f"{', '.join(disagreeing)}. Retrain them under their names with overwrite, or "
+              f"correct the list.", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
