@@ -138,7 +138,7 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
 
 
 def load_or_train(name: str, model: nn.Module, data=None, recipe=None, *, url: str | None = None,
-                  sha256: str | None = None, overwrite: bool = False,
+                  sha256: str | None = None, overwrite: bool | None = None,
                   **fit_options) -> training.Run:
     """The model ``name`` ready for use: loaded, else downloaded, else trained.
 
@@ -149,8 +149,9 @@ def load_or_train(name: str, model: nn.Module, data=None, recipe=None, *, url: s
        copied checkpoint) is loaded strictly, checked against ``sha256`` when given;
     2. else ``url`` (if given and not offline) downloaded and checked against ``sha256``;
     3. else ``training.fit(model, data, recipe, name=name, **fit_options)``, which resumes an
-       interrupted run. Quick-mode training writes to ``saved_models/quick/``, never loaded here.
-    ``overwrite=True`` skips 1 and 2 and trains afresh.
+       interrupted run. Quick-mode training writes to ``saved_models/quick/``, never loaded here,
+       and starts afresh each time (``fit``'s quick-mode default).
+    ``overwrite=True`` skips 1 and 2 and trains afresh; ``overwrite`` goes on to ``fit``.
     """
     runs.check_name(name)
     folder = config.saved_models_dir() / name

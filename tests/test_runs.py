@@ -443,3 +443,15 @@ def test_a_finished_run_ships_plain_weights_and_its_test_probabilities(course_en
     accuracy = (recorded.argmax(1) == labels).float().mean().item()
     assert accuracy == pytest.approx(run.info["test_acc"], abs=1e-6)
     assert run.info["commit"] and run.info["wall_seconds"] > 0
+
+
+def test_quick_mode_starts_a_smoke_run_afresh_each_time(course_env, capsys):
+    """A notebook in quick mode exercises training every time: an identical smoke run from
+    before is replaced, not loaded."""
+    first = checkpoints.load_or_train("smoke", _model(), _data(), RECIPE, epochs=1,
+                                      precision="32-true", enable_progress_bar=False)
+    again = checkpoints.load_or_train("smoke", _model(), _data(), RECIPE, epochs=1,
+                                      precision="32-true", enable_progress_bar=False)
+    assert "is finished in" not in capsys.readouterr().out
+    assert again.directory == first.directory == _quick_runs(course_env) / "smoke"
+    assert again.info["date"] >= first.info["date"] and runs.is_complete(again.directory)
