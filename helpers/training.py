@@ -371,7 +371,7 @@ class Classifier(pl.LightningModule):
         if loss.device.type == "cuda" and batch_idx % 25 and batch_idx + 1 != steps:
             return
         if (step := int(self._diverged_at)) >= 0:
-            raise diverged(self.recipe, self.current_epoch,
+            raise _diverged(self.recipe, self.current_epoch,
                            f"the training loss became NaN or infinite at step {step + 1} of "
                            f"{steps}")
 
@@ -415,7 +415,7 @@ class Classifier(pl.LightningModule):
                 "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
-def diverged(recipe: Recipe, epoch: int, what: str) -> TrainingDiverged:
+def _diverged(recipe: Recipe, epoch: int, what: str) -> TrainingDiverged:
     """The error that stops a diverging run in ``epoch`` (counted from 0), saying ``what``."""
     kept = f"the folder keeps the checkpoint of epoch {epoch}" if epoch else "no epoch completed"
     return TrainingDiverged(
@@ -433,10 +433,10 @@ class StopIfDiverged(pl.Callback):
     def on_train_epoch_end(self, trainer, module):
         loss = trainer.callback_metrics.get("val_loss")
         if loss is not None and not math.isfinite(float(loss)):
-            raise diverged(module.recipe, trainer.current_epoch,
+            raise _diverged(module.recipe, trainer.current_epoch,
                            "the validation loss became NaN or infinite")
         if not all(bool(p.isfinite().all()) for p in module.parameters()):
-            raise diverged(module.recipe, trainer.current_epoch,
+            raise _diverged(module.recipe, trainer.current_epoch,
                            "the weights became NaN or infinite")
 
 
