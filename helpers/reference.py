@@ -11,8 +11,6 @@ sized for a 2-core CPU.
 
 from __future__ import annotations
 
-import dataclasses
-import json
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -60,12 +58,12 @@ class Reference:
     def disagreements(self) -> list[str]:
         """How the saved run differs from this entry (model, data, recipe, epochs, seed); []
         when it agrees or is not there."""
-        if runs.saved_definition(self.folder) is None:
+        saved = runs.saved_definition(self.folder)
+        if saved is None:
             return []
         wanted = runs.definition(self.build(), self.data(), self.training_recipe(), self.epochs,
                                  self.seed, precision="")
-        return runs.differences(runs.saved_definition(self.folder), wanted,
-                                ("model", "data", "recipe", "epochs", "seed"))
+        return runs.differences(saved, wanted, ("model", "data", "recipe", "epochs", "seed"))
 
     def status(self) -> str:
         """'finished', 'interrupted', 'missing', or 'disagrees: ...'."""
@@ -132,12 +130,9 @@ class ReferenceSweep:
         return [sweep.vgg_d(), *chosen]
 
     def status(self) -> str:
-        record = self.folder / sweep.SWEEP_RECORD
-        if record.exists():
-            saved = json.loads(record.read_text())
-            lines = runs.differences(saved, json.loads(json.dumps(dataclasses.asdict(self.spec))))
-            if lines:
-                return "disagrees: " + "; ".join(lines)
+        lines = sweep.spec_differences(self.folder, self.spec)
+        if lines:
+            return "disagrees: " + "; ".join(lines)
         done = set(sweep.results(self.folder).get("variant", []))
         todo = [v for v in self.chosen() if v.index not in done]
         return "finished" if not todo else ("missing" if not done else

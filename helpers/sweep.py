@@ -251,23 +251,31 @@ def run_sweep(variants: list[Variant], spec: SweepSpec, directory: str | Path,
 SWEEP_RECORD = "sweep.json"
 
 
+def spec_differences(directory: str | Path, spec: SweepSpec) -> list[str]:
+    """How ``spec`` differs from the one the sweep in ``directory`` was run with (its
+    ``sweep.json``): one line per field; [] when they agree or the folder has no record."""
+    path = Path(directory) / SWEEP_RECORD
+    if not path.exists():
+        return []
+    try:
+        saved = json.loads(path.read_text())
+    except ValueError as error:
+        raise runs.CheckpointError(f"{path} is unreadable ({error}); restore it, or run the "
+                                   f"sweep into another folder.") from error
+    return runs.differences(saved, json.loads(json.dumps(dataclasses.asdict(spec))))
+
+
 def _bind_to_spec(directory: Path, spec: SweepSpec) -> None:
     """Record ``spec`` in a new sweep folder, or check that it is the folder's."""
-    wanted = json.loads(json.dumps(dataclasses.asdict(spec)))
     path = directory / SWEEP_RECORD
     if not path.exists():
         if any(directory.glob("rows/*.json")):
             raise runs.DefinitionMismatch(
                 f"{directory} holds sweep results but no {SWEEP_RECORD} saying what they were "
                 f"trained with; run the sweep into another folder.")
-        files.write_text(path, json.dumps(wanted, indent=1))
+        files.write_text(path, json.dumps(dataclasses.asdict(spec), indent=1))
         return
-    try:
-        saved = json.loads(path.read_text())
-    except ValueError as error:
-        raise runs.CheckpointError(f"{path} is unreadable ({error}); restore it, or run the "
-                                   f"sweep into another folder.") from error
-    lines = runs.differences(saved, wanted)
+    lines = spec_differences(directory, spec)
     if lines:
         raise runs.DefinitionMismatch(
             f"{directory} holds a sweep with another SweepSpec:\n  " + "\n  ".join(lines) +
