@@ -4,6 +4,10 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SMOKE := COURSE_MODE=quick COURSE_OFFLINE=1
+# Where the published Tutorial 5 files are beside the checkout, notebook 03 loads them from there
+# (a file:// mirror needs no network), so that its published-checkpoint path is tested too.
+TUTORIAL5_MIRROR := $(wildcard $(abspath ../shared/reference/uvadlc-tutorial5))
+NOTEBOOK_ENV := $(if $(TUTORIAL5_MIRROR),COURSE_TUTORIAL5_URL=file://$(TUTORIAL5_MIRROR)/)
 
 .PHONY: setup test course lab bench reference clean
 
@@ -17,7 +21,7 @@ $(STAMP): pyproject.toml
 
 test: setup
 	$(SMOKE) $(BIN)/python -m pytest tests/ --durations=5
-	$(SMOKE) $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
+	$(SMOKE) $(NOTEBOOK_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=600 \
 		notebooks/ --durations=5
 
 course: setup
@@ -27,7 +31,7 @@ lab: setup
 	$(BIN)/jupyter lab notebooks/
 
 reference: setup
-	COURSE_MODE=full $(BIN)/python scripts/reference.py
+	COURSE_MODE=full $(BIN)/python scripts/reference.py $(if $(ONLY),--only $(ONLY))
 
 bench: setup
 	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done

@@ -63,6 +63,11 @@ def _url_problem(url: str) -> str | None:
     return f"its scheme {parts.scheme!r} is not http, https or file"
 
 
+def is_local(url: str) -> bool:
+    """A file:// URL: copying from it needs no network, so ``COURSE_OFFLINE`` allows it."""
+    return urllib.parse.urlsplit(url).scheme == "file"
+
+
 def check_url(url: str, setting: str | None = None) -> str:
     """``url``, if it can be downloaded from; else a :class:`ConfigurationError` naming it and
     the ``setting`` (environment variable) it came from, so that a typo is not mistaken for a
@@ -86,7 +91,7 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
     :class:`ConfigurationError`; a server that cannot be reached at all, :class:`NoNetworkError`;
     anything else that goes wrong, a :class:`DownloadError`."""
     check_url(url)
-    if config.offline():
+    if config.offline() and not is_local(url):
         raise DownloadError(f"COURSE_OFFLINE is set: not downloading {url}")
     destination = Path(destination)
     digest, received, started = hashlib.sha256(), 0, time.monotonic()
@@ -147,7 +152,8 @@ def load_or_train(name: str, model: nn.Module, data=None, recipe=None, *, url: s
        when given; not the subset sizes, so a quick-mode notebook shows the full run); else an
        error naming the differences. A ``best.ckpt`` there without a run record (a downloaded or
        copied checkpoint) is loaded strictly, checked against ``sha256`` when given;
-    2. else ``url`` (if given and not offline) downloaded and checked against ``sha256``;
+    2. else ``url`` (if given, and not offline unless it is a file:// URL) downloaded and
+       checked against ``sha256``;
     3. else ``training.fit(model, data, recipe, name=name, **fit_options)``, which resumes an
        interrupted run. Quick-mode training writes to ``saved_models/quick/``, never loaded here,
        and starts afresh each time (``fit``'s quick-mode default).
@@ -194,7 +200,7 @@ def _download_unless_offline(url: str, path: Path, sha256: str | None, what: str
     line and return False; a wrong or broken download is an error (DownloadError), and so is a
     malformed URL, also offline (ConfigurationError)."""
     check_url(url)
-    if config.offline():
+    if config.offline() and not is_local(url):
         print(f"COURSE_OFFLINE is set: skipped downloading {what} from {url}.")
         return False
     try:

@@ -148,6 +148,26 @@ def predictions_gallery(images: torch.Tensor, labels: torch.Tensor, probabilitie
     return figure
 
 
+def predictions_report(images: torch.Tensor, labels: torch.Tensor, probabilities: torch.Tensor,
+                       classes: list, title: str, count: int = 8, seed: int = 0) -> pd.DataFrame:
+    """What a classifier does on its test set, from its predicted probabilities: a gallery of
+    ``count`` test images drawn at random (seeded, so every run shows the same ones), the
+    confusion matrix, and the table of its most frequent mistakes, which it returns."""
+    pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:count]
+    _show_now(predictions_gallery(images[pick], labels[pick], probabilities[pick], classes,
+                                  title=f"{title}: {count} random test images"))
+    predicted = probabilities.argmax(1)
+    _show_now(confusion_matrix(labels, predicted, classes, title=f"{title}: confusion matrix"))
+    return most_confused(labels, predicted, classes, top=8)
+
+
+def _show_now(figure: plt.Figure) -> None:
+    """Display ``figure`` at this point of a cell's output (not after it) and close it."""
+    from IPython.display import display
+    display(figure)
+    plt.close(figure)
+
+
 def channel_growth(networks: dict, title: str | None = None) -> plt.Figure:
     """Input channels of every dense layer, in order, for DenseNets: the width grows by the
     growth rate with each layer and drops at each transition (with compression)."""

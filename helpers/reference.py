@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import pandas as pd
+import torch
 
 from . import config, data, measure, models, runs, sweep, training
 
@@ -93,6 +94,24 @@ class Reference:
         """The finished run, for a notebook (an error naming the file if it is not there)."""
         return runs.load(self.folder, self.build())
 
+    def test_predictions(self) -> tuple:
+        """(test images, labels, probabilities, class names) of the finished run: its recorded
+        test-set probabilities, with the real test images they were computed on, for a
+        predictions gallery or a confusion matrix without evaluating anything."""
+        recorded = self.load().test_probabilities()
+        if recorded is None:
+            raise runs.CheckpointError(f"{self.folder} holds no {runs.PROBABILITIES}: run "
+                                       f"`make reference ONLY={self.name}` to add it.")
+        probabilities, labels = recorded
+        module = self.data()
+        module.setup()
+        if module.test.is_stand_in or not torch.equal(module.test.labels, labels):
+            raise data.DatasetNotFoundError(
+                f"the real {DATA} test set, which {self.name} was evaluated on, is not here "
+                f"(found: {module.test.source}). Install it with `apt-get install "
+                f"dataset-fashion-mnist`, or run once online so that torchvision downloads it.")
+        return module.test.images, labels, probabilities, module.classes
+
     def add_missing_files(self) -> bool:
         """Give a finished run trained before plain weights and test probabilities were kept
         (``best.ckpt`` only) those two files, from its best checkpoint and one evaluation of
@@ -157,6 +176,10 @@ class ReferenceSweep:
     def train(self) -> pd.DataFrame:
         return sweep.run_sweep(self.chosen(), self.spec, self.folder)
 
+    def load(self) -> pd.DataFrame:
+        """The results table of the sweep: one row per variant trained so far."""
+        return sweep.results(self.folder)
+
 
 def _toy(model: str, recipe: str, seed: int, epochs: int, name: str, departure: str):
     return Reference(name, "04", model, recipe, epochs, departure, seed=seed,
@@ -167,24 +190,25 @@ _TOY_PAPER = ("the checkered-CNN demo's recipe (SGD with Nesterov momentum, lr /
               "75 %, batch 16) shortened from 100 to 10 epochs for a 2-core CPU")
 _TOY_COURSE = ("the course's sgd-cosine recipe shortened to 10 of its 30 epochs (same warm-up "
                "and cosine shape), for a 2-core CPU")
-_SWEEP_SPEC = dict(data=DATA, recipe="mundt-sgdr", epochs=10, subset=(10_000, VAL_SIZE, 10_000),
-                   width_scale=0.25)
+_SWEEP_SPEC = dict(data=DATA, recipe="mundt-sgdr", epochs=10, subset=(5_000, 2_000, 10_000),
+                   val_size=2_000, width_scale=0.25)
 _SWEEP = ("a scaled replication: every width a quarter of the original's (1,312 features instead "
-          "of VGG-D's 5,248), 10,000 training images, only the first SGDR cycle (10 of 150 "
+          "of VGG-D's 5,248), 5,000 training images, only the first SGDR cycle (10 of 150 "
           "epochs), Fashion-MNIST at 32x32 instead of CIFAR-10: sized for a 2-core CPU")
 
 RUNS: list[Reference | ReferenceSweep] = [
-    *[Reference(f"allcnn-c64-{kind}-fashionmnist", "01", "allcnn", "allcnn-seed", 15,
+    *[Reference(f"allcnn-c64-{kind}-fashionmnist", "01", "allcnn", "allcnn-seed", 10,
                 "the seed's recipe (SGD, lr halved at 20/40/60/80 % of the run, batch 64) "
-                "shortened from 100 to 15 epochs, on Fashion-MNIST instead of CIFAR-100: CIFAR "
-                "cannot be installed here and 100 epochs do not fit a CPU session",
-                hparams={"c": 64, "residual": kind == "residual"})
+                "shortened from 100 to 10 epochs on 20,000 training images, on Fashion-MNIST "
+                "instead of CIFAR-100: CIFAR cannot be installed here, and the full recipe takes "
+                "days on a 2-core CPU",
+                hparams={"c": 64, "residual": kind == "residual"}, train_images=20_000)
       for kind in ("plain", "residual")],
-    *[Reference(f"{name}-fashionmnist-densenet-fast", "02", name, "densenet-fast", 15,
+    *[Reference(f"{name}-fashionmnist-densenet-fast", "02", name, "densenet-fast", 10,
                 "the course's fast recipe (cosine, warm-up, label smoothing) shortened from 60 "
-                "to 15 epochs on 15,000 training images, instead of the paper's 300 epochs on "
-                "CIFAR-10: a DenseNet trains at 45-80 images/s on a 2-core CPU",
-                train_images=15_000)
+                "to 10 epochs on 10,000 training images, instead of the paper's 300 epochs on "
+                "CIFAR-10: a DenseNet trains at 20-90 images/s on a 2-core CPU",
+                train_images=10_000)
       for name in ("densenet-40-k12", "densenet-bc-100-k12")],
     *[Reference(f"tutorial5-{name}-fashionmnist", "03", name, recipe, 10,
                 f"Tutorial 5's recipe for this family ({recipe}: the same optimizer, lr / 10 at "
@@ -219,6 +243,82 @@ def get(name: str) -> Reference | ReferenceSweep:
 def load(name: str) -> runs.Run:
     """Reference run ``name`` as a notebook shows it: its best weights, history and record."""
     return get(name).load()
+
+
+def finished(notebook: str) -> dict[str, runs.Run]:
+    """Notebook ``notebook``'s finished reference runs (not sweeps), loaded, by name, in the
+    list's order. Each one that is not there (or disagrees with the list) is left out with one
+    line that says so and how to train it."""
+    return _finished(notebook, Reference)
+
+
+def finished_sweeps(notebook: str) -> dict[str, pd.DataFrame]:
+    """Notebook ``notebook``'s finished reference sweeps, as result tables, by name; as
+    :func:`finished` for those that are not."""
+    return _finished(notebook, ReferenceSweep)
+
+
+def _finished(notebook: str, kind: type) -> dict:
+    found = {}
+    for entry in RUNS:
+        if entry.notebook != notebook or not isinstance(entry, kind):
+            continue
+        status = entry.status()
+        if status == "finished":
+            found[entry.name] = entry.load()
+        else:
+            print(f"Reference {'sweep' if kind is ReferenceSweep else 'run'} {entry.name} is "
+                  f"{status}: not shown. Train it with `make reference ONLY={entry.name}`.")
+    return found
+
+
+README_MARKERS = ("<!-- reference results: written by `python scripts/reference.py --table` -->",
+                  "<!-- end of reference results -->")  # where README.md holds that table
+
+
+def results_markdown() -> str:
+    """The README's table of reference results, written from the run records (finished runs
+    and sweeps), and a line naming the runs of the list that are not trained yet."""
+    lines = ["| run | notebook | model | parameters | data (Fashion-MNIST images) | recipe | "
+             "test accuracy | wall time | hardware, precision | date |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    missing = []
+    for entry in RUNS:
+        if entry.status() != "finished":
+            missing.append(entry.name)
+        elif isinstance(entry, Reference):
+            info, _ = runs.read_record(entry.folder)
+            images = info["images"]
+            lines.append(
+                f"| `{entry.name}` | {entry.notebook} | {entry.model} | {info['parameters']:,} | "
+                f"{images['train']:,} train / {images['val']:,} val / {images['test']:,} test | "
+                f"`{entry.recipe}`, {entry.epochs} epochs | {info['test_acc']:.2%} | "
+                f"{runs.wall_minutes(info):.0f} min | "
+                f"{info['hardware']}, {info['precision']} | {info['date'][:10]} |")
+        else:
+            lines.append(_sweep_line(entry))
+    if missing:
+        lines.append(f"\nNot trained yet ({len(missing)} of {len(RUNS)}): "
+                     f"{', '.join(f'`{name}`' for name in missing)}.")
+    return "\n".join(lines)
+
+
+def _sweep_line(entry: ReferenceSweep) -> str:
+    table = entry.load()
+    vgg_d = table[table["xi"].isna()].iloc[0]
+    others = table[table["xi"].notna() & (table["status"] == "done")]
+    best = others.loc[others["test_acc"].idxmax()]
+    spec = entry.spec
+    images = f"{spec.subset[0]:,} train / {spec.subset[1]:,} val / {spec.subset[2]:,} test"
+    seconds = table["train_seconds"].fillna(table.get("wall_seconds")).sum()
+    return (f"| `{entry.name}` (sweep) | {entry.notebook} | VGG-D and {len(others)} profiles, "
+            f"widths x {spec.width_scale:g} | {int(table['parameters'].min()):,} to "
+            f"{int(table['parameters'].max()):,} | {images}, 32x32 | `{spec.recipe}`, "
+            f"{spec.epochs} epochs | VGG-D {vgg_d['test_acc']:.2%}; best profile (xi = "
+            f"{best['xi']:g}) {best['test_acc']:.2%} | {seconds / 60:.0f} min | "
+            f"{', '.join(sorted(set(table['hardware'])))}, "
+            f"{', '.join(sorted(set(table['precision'].dropna())))} | "
+            f"{max(table['date'].dropna())[:10]} |")
 
 
 def table(entries=None) -> pd.DataFrame:

@@ -280,6 +280,10 @@ class Run:
                                   f"{_remedy(Path(self.directory))}") from error
 
     @property
+    def wall_minutes(self) -> float | None:
+        return wall_minutes(self.info)
+
+    @property
     def provenance(self) -> str:
         """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
         info = self.info
@@ -289,8 +293,17 @@ class Run:
             return f"checkpoint {info.get('checkpoint', self.directory)} without a run record"
         if info["smoke_run"]:
             return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
-        return (f"{info['data']}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "
+        train = (info.get("images") or {}).get("train")
+        data = f"{info['data']} ({train:,} training images)" if train else info["data"]
+        return (f"{data}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "
                 f"{info['hardware']}, {info['date'][:10]}")
+
+
+def wall_minutes(info: dict) -> float | None:
+    """How long a run took, in minutes, from its record (None when it does not say; records
+    written before wall_seconds was kept give their training time)."""
+    seconds = info.get("wall_seconds", info.get("train_seconds"))
+    return None if seconds is None else round(seconds / 60, 1)
 
 
 def _read_json(path: Path) -> dict:

@@ -448,6 +448,7 @@ class History(pl.Callback):
 
     def __init__(self):
         self.rows: list[dict] = []
+        self.restored = 0  # epochs trained by an earlier process (a resumed run)
 
     def on_train_epoch_start(self, trainer, module):
         self._start = self._steps_end = time.perf_counter()
@@ -473,6 +474,8 @@ class History(pl.Callback):
         return {"rows": self.rows}
 
     def load_state_dict(self, state):
+        if not self.rows:  # resuming (testing "best" later restores an older state too)
+            self.restored = len(state["rows"])
         self.rows = list(state["rows"])
 
 
@@ -513,6 +516,7 @@ def results_table(runs: dict[str, Run]) -> pd.DataFrame:
         "best epoch": run.info.get("best_epoch"), "val accuracy": run.info.get("best_val_acc"),
         "test accuracy": run.info.get("test_acc"),
         "test images": run.info.get("images", {}).get("test"),
+        "train minutes": run.wall_minutes,
         "provenance": run.provenance} for name, run in runs.items()]).set_index("model")
 
 
@@ -638,7 +642,10 @@ def _train(model, data, recipe, folder, definition, channels_last, note, trainer
         "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
         "test_loss": test["test_loss"], "test_acc": test["test_acc"],
         "micro_batch": module.micro_batch, "note": note, "commit": config.commit(),
-        "wall_seconds": round(time.perf_counter() - start, 1), "definition": definition,
+        # this process's time, plus the epochs an interrupted earlier one finished
+        "wall_seconds": round(time.perf_counter() - start
+                              + float(table["seconds"].iloc[:history.restored].sum()), 1),
+        "resumed_after_epoch": history.restored, "definition": definition,
     }
     runs.save_weights(folder, model)
     runs.save_test_probabilities(folder, torch.cat(module.test_probabilities),

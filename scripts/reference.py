@@ -7,15 +7,31 @@ skipped, interrupted ones resume from their last epoch, and a run whose record d
 the list is reported, never trained over. Runs land in saved_models/ (see its README).
 
     COURSE_MODE=full python scripts/reference.py [--only NAME ...] [--dry-run]
+    python scripts/reference.py --table     # the README's results table, from the run records
+    python scripts/reference.py --readme    # ... written into README.md
 """
 
 import argparse
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 
-from helpers import config, reference, training
+from helpers import config, files, reference, training
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def write_readme_table(table: str) -> None:
+    """Put ``table`` between README's two markers, replacing what was there."""
+    text = README.read_text()
+    start, end = reference.README_MARKERS
+    if text.count(start) != 1 or text.count(end) != 1:
+        sys.exit(f"{README} must hold each of these lines once: {start} {end}")
+    head, rest = text.split(start)
+    files.write_text(README, f"{head}{start}\n{table}\n{end}{rest.split(end)[1]}")
 
 
 def main() -> None:
@@ -23,7 +39,17 @@ def main() -> None:
     parser.add_argument("--only", nargs="+", metavar="NAME", help="train only these runs")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the status and the estimate, train nothing")
+    parser.add_argument("--table", action="store_true",
+                        help="print the README's results table from the run records, and exit")
+    parser.add_argument("--readme", action="store_true",
+                        help="write that table into README.md (between its markers), and exit")
     args = parser.parse_args()
+    if args.table or args.readme:
+        table = reference.results_markdown()
+        if args.readme:
+            write_readme_table(table)
+        print(table)
+        return
     if config.is_quick():
         parser.error("reference runs are results: run with COURSE_MODE=full (make reference)")
     try:

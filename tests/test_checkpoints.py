@@ -75,6 +75,20 @@ def test_download_refuses_when_offline(tmp_path, server):
     assert server.requests == []
 
 
+def test_offline_still_copies_from_a_local_folder(tmp_path, course_env, capsys):
+    """COURSE_OFFLINE forbids the network, not a file:// mirror (make test uses one)."""
+    published, body, digest = _published()
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "m.ckpt").write_bytes(body)
+    url = (mirror / "m.ckpt").as_uri()
+    run = checkpoints.load_or_train("tiny", _fresh(), url=url, sha256=digest)
+    assert _same_weights(run.model, published) and "skipped" not in capsys.readouterr().out
+    with pytest.raises(checkpoints.DownloadError, match="sha256"):
+        checkpoints.download(url, tmp_path / "copy.ckpt", sha256="0" * 64)
+    assert not (tmp_path / "copy.ckpt").exists()
+
+
 # --- load_or_train --------------------------------------------------------------------------
 
 def test_load_or_train_downloads_then_loads_locally(course_env, monkeypatch, server, capsys):

@@ -89,3 +89,16 @@ def test_width_profiles_one_line_per_network():
     ax = figure.axes[0]
     assert len(ax.lines) == 2 and list(ax.lines[1].get_ydata())[:3] == [2, 3, 4]
     assert ax.get_yscale() == "log"
+
+
+def test_predictions_report_shows_two_figures_and_returns_the_mistakes(monkeypatch):
+    shown = []
+    monkeypatch.setattr("IPython.display.display", shown.append)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1, 2, 1])
+    probabilities = torch.nn.functional.one_hot(labels, 3).float()
+    probabilities[:3] = torch.tensor([0.1, 0.1, 0.8])  # the first three say "bird"
+    images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8)
+    mistakes = plots.predictions_report(images, labels, probabilities, CLASSES, "m", count=4)
+    assert [len(figure.axes) for figure in shown] == [8, 2]  # 4 images + bars; matrix + colour bar
+    assert shown[0].texts[0].get_text() == "m: 4 random test images"
+    assert sorted(map(tuple, mistakes.values.tolist())) == [("cat", "bird", 1), ("dog", "bird", 1)]

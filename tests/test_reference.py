@@ -1,12 +1,14 @@
 """The list of reference runs, the runs the course ships, and `make reference`'s reporting."""
 
 import json
+import math
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 
@@ -17,7 +19,8 @@ SHIPPED = ROOT / "saved_models"
 SINGLE_RUNS = [entry for entry in reference.RUNS if isinstance(entry, reference.Reference)]
 # Runs small enough to evaluate on the whole test set in seconds on a 2-core CPU.
 FAST = [reference.get(name) for name in ("cnn-toy-fashionmnist-sgd-cosine-s0",
-                                         "ccnn-toy-fashionmnist-sgd-cosine-s0")]
+                                         "ccnn-toy-fashionmnist-sgd-cosine-s0",
+                                         "tutorial5-resnet-fashionmnist")]
 
 
 @pytest.fixture
@@ -128,6 +131,103 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     assert "disagree with the list and were not trained: cnn-toy-fashionmnist-sgd-cosine-s1" \
         in done.stderr
     assert (entry.folder / "run.json").read_text() == record
+
+
+def test_a_notebook_gets_its_finished_runs_and_a_line_for_each_other(course_env, monkeypatch,
+                                                                     capsys):
+    """Of notebook 04's runs, one is there, one disagrees with the list (another seed), the
+    others are missing: only the first is returned, and each of the others gets one line."""
+    monkeypatch.setenv("COURSE_MODE", "full")
+    if not data.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    there, other = (reference.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}") for seed in (0, 1))
+    for entry in (there, other):
+        shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
+    definition = runs.saved_definition(other.folder)
+    definition["seed"] = 7
+    (other.folder / "definition.json").write_text(json.dumps(definition))
+    found = reference.finished("04")
+    assert list(found) == [there.name] and found[there.name].info["seed"] == 0
+    lines = capsys.readouterr().out.splitlines()
+    notebook_04 = [e for e in SINGLE_RUNS if e.notebook == "04"]
+    assert len(lines) == len(notebook_04) - 1
+    assert (f"Reference run {other.name} is disagrees: seed: 7 in the folder vs 1 now: not "
+            f"shown. Train it with `make reference ONLY={other.name}`.") in lines
+    assert reference.finished_sweeps("05") == {}
+
+
+def test_recorded_test_predictions_come_with_the_images_they_were_made_on(shipped):
+    entry = FAST[0]
+    if not (entry.folder / "run.json").exists():
+        pytest.skip(f"{entry.name} is not trained yet (make reference)")
+    images, labels, probabilities, classes = entry.test_predictions()
+    assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.uint8
+    assert torch.equal(labels, data.load("FashionMNIST", "test").labels)
+    assert probabilities.shape == (10_000, 10) and classes[0] == "T-shirt/top"
+
+
+def test_recorded_predictions_need_the_real_test_set(course_env, monkeypatch):
+    """Without the real data (quick mode's stand-in), the gallery says how to get it."""
+    entry = FAST[0]
+    shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", Path("/nonexistent"))
+    with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+        entry.test_predictions()
+
+
+def test_the_results_table_writes_a_sweep_as_one_line(monkeypatch):
+    """A finished sweep: VGG-D's accuracy, the best profile's, the summed time; every run
+    that is not finished is named below the table."""
+    sweep_table = pd.DataFrame({
+        "xi": [math.nan, 0.0, 15.0], "status": ["done", "done", "abandoned"],
+        "test_acc": [0.85, 0.87, 0.10], "parameters": [900_000, 1_500_000, 800_000],
+        "train_seconds": [600.0, 3000.0, math.nan], "wall_seconds": [math.nan, math.nan, 60.0],
+        "hardware": ["CPU X"] * 3, "precision": ["32-true"] * 3,
+        "date": ["2026-11-30T01:00:00+00:00", "2026-11-30T02:00:00+00:00", None]})
+    monkeypatch.setattr(reference.Reference, "status", lambda self: "missing")
+    monkeypatch.setattr(reference.ReferenceSweep, "status",
+                        lambda self: "finished" if self.name == "fashionmnist-quarter-sgdr10"
+                        else "missing")
+    monkeypatch.setattr(reference.ReferenceSweep, "load", lambda self: sweep_table)
+    lines = reference.results_markdown().splitlines()
+    assert lines[2] == (
+        "| `fashionmnist-quarter-sgdr10` (sweep) | 05 | VGG-D and 1 profiles, widths x 0.25 | "
+        "800,000 to 1,500,000 | 5,000 train / 2,000 val / 10,000 test, 32x32 | `mundt-sgdr`, 10 "
+        "epochs | VGG-D 85.00%; best profile (xi = 0) 87.00% | 61 min | CPU X, 32-true | "
+        "2026-11-30 |")
+    assert lines[-1].startswith(f"Not trained yet ({len(reference.RUNS) - 1} of "
+                                f"{len(reference.RUNS)}): `allcnn-c64-plain-fashionmnist`")
+
+
+def test_the_readme_results_table_is_written_from_the_records(shipped):
+    """README's table is `python scripts/reference.py --table`: never typed by hand."""
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split(reference.README_MARKERS[0])[1].split(reference.README_MARKERS[1])[0]
+    assert block.strip() == reference.results_markdown()
+
+
+def _what_to_expect(notebook: str) -> str:
+    path = next((ROOT / "notebooks").glob(f"{notebook}_*.ipynb"))
+    cells = json.loads(path.read_text())["cells"][:3]
+    boxes = ["".join(cell["source"]) for cell in cells
+             if "**What to expect**" in "".join(cell["source"])]
+    assert len(boxes) == 1, f"{path.name} must open with one 'What to expect' box"
+    return boxes[0]
+
+
+@pytest.mark.parametrize("notebook", ["01", "02", "03", "04", "05"])
+def test_each_notebook_opens_with_the_measured_results_of_its_reference_runs(shipped, notebook):
+    """The box quotes every finished reference run of the notebook with its recorded test
+    accuracy (a run trained again with another result makes this fail until the box is
+    updated), and names the hardware it was trained on."""
+    box = _what_to_expect(notebook).replace(" %", "%")  # the prose writes "90.53 %"
+    for name, run in reference.finished(notebook).items():
+        assert f"{run.info['test_acc']:.2%}" in box, f"{name}'s accuracy is not in the box"
+        assert run.info["hardware"].split(",")[0].removeprefix("CPU ") in box
+    for name, table in reference.finished_sweeps(notebook).items():
+        vgg_d = table[table["xi"].isna()]["test_acc"].iloc[0]
+        assert f"{vgg_d:.2%}" in box, f"{name}'s VGG-D accuracy is not in the box"
+    assert "quick mode" in box.lower()
 
 
 def test_an_unknown_reference_run_lists_the_valid_ones():

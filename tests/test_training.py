@@ -151,6 +151,9 @@ def test_provenance_of_a_real_run_names_data_recipe_hardware_and_date():
             "test_acc": 0.5}
     run = training.Run("r", None, None, info, None)
     assert run.provenance == "CIFAR100, recipe allcnn-seed, 100 epochs, NVIDIA H100, 2026-11-22"
+    info["images"] = {"train": 20_000, "val": 5000, "test": 10_000}
+    assert run.provenance == ("CIFAR100 (20,000 training images), recipe allcnn-seed, 100 "
+                              "epochs, NVIDIA H100, 2026-11-22")
 
 
 class _Killed(Exception):
@@ -179,6 +182,9 @@ def test_resume_loses_nothing(course_env):
     columns = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
     pd.testing.assert_frame_equal(whole.history[columns], resumed.history[columns])
     assert resumed.info["test_acc"] == whole.info["test_acc"]
+    # its wall time counts the first process's finished epoch, not only the second process
+    assert resumed.info["resumed_after_epoch"] == 1 and whole.info["resumed_after_epoch"] == 0
+    assert resumed.info["wall_seconds"] >= round(resumed.history["seconds"].sum(), 1)
     logs = course_env / "saved_models" / "quick" / "killed" / "logs"
     assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
 
