@@ -299,6 +299,19 @@ class Run:
                 f"{info['hardware']}, {info['date'][:10]}")
 
 
+def epochs_done(folder: Path) -> int:
+    """How many epochs an interrupted run has completed (the history in its last checkpoint);
+    0 without one, or with one that cannot be read (resuming it then says what is wrong)."""
+    path = Path(folder) / LAST
+    if not path.exists():
+        return 0
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        return len(state["callbacks"]["History"]["rows"])
+    except Exception:  # an estimate only: never fail here
+        return 0
+
+
 def wall_minutes(info: dict) -> float | None:
     """How long a run took, in minutes, from its record (None when it does not say; records
     written before wall_seconds was kept give their training time)."""

@@ -62,12 +62,12 @@ def test_the_converted_cnn_has_exactly_the_plain_cnn_s_parameters():
     assert models.count_parameters(models.create("ccnn-toy")) == 93_833
 
 
-def test_the_sweep_entries_scale_vgg_d_to_a_quarter():
+def test_the_sweep_entries_scale_vgg_d_to_an_eighth():
     sweeps = [e for e in reference.RUNS if isinstance(e, reference.ReferenceSweep)]
     assert [len(e.chosen()) for e in sweeps] == [15, 3, 3]
     assert {e.spec.seed for e in sweeps} == {0, 1, 2}
     from helpers import sweep
-    assert sum(sweep.scaled(sweep.vgg_d(), sweeps[0].spec.width_scale).widths) == 1312
+    assert sum(sweep.scaled(sweep.vgg_d(), sweeps[0].spec.width_scale).widths) == 656
 
 
 @pytest.mark.parametrize("entry", SINGLE_RUNS, ids=lambda e: e.name)
@@ -133,6 +133,15 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     assert (entry.folder / "run.json").read_text() == record
 
 
+def test_the_shipped_reference_files_stay_under_50_mb():
+    kept = (runs.WEIGHTS, runs.PROBABILITIES, runs.HISTORY, runs.RECORD, runs.DEFINITION)
+    sizes = [(SHIPPED / entry.name / name).stat().st_size for entry in SINGLE_RUNS
+             for name in kept if (SHIPPED / entry.name / name).exists()]
+    sizes += [path.stat().st_size for path in (SHIPPED / "sweeps").rglob("*")
+              if path.is_file() and "variant-" not in str(path) and "vgg-d" not in str(path)]
+    assert sum(sizes) < 50e6
+
+
 def test_a_notebook_gets_its_finished_runs_and_a_line_for_each_other(course_env, monkeypatch,
                                                                      capsys):
     """Of notebook 04's runs, one is there, one disagrees with the list (another seed), the
@@ -186,15 +195,17 @@ def test_the_results_table_writes_a_sweep_as_one_line(monkeypatch):
         "date": ["2026-11-30T01:00:00+00:00", "2026-11-30T02:00:00+00:00", None]})
     monkeypatch.setattr(reference.Reference, "status", lambda self: "missing")
     monkeypatch.setattr(reference.ReferenceSweep, "status",
-                        lambda self: "finished" if self.name == "fashionmnist-quarter-sgdr10"
+                        lambda self: "finished" if self.name == "fashionmnist-eighth-sgdr10"
                         else "missing")
     monkeypatch.setattr(reference.ReferenceSweep, "load", lambda self: sweep_table)
     lines = reference.results_markdown().splitlines()
     assert lines[2] == (
-        "| `fashionmnist-quarter-sgdr10` (sweep) | 05 | VGG-D and 1 profiles, widths x 0.25 | "
+        "| `fashionmnist-eighth-sgdr10` (sweep) | 05 | VGG-D and 1 profiles, widths x 0.125 | "
         "800,000 to 1,500,000 | 5,000 train / 2,000 val / 10,000 test, 32x32 | `mundt-sgdr`, 10 "
         "epochs | VGG-D 85.00%; best profile (xi = 0) 87.00% | 61 min | CPU X, 32-true | "
         "2026-11-30 |")
+    sweep_table = sweep_table.drop(columns="wall_seconds").iloc[:2]  # no variant failed
+    assert "| 60 min |" in reference.results_markdown().splitlines()[2]
     assert lines[-1].startswith(f"Not trained yet ({len(reference.RUNS) - 1} of "
                                 f"{len(reference.RUNS)}): `allcnn-c64-plain-fashionmnist`")
 

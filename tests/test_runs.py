@@ -362,6 +362,9 @@ def test_an_interrupted_run_resumes_when_started_again(course_env):
     with pytest.raises(training.RunInterrupted, match="SIGINT: .*stopped in epoch 2 of 3"):
         _fit("resumable", epochs=3, callbacks=[_Interrupt()])
     assert signal.getsignal(signal.SIGINT) is before  # Ctrl+C works as before, not ignored
+    folder = config.saved_models_dir() / "quick" / "resumable"
+    assert runs.epochs_done(folder) == 1  # what make reference's estimate leaves out
+    assert runs.epochs_done(config.saved_models_dir() / "never-trained") == 0
     run = _fit("resumable", epochs=3)
     assert run.history["epoch"].tolist() == [1, 2, 3]
 
