@@ -80,10 +80,8 @@ class Reference:
         epochs still to train, plus a fifth for evaluation and checkpoints."""
         module = self.data()
         module.setup()
-        recipe = self.training_recipe()
-        rate = measure.training_throughput(self.build(), module.input_shape, recipe.batch_size)
-        epochs = self.epochs - runs.epochs_done(self.folder)
-        return 1.2 * epochs * len(module.train) / rate
+        return _training_seconds(self.build(), module, self.training_recipe(),
+                                 self.epochs - runs.epochs_done(self.folder))
 
     def train(self) -> runs.Run:
         """Train (or resume, or load if finished) this run into ``saved_models/``."""
@@ -164,15 +162,10 @@ class ReferenceSweep:
         done = set(sweep.results(self.folder).get("variant", []))
         recipe = training.get_recipe(self.spec.recipe)
         epochs = training.planned_epochs(recipe, self.spec.epochs)
-        total = 0.0
-        for variant in self.chosen():
-            if variant.index in done:
-                continue
-            widths = sweep.scaled(variant, self.spec.width_scale).widths
-            model = models.create("vgg", widths=widths, num_classes=10)
-            rate = measure.training_throughput(model, module.input_shape, recipe.batch_size)
-            total += 1.2 * epochs * len(module.train) / rate
-        return total
+        to_train = (sweep.scaled(variant, self.spec.width_scale) for variant in self.chosen()
+                    if variant.index not in done)
+        return sum(_training_seconds(models.create("vgg", widths=variant.widths, num_classes=10),
+                                     module, recipe, epochs) for variant in to_train)
 
     def train(self) -> pd.DataFrame:
         return sweep.run_sweep(self.chosen(), self.spec, self.folder)
@@ -180,6 +173,14 @@ class ReferenceSweep:
     def load(self) -> pd.DataFrame:
         """The results table of the sweep: one row per variant trained so far."""
         return sweep.results(self.folder)
+
+
+def _training_seconds(model, module: data.ImageDataModule, recipe: training.Recipe,
+                      epochs: int) -> float:
+    """A few timed training steps of ``model``, times the images of ``epochs``, plus a fifth
+    for evaluation and checkpoints."""
+    rate = measure.training_throughput(model, module.input_shape, recipe.batch_size)
+    return 1.2 * epochs * len(module.train) / rate
 
 
 def _toy(model: str, recipe: str, seed: int, epochs: int, name: str, departure: str):
@@ -321,21 +322,3 @@ def _sweep_line(entry: ReferenceSweep) -> str:
             f"{', '.join(sorted(set(table['hardware'])))}, "
             f"{', '.join(sorted(set(table['precision'].dropna())))} | "
             f"{max(table['date'].dropna())[:10]} |")
-
-
-def table(entries=None) -> pd.DataFrame:
-    """The reference runs with their status and, for finished runs, their results."""
-    rows = []
-    for entry in entries or RUNS:
-        row = {"run": entry.name, "notebook": entry.notebook, "status": entry.status()}
-        if isinstance(entry, Reference) and row["status"] == "finished":
-            info, _ = runs.read_record(entry.folder)
-            row.update({"model": entry.model, "parameters": info["parameters"],
-                        "recipe": f"{entry.recipe}, {entry.epochs} epochs",
-                        "train images": info["images"]["train"],
-                        "test accuracy": info["test_acc"],
-                        "wall time (min)": round(info.get("wall_seconds",
-                                                          info["train_seconds"]) / 60, 1),
-                        "hardware": info["hardware"], "date": info["date"][:10]})
-        rows.append(row)
-    return pd.DataFrame(rows).set_index("run")
