@@ -25,7 +25,7 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from helpers import config, data, files, models, training
+from helpers import config, data, datasets, files, models, training
 
 RECIPE = "sgd-cosine"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -46,13 +46,13 @@ def measure(target: float, epochs: int, folder: Path) -> dict:
     module = data.ImageDataModule("FashionMNIST", test_every_epoch=True, subset=None)
     print(module.describe(), flush=True)
     if module.train.is_stand_in:
-        raise data.DatasetNotFoundError("time to accuracy needs the real Fashion-MNIST")
+        raise datasets.DatasetNotFoundError("time to accuracy needs the real Fashion-MNIST")
     model = models.create("resnet", in_channels=1)
     run = training.fit(model, module, RECIPE, name="time-to-accuracy", epochs=epochs,
                        directory=folder, overwrite=True)
     history = run.history
     return {"benchmark": "time_to_accuracy", "model": "resnet (Tutorial 5, one-channel stem, "
-            f"{models.count_parameters(model):,} parameters)", "data": module.describe(),
+            f"{measure.count_parameters(model):,} parameters)", "data": module.describe(),
             "recipe": RECIPE, "epochs": epochs, "target": target,
             "reached": time_to_target(history, target),
             "final_test_acc": float(history["test_acc"].iloc[-1]),

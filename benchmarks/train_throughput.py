@@ -39,7 +39,7 @@ import torchvision
 from torch.nn import functional as F
 from torchvision import transforms
 
-from helpers import config, data, files, models, training
+from helpers import config, data, datasets, files, models, recipes, training
 
 RECIPE = "sgd-cosine"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,7 +48,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 class TutorialModule(pl.LightningModule):
     """A classifier as tutorials usually write one: loss and accuracy logged every step."""
 
-    def __init__(self, model: torch.nn.Module, recipe: training.Recipe, epochs: int):
+    def __init__(self, model: torch.nn.Module, recipe: recipes.Recipe, epochs: int):
         super().__init__()
         self.model, self.recipe, self.epochs = model, recipe, epochs
 
@@ -71,7 +71,7 @@ def cifar10_images(count: int) -> tuple[np.ndarray, np.ndarray, str]:
     """``count`` CIFAR-10 training images (N x 32 x 32 x 3 uint8, as torchvision keeps them) and
     labels: the real ones when DATA_DIR has them, otherwise random ones."""
     root = config.data_dir()
-    if (root / data.spec("CIFAR10").folder).is_dir():
+    if (root / datasets.info("CIFAR10").folder).is_dir():
         real = torchvision.datasets.CIFAR10(root, train=True, download=False)
         return real.data[:count], np.array(real.targets[:count]), f"CIFAR-10 from {root}"
     rng = np.random.default_rng(0)
@@ -97,7 +97,8 @@ def course_data(images: np.ndarray, labels: np.ndarray, source: str,
     1,000 as a token validation and test split, which the timing leaves out)."""
     module = data.ImageDataModule("CIFAR10", eval_batch_size=1000)
     tensors = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
-    whole = data.ImageSet(tensors, torch.from_numpy(labels).long(), data.CIFAR10_CLASSES, source)
+    whole = datasets.ImageSet(tensors, torch.from_numpy(labels).long(),
+                              datasets.CIFAR10_CLASSES, source)
     module.train, module.val = whole, whole.subset(torch.arange(min(1000, len(whole))))
     module.test = module.val
     module.mean, module.std = mean_std
@@ -132,9 +133,9 @@ def run_course(images, labels, source, stats, recipe, epochs: int, folder: Path)
 
 
 def measure(images: int, epochs: int, workers: int) -> dict:
-    recipe = training.get_recipe(RECIPE)
+    recipe = recipes.get_recipe(RECIPE)
     pixels, labels, source = cifar10_images(images)
-    stats = data.mean_std(torch.from_numpy(pixels[:10_000]).permute(0, 3, 1, 2))
+    stats = datasets.mean_std(torch.from_numpy(pixels[:10_000]).permute(0, 3, 1, 2))
     results = {}
     with tempfile.TemporaryDirectory() as folder:
         for key, run in (("usual", lambda: run_usual(pixels, labels, stats, recipe, epochs,

@@ -194,7 +194,9 @@ class CheckeredConv2d(_Checkered):
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups must divide in_channels ({in_channels}) and out_channels "
                              f"({out_channels}), got {groups}")
-        self.in_channels, self.depth, self.groups = in_channels, depth, groups
+        self.in_channels = in_channels
+        self.depth = depth
+        self.groups = groups
         self.dilation = _checked_ints("dilation", dilation, pair=True)
         kernel = _checked_ints("kernel_size", kernel_size, pair=True)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, depth, *kernel))

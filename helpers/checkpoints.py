@@ -24,14 +24,14 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 from torch import nn
 from tqdm import tqdm
 
-from . import config, files, models, runs, training
+from . import config, files, models, recipes, runs, training
+from .models import weights
 from .runs import CheckpointError, load_weights  # noqa: F401 (part of this module's API)
 
 
@@ -142,10 +142,11 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
     return destination
 
 
-def load_or_train(name: str, model: nn.Module, data=None, recipe=None, *, url: str | None = None,
-                  sha256: str | None = None, overwrite: bool | None = None,
-                  **fit_options) -> training.Run:
-    """The model ``name`` ready for use: loaded, else downloaded, else trained.
+def load_or_train(model: nn.Module, data=None, recipe=None, *, name: str,
+                  url: str | None = None, sha256: str | None = None,
+                  overwrite: bool | None = None, **fit_options) -> training.Run:
+    """The model ``name`` ready for use: loaded, else downloaded, else trained (the arguments
+    in :func:`training.fit`'s order).
 
     1. the finished run in ``saved_models/<name>/``, if its settings agree with the ones asked
        for (model and hyper-parameters, data set and augmentation, recipe, seed, and epochs
@@ -187,9 +188,9 @@ def _requested(model: nn.Module, data, recipe, fit_options: dict) -> dict:
         wanted["data"] = {"name": data.name, "augment": data.augment, "size": data.size,
                           "channels": data.channels}
     if recipe is not None:
-        recipe = training.get_recipe(recipe) if isinstance(recipe, str) else recipe
+        recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe
         wanted["recipe"] = {key: value for key, value in dataclasses.asdict(recipe).items()
-                            if key not in ("epochs", "source")}
+                            if key != "epochs" and key not in runs.PROSE}
     if fit_options.get("epochs") is not None:
         wanted["epochs"] = fit_options["epochs"]
     return json.loads(json.dumps(wanted))
@@ -239,73 +240,29 @@ def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
                          for tag in reader.Tags()["scalars"] for event in reader.Scalars(tag)])
 
 
-# --- the published UvA Tutorial 5 models ---------------------------------------------------------
-
-TUTORIAL5_URL = "https://raw.githubusercontent.com/phlippe/saved_models/main/tutorial5/"
-TUTORIAL5_STEPS_PER_EPOCH = 351  # 45,000 training images in full batches of 128
-
-
-@dataclass(frozen=True)
-class Published:
-    """A published checkpoint and its training log, with their sha256 and what it reached."""
-    checkpoint: str
-    checkpoint_sha256: str
-    log: str
-    log_sha256: str
-    test_acc: float   # the tutorial notebook's printed table (best-validation checkpoint)
-    recipe: str       # the course's name for the recipe it was trained with
-
-
-TUTORIAL5 = {
-    "googlenet": Published(
-        "GoogleNet.ckpt", "5453bd5d90d8547ca9d3639e8f07246c081fb3790382f6ea124642cad9b6b3d5",
-        "tensorboards/GoogleNet/events.out.tfevents.googlenet",
-        "57db06a18cc42f489203629af30a4b479a59a994780580451837a366add7ee66",
-        0.8970, "tutorial5-adamw"),
-    "resnet": Published(
-        "ResNet.ckpt", "c16348ee82a12444310bd9953f8cbe50d3654657ca76f6eb54e116714ce52a1a",
-        "tensorboards/ResNet/events.out.tfevents.resnet",
-        "fa0b724be28b442416fe95edb04ae8fc6b8b3d8b9c41597c7aa1e67723374759",
-        0.9106, "tutorial5-sgd"),
-    "preact-resnet": Published(
-        "ResNetPreAct.ckpt", "4ab71bf72ec58b72f800f5cec4822f1f25e2c47ca4cdc6eecc328d0681baf376",
-        "tensorboards/ResNetPreAct/events.out.tfevents.resnetpreact",
-        "e1a04cb13333cd4503694d2528621cc0b08ebcee0773ad4e936d3cb386f635b0",
-        0.9107, "tutorial5-sgd"),
-    "densenet": Published(
-        "DenseNet.ckpt", "43c8506c9562f000e13b21f2417bad5a44acce37949fd4d55b3596fc2da2e684",
-        "tensorboards/DenseNet/events.out.tfevents.densenet",
-        "4d597c62e449894e98e65a6023cd201f334b4fcdc49214ca6e126881cbe449bd",
-        0.9023, "tutorial5-adamw"),
-}
-
-
-def _tutorial5(name: str) -> Published:
-    if name not in TUTORIAL5:
-        raise ValueError(f"no published Tutorial 5 model {name!r}; valid: {', '.join(TUTORIAL5)}")
-    return TUTORIAL5[name]
-
+# --- the published UvA Tutorial 5 models (their table: helpers.models.weights) ---------------
 
 def tutorial5_url(file: str) -> str:
     """Where a published file lives (``COURSE_TUTORIAL5_URL`` overrides the base, e.g. for a
     mirror, a local folder as a file:// URL, or a test server). A malformed base, or a file://
     folder that does not exist, is a :class:`ConfigurationError` naming the variable."""
-    base = os.environ.get("COURSE_TUTORIAL5_URL") or TUTORIAL5_URL
+    base = os.environ.get("COURSE_TUTORIAL5_URL") or weights.TUTORIAL5_URL
     parts = urllib.parse.urlsplit(check_url(base, "COURSE_TUTORIAL5_URL"))
     folder = Path(urllib.request.url2pathname(parts.path))
     if parts.scheme == "file" and not folder.is_dir():
         raise ConfigurationError(f"COURSE_TUTORIAL5_URL={base!r} names the folder {folder}, which "
                                  f"does not exist. Point it at the folder that holds the published "
-                                 f"files, or unset it to download them from {TUTORIAL5_URL}.")
+                                 f"files, or unset it to download them from "
+                                 f"{weights.TUTORIAL5_URL}.")
     return base.rstrip("/") + "/" + file
 
 
 def load_tutorial5(name: str, data=None, recipe=None, **fit_options) -> training.Run:
     """Tutorial 5's published CIFAR-10 model ``name``, in eval mode: from ``saved_models/``,
     else downloaded and sha256-checked, else (given data) trained with the tutorial's recipe."""
-    published = _tutorial5(name)
-    return load_or_train(f"tutorial5-{name}", models.create(name), data,
-                         recipe or published.recipe, url=tutorial5_url(published.checkpoint),
+    published = weights.tutorial5(name)
+    return load_or_train(models.create(name), data, recipe or published.recipe,
+                         name=f"tutorial5-{name}", url=tutorial5_url(published.checkpoint),
                          sha256=published.checkpoint_sha256, **fit_options)
 
 
@@ -317,7 +274,7 @@ def tutorial5_log(name: str) -> pd.DataFrame | None:
     ``epoch`` is training progress in epochs: the learning rate is logged at the start of each
     epoch, everything else after ``step + 1`` of 351 steps per epoch. ``lr-SGD`` and
     ``lr-AdamW`` are renamed ``lr``."""
-    published = _tutorial5(name)
+    published = weights.tutorial5(name)
     folder = config.saved_models_dir() / f"tutorial5-{name}" / "tensorboard"
     path = folder / Path(published.log).name
     if path.exists():
@@ -330,6 +287,6 @@ def tutorial5_log(name: str) -> pd.DataFrame | None:
     table = tensorboard_scalars(path)
     is_lr = table["tag"].str.startswith("lr-")
     table.loc[is_lr, "tag"] = "lr"
-    table["epoch"] = (table["step"] + 1) / TUTORIAL5_STEPS_PER_EPOCH
+    table["epoch"] = (table["step"] + 1) / weights.TUTORIAL5_STEPS_PER_EPOCH
     table.loc[is_lr, "epoch"] = table.loc[is_lr, "step"]
     return table[["tag", "step", "epoch", "value", "wall_time"]]

@@ -13,14 +13,12 @@ so that one variable changes the whole course:
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 from pathlib import Path
 
 import torch
 
-from . import files
 
 MODES = ("quick", "full")
 OFFLINE_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False,
@@ -148,11 +146,3 @@ def banner() -> None:
     print(f"COURSE_MODE={current} ({what})")
     print(f"device: {device_type()} ({hardware()}) | offline: {'yes' if offline() else 'no'}"
           f" | torch {torch.__version__}")
-
-
-def headline(text: str) -> None:
-    """Print a notebook's headline result; ``make course`` collects it for its summary table."""
-    print(f"Headline: {text}")
-    target = os.environ.get("COURSE_HEADLINE_FILE")
-    if target:
-        files.write_text(target, json.dumps({"headline": text}))

@@ -1,4 +1,5 @@
-"""Measuring models: the peak memory of a training step, and inference and training throughput.
+"""Measuring models: their size (parameters, FLOPs, a layer table), the peak memory of a training
+step, and inference and training throughput.
 
 Peak memory: on a CUDA GPU the answer is exact, the allocator's peak above what was allocated
 before (weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak
@@ -19,11 +20,52 @@ import sys
 import time
 from pathlib import Path
 
+import pandas as pd
 import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from . import config, models
 
 _MIB = 2 ** 20
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learnable parameters (what papers count; BatchNorm running statistics are buffers)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """FLOPs of one forward pass of a single input (torch's counter: a multiply-add counts 2)."""
+    was_training = model.training
+    model.eval()
+    counter = FlopCounterMode(display=False)
+    with counter, torch.no_grad():
+        model(torch.zeros(1, *input_shape))
+    model.train(was_training)
+    return counter.get_total_flops()
+
+
+def summary(model: nn.Module, input_shape: tuple[int, ...]) -> pd.DataFrame:
+    """One row per leaf layer: name, type, output shape and learnable parameters."""
+    rows, hooks = [], []
+    for layer_name, layer in model.named_modules():
+        if next(layer.children(), None) is None:  # leaf layers only
+            def record(module, _inputs, output, layer_name=layer_name):
+                rows.append({"layer": layer_name, "type": type(module).__name__,
+                             "output shape": tuple(output.shape[1:]),
+                             "parameters": count_parameters(module)})
+            hooks.append(layer.register_forward_hook(record))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    return pd.DataFrame(rows)
 
 
 def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32, 32),
@@ -56,24 +98,32 @@ def inference_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_
 
 
 def training_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 128,
-                        batches: int = 3) -> float:
+                        batches: int = 3, batch: tuple | None = None) -> float:
     """Images per second of a training step of ``model`` (forward, cross-entropy, backward,
     SGD update) with the training path's settings, timed over ``batches`` steps after two
-    warm-up steps. The steps change the model's weights."""
-    return _throughput(model, input_shape, batch_size, batches, train=True)
+    warm-up steps. ``batch``: real (images, labels) to time with, instead of random images
+    (which some models process markedly slower on a CPU). The steps change the model's
+    weights."""
+    return _throughput(model, input_shape, batch_size, batches, train=True, batch=batch)
 
 
-def _throughput(model, input_shape, batch_size: int, batches: int, train: bool) -> float:
+def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
+                batch: tuple | None = None) -> float:
     device = config.device_type()
     model = model.to(device).train(train)
-    x = torch.randn(batch_size, *input_shape, device=device)
+    if batch is not None:
+        x = batch[0].to(device)
+        batch_size = len(x)
+    else:
+        x = torch.randn(batch_size, *input_shape, device=device)
     if device in ("cuda", "cpu"):
-        model = models.to_channels_last(model)
+        model = models.layers.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
     autocast = torch.autocast(device, dtype=torch.bfloat16,
                               enabled=config.precision() == "bf16-mixed")
     if train:
-        labels = torch.zeros(batch_size, dtype=torch.long, device=device)
+        labels = (batch[1].to(device) if batch is not None
+                  else torch.zeros(batch_size, dtype=torch.long, device=device))
         optimizer = torch.optim.SGD(model.parameters(), lr=1e-3, momentum=0.9)
 
         def step():

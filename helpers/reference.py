@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from . import config, data, measure, models, runs, sweep, training
+from . import config, data, datasets, measure, models, recipes, runs, sweep, training
 
 DATA = "FashionMNIST"
 VAL_SIZE = 5000
@@ -49,8 +49,8 @@ class Reference:
         training.seed(self.seed)
         return models.create(self.model, num_classes=10, in_channels=1, **self.hparams)
 
-    def training_recipe(self) -> training.Recipe:
-        return training.get_recipe(self.recipe, **self.recipe_changes)
+    def training_recipe(self) -> recipes.Recipe:
+        return recipes.get_recipe(self.recipe, **self.recipe_changes)
 
     @property
     def folder(self):
@@ -105,7 +105,7 @@ class Reference:
         module = self.data()
         module.setup()
         if module.test.is_stand_in or not torch.equal(module.test.labels, labels):
-            raise data.DatasetNotFoundError(
+            raise datasets.DatasetNotFoundError(
                 f"the real {DATA} test set, which {self.name} was evaluated on, is not here "
                 f"(found: {module.test.source}). Install it with `apt-get install "
                 f"dataset-fashion-mnist`, or run once online so that torchvision downloads it.")
@@ -133,7 +133,7 @@ class ReferenceSweep:
     of them, for more seeds) trained into ``saved_models/sweeps/<name>/``."""
     name: str
     notebook: str
-    spec: sweep.SweepSpec
+    settings: sweep.SweepSettings
     variants: str
     departure: str
 
@@ -148,7 +148,7 @@ class ReferenceSweep:
         return [sweep.vgg_d(), *chosen]
 
     def status(self) -> str:
-        lines = sweep.spec_differences(self.folder, self.spec)
+        lines = sweep.settings_differences(self.folder, self.settings)
         if lines:
             return "disagrees: " + "; ".join(lines)
         done = set(sweep.results(self.folder).get("variant", []))
@@ -157,29 +157,30 @@ class ReferenceSweep:
                                             f"interrupted ({len(todo)} variants to train)")
 
     def estimate_seconds(self) -> float:
-        module = self.spec.data_module()
+        module = self.settings.data_module()
         module.setup()
         done = set(sweep.results(self.folder).get("variant", []))
-        recipe = training.get_recipe(self.spec.recipe)
-        epochs = training.planned_epochs(recipe, self.spec.epochs)
-        to_train = (sweep.scaled(variant, self.spec.width_scale) for variant in self.chosen()
+        recipe = recipes.get_recipe(self.settings.recipe)
+        epochs = recipes.planned_epochs(recipe, self.settings.epochs)
+        to_train = (sweep.scaled(variant, self.settings.width_scale) for variant in self.chosen()
                     if variant.index not in done)
         return sum(_training_seconds(models.create("vgg", widths=variant.widths, num_classes=10),
                                      module, recipe, epochs) for variant in to_train)
 
     def train(self) -> pd.DataFrame:
-        return sweep.run_sweep(self.chosen(), self.spec, self.folder)
+        return sweep.run_sweep(self.chosen(), self.settings, self.folder)
 
     def load(self) -> pd.DataFrame:
         """The results table of the sweep: one row per variant trained so far."""
         return sweep.results(self.folder)
 
 
-def _training_seconds(model, module: data.ImageDataModule, recipe: training.Recipe,
+def _training_seconds(model, module: data.ImageDataModule, recipe: recipes.Recipe,
                       epochs: int) -> float:
-    """A few timed training steps of ``model``, times the images of ``epochs``, plus a fifth
-    for evaluation and checkpoints."""
-    rate = measure.training_throughput(model, module.input_shape, recipe.batch_size)
+    """A few timed training steps of ``model`` on real training batches, times the images of
+    ``epochs``, plus a fifth for evaluation and checkpoints."""
+    batch = next(iter(module.loader("train", batch_size=recipe.batch_size)))
+    rate = measure.training_throughput(model, batch=batch)
     return 1.2 * epochs * len(module.train) / rate
 
 
@@ -192,8 +193,8 @@ _TOY_PAPER = ("the checkered-CNN demo's recipe (SGD with Nesterov momentum, lr /
               "75 %, batch 16) shortened from 100 to 10 epochs for a 2-core CPU")
 _TOY_COURSE = ("the course's sgd-cosine recipe shortened to 10 of its 30 epochs (same warm-up "
                "and cosine shape), for a 2-core CPU")
-_SWEEP_SPEC = dict(data=DATA, recipe="mundt-sgdr", epochs=10, subset=(5_000, 2_000, 10_000),
-                   val_size=2_000, width_scale=0.125)
+_SWEEP_SETTINGS = dict(data=DATA, recipe="mundt-sgdr", epochs=10,
+                       subset=(5_000, 2_000, 10_000), val_size=2_000, width_scale=0.125)
 _SWEEP = ("a scaled replication: every width an eighth of the original's (656 features instead "
           "of VGG-D's 5,248), 5,000 training images, only the first SGDR cycle (10 of 150 "
           "epochs), Fashion-MNIST at 32x32 instead of CIFAR-10: sized for a 2-core CPU")
@@ -225,10 +226,10 @@ RUNS: list[Reference | ReferenceSweep] = [
       for model in ("cnn-toy", "ccnn-toy")],
     *[_toy(model, "sgd-cosine", seed, 10, f"{model}-fashionmnist-sgd-cosine-s{seed}", _TOY_COURSE)
       for model in ("cnn-toy", "ccnn-toy", "cnn-toy-checkered") for seed in (0, 1, 2)],
-    ReferenceSweep("fashionmnist-eighth-sgdr10", "05", sweep.SweepSpec(**_SWEEP_SPEC),
+    ReferenceSweep("fashionmnist-eighth-sgdr10", "05", sweep.SweepSettings(**_SWEEP_SETTINGS),
                    "representatives", _SWEEP),
     *[ReferenceSweep(f"fashionmnist-eighth-sgdr10-s{seed}", "05",
-                     sweep.SweepSpec(**_SWEEP_SPEC, seed=seed), "extremes",
+                     sweep.SweepSettings(**_SWEEP_SETTINGS, seed=seed), "extremes",
                      _SWEEP + f"; seed {seed} of VGG-D and the two extreme profiles, for the noise")
       for seed in (1, 2)],
 ]
@@ -310,14 +311,15 @@ def _sweep_line(entry: ReferenceSweep) -> str:
     vgg_d = table[table["xi"].isna()].iloc[0]
     others = table[table["xi"].notna() & (table["status"] == "done")]
     best = others.loc[others["test_acc"].idxmax()]
-    spec = entry.spec
-    images = f"{spec.subset[0]:,} train / {spec.subset[1]:,} val / {spec.subset[2]:,} test"
+    settings = entry.settings
+    train, val, test = settings.subset
+    images = f"{train:,} train / {val:,} val / {test:,} test"
     seconds = table["train_seconds"].fillna(  # variants that failed record wall_seconds only
         table["wall_seconds"] if "wall_seconds" in table else 0).sum()
     return (f"| `{entry.name}` (sweep) | {entry.notebook} | VGG-D and {len(others)} profiles, "
-            f"widths x {spec.width_scale:g} | {int(table['parameters'].min()):,} to "
-            f"{int(table['parameters'].max()):,} | {images}, 32x32 | `{spec.recipe}`, "
-            f"{spec.epochs} epochs | VGG-D {vgg_d['test_acc']:.2%}; best profile (xi = "
+            f"widths x {settings.width_scale:g} | {int(table['parameters'].min()):,} to "
+            f"{int(table['parameters'].max()):,} | {images}, 32x32 | `{settings.recipe}`, "
+            f"{settings.epochs} epochs | VGG-D {vgg_d['test_acc']:.2%}; best profile (xi = "
             f"{best['xi']:g}) {best['test_acc']:.2%} | {seconds / 60:.0f} min | "
             f"{', '.join(sorted(set(table['hardware'])))}, "
             f"{', '.join(sorted(set(table['precision'].dropna())))} | "

@@ -32,13 +32,16 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import files, models
+from . import files, measure, models
 
 DEFINITION, RECORD, HISTORY, LOCK = "definition.json", "run.json", "history.csv", ".lock"
 BEST, LAST, LOGS = "best.ckpt", "last.ckpt", "logs"
 WEIGHTS, PROBABILITIES = "weights.pt", "test_probabilities.pt"
 # Everything a run writes into its folder; nothing else is ever deleted from it.
 RUN_FILES = (DEFINITION, RECORD, HISTORY, LOCK, BEST, LAST, LOGS, WEIGHTS, PROBABILITIES)
+
+# A recipe's description, not a setting ("source" in records written before it was renamed).
+PROSE = ("description", "source")
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -74,19 +77,19 @@ def _plain(value):
 def model_definition(model: nn.Module) -> dict:
     """A model built by ``models.create``: its name and every hyper-parameter, defaults
     included; any other module: its class, parameter count and parameter shapes."""
-    spec = getattr(model, "spec", None)
-    if spec:
-        return _plain({"name": spec["name"],
-                       "hparams": {**models.hyperparameters(spec["name"]), **spec["hparams"]}})
+    blueprint = getattr(model, "blueprint", None)
+    if blueprint:
+        return _plain({"name": blueprint["name"], "hparams": {
+            **models.hyperparameters(blueprint["name"]), **blueprint["hparams"]}})
     shapes = [[key, list(value.shape)] for key, value in model.state_dict().items()]
     return _plain({"class": type(model).__qualname__,
-                   "parameters": models.count_parameters(model), "shapes": shapes})
+                   "parameters": measure.count_parameters(model), "shapes": shapes})
 
 
 def definition(model: nn.Module, data, recipe, epochs: int, seed: int, precision: str) -> dict:
-    """What defines a run: change any of it and it is another run. The recipe's description
-    (``source``) is prose, not a setting, and is left out."""
-    recipe_fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k != "source"}
+    """What defines a run: change any of it and it is another run. The recipe's
+    ``description`` is prose, not a setting, and is left out."""
+    recipe_fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in PROSE}
     data.setup()
     return _plain({
         "model": model_definition(model),
@@ -101,7 +104,7 @@ def definition(model: nn.Module, data, recipe, epochs: int, seed: int, precision
 def _from_record(info: dict) -> dict:
     """The definition of a run recorded before definitions were (the fields it recorded)."""
     model = info.get("model") or {}
-    recipe = {k: v for k, v in (info.get("recipe") or {}).items() if k != "source"}
+    recipe = {k: v for k, v in (info.get("recipe") or {}).items() if k not in PROSE}
     found = {"model": {"name": model.get("name"), "hparams": {
                  **models.hyperparameters(model["name"]), **model.get("hparams", {})}}
              if model.get("name") in models.names() else None,
@@ -257,14 +260,52 @@ def clear(folder: Path) -> None:
 
 # --- a finished run ---------------------------------------------------------------------------
 
+class Record(dict):
+    """A run record: the dict written to ``run.json`` (or, for a checkpoint without one, where
+    it came from), with properties for the questions notebooks ask of it."""
+
+    @property
+    def is_published(self) -> bool:
+        """A checkpoint downloaded from its publisher, not trained by the course."""
+        return bool(self.get("url"))
+
+    @property
+    def is_smoke_run(self) -> bool:
+        """Trained in quick mode or on the synthetic stand-in: proves the code runs, no more."""
+        return bool(self.get("smoke_run"))
+
+    @property
+    def is_result(self) -> bool:
+        """Trained by the course, on real data, in full mode: its numbers are results."""
+        return "test_acc" in self and not self.is_smoke_run
+
+    @property
+    def data(self) -> str | None:
+        """The data set's name (None for a published checkpoint)."""
+        return self.get("data")
+
+    @property
+    def epochs(self) -> int | None:
+        """The epochs the run was planned for (None for a published checkpoint)."""
+        return self.get("epochs")
+
+    @property
+    def test_acc(self) -> float | None:
+        """Test accuracy of the best-validation weights (None for a published checkpoint)."""
+        return self.get("test_acc")
+
+
 @dataclass
 class Run:
     """A trained (or loaded) model with its history and its run record."""
     name: str
     model: nn.Module
     history: pd.DataFrame | None
-    info: dict
+    info: Record
     directory: Path
+
+    def __post_init__(self):
+        self.info = Record(self.info)
 
     def test_probabilities(self) -> tuple[torch.Tensor, torch.Tensor] | None:
         """(probabilities as float32, labels) of every test image under the best weights, as
@@ -288,10 +329,10 @@ class Run:
         """What this run's numbers are: data, recipe, hardware and date, or 'SMOKE RUN'."""
         info = self.info
         if "test_acc" not in info:  # a checkpoint without a run record: downloaded, or copied
-            if info.get("url"):
+            if info.is_published:
                 return f"published checkpoint {info['url']}, not trained by the course"
             return f"checkpoint {info.get('checkpoint', self.directory)} without a run record"
-        if info["smoke_run"]:
+        if info.is_smoke_run:
             return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
         train = (info.get("images") or {}).get("train")
         data = f"{info['data']} ({train:,} training images)" if train else info["data"]

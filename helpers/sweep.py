@@ -23,9 +23,9 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from . import config, files, models, runs, training
+from . import config, files, measure, memory_safe, models, recipes, runs, training
 from .data import AUGMENTATIONS, ImageDataModule
-from .data import spec as data_spec
+from .datasets import info as dataset_info
 from .models import vgg
 
 VALID_DEPTHS = (10, 13, 16, 19)
@@ -93,25 +93,41 @@ def layer_fractions(layers: int, xi: float, omega: float, alpha: float) -> np.nd
     return np.trapezoid(pdf, dx=STEP, axis=1)
 
 
-def skew_normal_variants(depth: int = 16) -> list[Variant]:
-    """The valid variants of a depth, ordered as the original (xi outer, then omega, then
-    alpha): 153, 194, 193 and 139 for depths 10, 13, 16 and 19."""
+@dataclass(frozen=True)
+class Curve:
+    """One skew-normal curve over a depth's layers: the share of its area that falls inside
+    the layers, the widths it gives the budget, and why it is not a variant (None: it is)."""
+    area: float
+    widths: tuple[int, ...]
+    rejected: str | None
+
+
+def curve(depth: int, xi: float, omega: float, alpha: float) -> Curve:
+    """The widths of the curve (xi, omega, alpha) over the layers of ``depth``, each its share
+    of the budget rounded up, and the original's two tests: at least ``MIN_AREA`` of the
+    curve's area inside the layers, and no layer narrower than ``MIN_WIDTH``."""
     reference = reference_widths(depth)
-    layers, budget = len(reference), sum(reference)
+    fractions = layer_fractions(len(reference), xi, omega, alpha)
+    widths = tuple(math.ceil(f * sum(reference)) for f in fractions)
+    area = float(fractions.sum())
+    rejected = (f"only {area:.3f} of its area inside the layers (must exceed {MIN_AREA})"
+                if area <= MIN_AREA else
+                f"a layer narrower than {MIN_WIDTH}" if min(widths) < MIN_WIDTH else None)
+    return Curve(area, widths, rejected)
+
+
+def skew_normal_variants(depth: int = 16) -> list[Variant]:
+    """The valid variants of a depth (see :func:`curve`), ordered as the original (xi outer,
+    then omega, then alpha): 153, 194, 193 and 139 for depths 10, 13, 16 and 19."""
+    layers = len(reference_widths(depth))
     variants = []
     for xi in np.arange(0.0, layers + 1e-9, XI_STEP):
-        for omega in OMEGAS:
-            if omega == 0:
-                continue
+        for omega in OMEGAS[OMEGAS > 0]:
             for alpha in ALPHAS:
-                fractions = layer_fractions(layers, xi, omega, alpha)
-                if fractions.sum() <= MIN_AREA:
-                    continue
-                widths = tuple(math.ceil(f * budget) for f in fractions)
-                if min(widths) < MIN_WIDTH:
-                    continue
-                variants.append(Variant(len(variants), float(xi), float(omega), float(alpha),
-                                        widths))
+                found = curve(depth, xi, omega, alpha)
+                if found.rejected is None:
+                    variants.append(Variant(len(variants), float(xi), float(omega),
+                                            float(alpha), found.widths))
     return variants
 
 
@@ -122,7 +138,9 @@ class AbandonUnlessLearning(pl.Callback):
     SGDR cycle), stop a variant whose training accuracy is below twice chance."""
 
     def __init__(self, num_classes: int, after_epochs: int = 10):
-        self.threshold, self.after_epochs, self.abandoned = 2 / num_classes, after_epochs, False
+        self.threshold = 2 / num_classes
+        self.after_epochs = after_epochs
+        self.abandoned = False
 
     def on_train_epoch_end(self, trainer, module):
         accuracy = float(trainer.callback_metrics.get("train_acc", 1.0))
@@ -131,7 +149,7 @@ class AbandonUnlessLearning(pl.Callback):
 
 
 @dataclass(frozen=True)
-class SweepSpec:
+class SweepSettings:
     """What every variant of a sweep is trained on and with (picklable, for remote workers).
     ``epochs`` shortens the recipe (None: the recipe's); ``augment`` None follows the original,
     which augmented only CIFAR; ``width_scale`` multiplies every width of every variant (a
@@ -147,19 +165,19 @@ class SweepSpec:
     width_scale: float = 1.0
 
     def __post_init__(self):  # bad settings fail here, before any training starts
-        data_spec(self.data)
-        training.get_recipe(self.recipe)
+        dataset_info(self.data)
+        recipes.get_recipe(self.recipe)
         if self.augment is not None and self.augment not in AUGMENTATIONS:
-            raise ValueError(f"SweepSpec augment={self.augment!r} is not an augmentation; "
+            raise ValueError(f"SweepSettings augment={self.augment!r} is not an augmentation; "
                              f"valid: {', '.join(AUGMENTATIONS)}, or None")
         if self.epochs is not None:
-            training.positive_int(self.epochs, "SweepSpec epochs")
-        training.positive_int(self.abandon_after, "SweepSpec abandon_after")
+            recipes.positive_int(self.epochs, "SweepSettings epochs")
+        recipes.positive_int(self.abandon_after, "SweepSettings abandon_after")
         if not (isinstance(self.width_scale, (int, float)) and 0 < self.width_scale <= 1):
-            raise ValueError(f"SweepSpec width_scale={self.width_scale!r} is not valid: a factor "
-                             f"in (0, 1] that every width is multiplied by")
+            raise ValueError(f"SweepSettings width_scale={self.width_scale!r} is not valid: a "
+                             f"factor in (0, 1] that every width is multiplied by")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"SweepSpec seed must be a whole number, not {self.seed!r}")
+            raise TypeError(f"SweepSettings seed must be a whole number, not {self.seed!r}")
 
     def data_module(self) -> ImageDataModule:
         """The data as the sweep's VGGs see it: 32x32 with 3 channels."""
@@ -168,29 +186,30 @@ class SweepSpec:
                                size=32, channels=3)
 
 
-def train_variant(variant: Variant, spec: SweepSpec, directory: str | Path) -> dict:
+def train_variant(variant: Variant, settings: SweepSettings, directory: str | Path) -> dict:
     """Train one variant (resuming its run if it was interrupted) and return its results row,
     also written to ``<directory>/rows/<variant>.json``. Runs in the driver or in a worker."""
     directory = Path(directory)
-    data = spec.data_module()
+    data = settings.data_module()
     data.setup()
-    training.seed(spec.seed)
-    variant = scaled(variant, spec.width_scale)
+    training.seed(settings.seed)
+    variant = scaled(variant, settings.width_scale)
     model = models.create("vgg", widths=variant.widths, num_classes=data.num_classes)
-    abandon = AbandonUnlessLearning(data.num_classes, spec.abandon_after)
+    abandon = AbandonUnlessLearning(data.num_classes, settings.abandon_after)
     row = {"variant": variant.index, "xi": variant.xi, "omega": variant.omega,
            "alpha": variant.alpha, "widths": json.dumps(list(variant.widths)),
-           "parameters": models.count_parameters(model), "macs": variant.macs,
-           "data": spec.data, "recipe": spec.recipe, "seed": spec.seed,
-           "epochs_planned": training.planned_epochs(training.get_recipe(spec.recipe),
-                                                     spec.epochs)}
+           "parameters": measure.count_parameters(model), "macs": variant.macs,
+           "data": settings.data, "recipe": settings.recipe, "seed": settings.seed,
+           "epochs_planned": recipes.planned_epochs(recipes.get_recipe(settings.recipe),
+                                                     settings.epochs)}
     start = time.perf_counter()
     try:
-        run = training.fit(model, data, spec.recipe, name=variant.name, epochs=spec.epochs,
-                           seed=spec.seed, overwrite=False, directory=directory,
+        run = training.fit(model, data, settings.recipe, name=variant.name,
+                           epochs=settings.epochs, seed=settings.seed, overwrite=False,
+                           directory=directory, memory_safe=True,
                            callbacks=[abandon], enable_progress_bar=False)
-    except (training.DoesNotFit, training.TrainingDiverged) as error:
-        status = "does not fit" if isinstance(error, training.DoesNotFit) else "diverged"
+    except (memory_safe.DoesNotFit, training.TrainingDiverged) as error:
+        status = "does not fit" if isinstance(error, memory_safe.DoesNotFit) else "diverged"
         row.update(status=status, note=str(error), hardware=config.hardware(),
                    wall_seconds=round(time.perf_counter() - start, 1))
     else:
@@ -218,15 +237,15 @@ def results(directory: str | Path) -> pd.DataFrame:
     return table.sort_values("variant").reset_index(drop=True) if rows else table
 
 
-def run_sweep(variants: list[Variant], spec: SweepSpec, directory: str | Path,
+def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str | Path,
               workers: int | None = None) -> pd.DataFrame:
     """Train ``variants`` (any subset of the family, VGG-D's widths as a Variant too) and
     return the results table, also kept in ``<directory>/results.csv``.
 
     Resumable: variants with a results row are skipped, and an interrupted one continues from
     its last epoch's checkpoint, so a sweep killed at any moment is finished by running the
-    same call again. The folder is bound to ``spec`` (``sweep.json``): running another spec into
-    it is an error naming the differences, and one process at a time runs a sweep in it.
+    same call again. The folder is bound to ``settings`` (``sweep.json``): running other settings
+    into it is an error naming the differences, and one process at a time runs a sweep in it.
     ``workers`` > 0 spreads the variants over a Ray cluster (a local one, or the one
     ``RAY_ADDRESS`` names), one variant per worker at a time; ``None`` trains them here, one
     after the other."""
@@ -234,16 +253,16 @@ def run_sweep(variants: list[Variant], spec: SweepSpec, directory: str | Path,
     runs.check_name(directory.name, "sweep folder name")
     with runs.lock(directory):
         runs.remove_stray_parts(directory)
-        _bind_to_spec(directory, spec)
+        _bind_to_settings(directory, settings)
         done = set(results(directory).get("variant", []))
         todo = [v for v in variants if v.index not in done]
         if todo:
             print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
         if workers:
-            _run_with_ray(todo, spec, directory, workers)
+            _run_with_ray(todo, settings, directory, workers)
         else:
             for variant in todo:
-                train_variant(variant, spec, directory)
+                train_variant(variant, settings, directory)
                 _write_table(directory)
         return _write_table(directory)
 
@@ -251,8 +270,8 @@ def run_sweep(variants: list[Variant], spec: SweepSpec, directory: str | Path,
 SWEEP_RECORD = "sweep.json"
 
 
-def spec_differences(directory: str | Path, spec: SweepSpec) -> list[str]:
-    """How ``spec`` differs from the one the sweep in ``directory`` was run with (its
+def settings_differences(directory: str | Path, settings: SweepSettings) -> list[str]:
+    """How ``settings`` differs from the one the sweep in ``directory`` was run with (its
     ``sweep.json``): one line per field; [] when they agree or the folder has no record."""
     path = Path(directory) / SWEEP_RECORD
     if not path.exists():
@@ -262,23 +281,23 @@ def spec_differences(directory: str | Path, spec: SweepSpec) -> list[str]:
     except ValueError as error:
         raise runs.CheckpointError(f"{path} is unreadable ({error}); restore it, or run the "
                                    f"sweep into another folder.") from error
-    return runs.differences(saved, json.loads(json.dumps(dataclasses.asdict(spec))))
+    return runs.differences(saved, json.loads(json.dumps(dataclasses.asdict(settings))))
 
 
-def _bind_to_spec(directory: Path, spec: SweepSpec) -> None:
-    """Record ``spec`` in a new sweep folder, or check that it is the folder's."""
+def _bind_to_settings(directory: Path, settings: SweepSettings) -> None:
+    """Record ``settings`` in a new sweep folder, or check that it is the folder's."""
     path = directory / SWEEP_RECORD
     if not path.exists():
         if any(directory.glob("rows/*.json")):
             raise runs.DefinitionMismatch(
                 f"{directory} holds sweep results but no {SWEEP_RECORD} saying what they were "
                 f"trained with; run the sweep into another folder.")
-        files.write_text(path, json.dumps(dataclasses.asdict(spec), indent=1))
+        files.write_text(path, json.dumps(dataclasses.asdict(settings), indent=1))
         return
-    lines = spec_differences(directory, spec)
+    lines = settings_differences(directory, settings)
     if lines:
         raise runs.DefinitionMismatch(
-            f"{directory} holds a sweep with another SweepSpec:\n  " + "\n  ".join(lines) +
+            f"{directory} holds a sweep with another SweepSettings:\n  " + "\n  ".join(lines) +
             "\nRun this sweep into another folder (or delete that one to start it afresh).")
 
 
@@ -288,7 +307,7 @@ def _write_table(directory: Path) -> pd.DataFrame:
     return table
 
 
-def _run_with_ray(variants: list[Variant], spec: SweepSpec, directory: Path, workers: int):
+def _run_with_ray(variants: list[Variant], settings: SweepSettings, directory: Path, workers: int):
     import ray
     if not ray.is_initialized():
         environment = {key: value for key, value in os.environ.items()
@@ -298,7 +317,7 @@ def _run_with_ray(variants: list[Variant], spec: SweepSpec, directory: Path, wor
                  runtime_env={"env_vars": environment})
     gpus = 1 if torch.cuda.is_available() else 0
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(train_variant)
-    pending = [task.remote(variant, spec, str(directory)) for variant in variants]
+    pending = [task.remote(variant, settings, str(directory)) for variant in variants]
     while pending:
         finished, pending = ray.wait(pending, num_returns=1)
         ray.get(finished)  # re-raises a worker's error

@@ -14,7 +14,7 @@ number when stopped by SIGINT or SIGTERM (the run resumes when started again).
 import argparse
 import sys
 
-from helpers import data, models, runs, training
+from helpers import data, datasets, memory_safe, models, recipes, runs, training
 
 
 def _name(value: str) -> str:
@@ -26,7 +26,7 @@ def _name(value: str) -> str:
 
 def _positive(value: str) -> int:
     try:
-        return training.positive_int(int(value), "--epochs")
+        return recipes.positive_int(int(value), "--epochs")
     except (TypeError, ValueError):
         raise argparse.ArgumentTypeError(f"must be a whole number > 0, not {value!r}") from None
 
@@ -34,8 +34,8 @@ def _positive(value: str) -> int:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("model", choices=models.names())
-    parser.add_argument("data", choices=list(data.DATASETS))
-    parser.add_argument("recipe", choices=list(training.RECIPES))
+    parser.add_argument("data", choices=list(datasets.DATASETS))
+    parser.add_argument("recipe", choices=list(recipes.RECIPES))
     parser.add_argument("--name", required=True, type=_name,
                         help="folder name under saved_models/ (letters, digits, '-', '_', '.')")
     parser.add_argument("--epochs", type=_positive, help="default: the recipe's")
@@ -51,7 +51,8 @@ def main() -> None:
     except training.RunInterrupted as stop:
         sys.exit(128 + stop.signal_number)  # its message is printed already
     except (ValueError, TypeError, runs.RunInUse, runs.CheckpointError,
-            training.TrainingDiverged, training.DoesNotFit, data.DatasetNotFoundError) as error:
+            training.TrainingDiverged, memory_safe.DoesNotFit,
+            datasets.DatasetNotFoundError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)  # a message, not a traceback
         sys.exit(1)
 

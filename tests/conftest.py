@@ -10,7 +10,7 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-from helpers import data  # noqa: E402
+from helpers import datasets  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -20,9 +20,9 @@ def course_env(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path / "saved_models"))
     monkeypatch.delenv("COURSE_HEADLINE_FILE", raising=False)
-    data._loaded.clear()
+    datasets._loaded.clear()
     yield tmp_path
-    data._loaded.clear()
+    datasets._loaded.clear()
 
 
 class _Handler(http.server.BaseHTTPRequestHandler):

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, measure, models
+from helpers import datasets, measure, models
 
 FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -26,7 +26,7 @@ time_to_accuracy = _load("time_to_accuracy")
 def test_both_pipelines_see_the_same_images_in_the_same_layout():
     pixels, labels, source = throughput.cifar10_images(64)
     assert pixels.shape == (64, 32, 32, 3) and pixels.dtype == "uint8" and "random" in source
-    stats = data.mean_std(torch.from_numpy(pixels).permute(0, 3, 1, 2))
+    stats = datasets.mean_std(torch.from_numpy(pixels).permute(0, 3, 1, 2))
     usual = throughput.tutorial_dataset(pixels, labels, stats)
     course = throughput.course_data(pixels, labels, source, stats)
     assert len(usual) == len(course.train) == 64

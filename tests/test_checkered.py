@@ -6,7 +6,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import checkered, models, plots
+from helpers import checkered, measure, models, plots
 from helpers.checkered import (CheckeredAvgPool2d, CheckeredConv2d, CheckeredMaxPool2d,
                                ConversionError, SubmapMeanPool, convert_to_checkered,
                                sampled_pixels, sampler_sequence)
@@ -56,8 +56,8 @@ def test_shapes(stride, depth, expected):
 @pytest.mark.parametrize("depth", [1, 2])
 def test_parameters_are_those_of_the_plain_convolution(depth):
     plain = nn.Conv2d(16 * depth, 32, 3)
-    assert (models.count_parameters(CheckeredConv2d(16, 32, 3, depth=depth))
-            == models.count_parameters(plain))
+    assert (measure.count_parameters(CheckeredConv2d(16, 32, 3, depth=depth))
+            == measure.count_parameters(plain))
 
 
 @pytest.mark.parametrize("kernel, padding", [(3, 1), (1, 0), (5, 2)])
@@ -211,7 +211,7 @@ def test_converted_model_keeps_parameters_and_gives_the_original_on_submap_0(nam
     torch.manual_seed(0)
     cnn = _randomise_batchnorm(models.create(name)).double().eval()
     ccnn = convert_to_checkered(cnn).eval()
-    assert models.count_parameters(ccnn) == models.count_parameters(cnn)
+    assert measure.count_parameters(ccnn) == measure.count_parameters(cnn)
     blocks = "inception_blocks" if name == "googlenet" else "blocks"
     seen = {}
     for label, net in (("cnn", getattr(cnn, blocks)), ("ccnn", getattr(ccnn.model, blocks))):
@@ -474,10 +474,10 @@ def test_sampling_figure_one_panel_per_method_and_step():
 
 def test_toy_models_parameter_counts_and_shapes():
     ccnn, cnn = models.create("ccnn-toy"), models.create("cnn-toy")
-    assert models.count_parameters(ccnn) == 93_833
-    assert models.count_parameters(cnn) == 67_913
-    assert models.count_parameters(convert_to_checkered(cnn, input_shape=(1, 28, 28))) == 67_913
-    shapes = models.summary(ccnn, (1, 28, 28))
+    assert measure.count_parameters(ccnn) == 93_833
+    assert measure.count_parameters(cnn) == 67_913
+    assert measure.count_parameters(convert_to_checkered(cnn, input_shape=(1, 28, 28))) == 67_913
+    shapes = measure.summary(ccnn, (1, 28, 28))
     conv_shapes = shapes[shapes["type"] == "CheckeredConv2d"]["output shape"].tolist()
     assert conv_shapes == [(32, 1, 28, 28), (32, 1, 28, 28), (45, 2, 14, 14), (45, 2, 14, 14),
                            (64, 1, 14, 14)]
@@ -486,7 +486,7 @@ def test_toy_models_parameter_counts_and_shapes():
 
 def test_flops_grow_with_the_submaps():
     cnn = models.create("resnet")
-    flops = models.count_flops(cnn, (3, 32, 32))
-    ccnn_flops = models.count_flops(convert_to_checkered(cnn), (3, 32, 32))
+    flops = measure.count_flops(cnn, (3, 32, 32))
+    ccnn_flops = measure.count_flops(convert_to_checkered(cnn), (3, 32, 32))
     assert 2 * flops < ccnn_flops < 4 * flops  # 1, 2 and 4 submaps in the three stages
     assert checkered.SAMPLINGS == ("naive", "lattice", "random")

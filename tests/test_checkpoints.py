@@ -6,7 +6,7 @@ import time
 import pytest
 import torch
 
-from helpers import checkpoints, data, models, training
+from helpers import checkpoints, data, models, recipes, training
 
 
 def _published(seed=1):
@@ -82,7 +82,7 @@ def test_offline_still_copies_from_a_local_folder(tmp_path, course_env, capsys):
     mirror.mkdir()
     (mirror / "m.ckpt").write_bytes(body)
     url = (mirror / "m.ckpt").as_uri()
-    run = checkpoints.load_or_train("tiny", _fresh(), url=url, sha256=digest)
+    run = checkpoints.load_or_train(_fresh(), url=url, sha256=digest, name="tiny")
     assert _same_weights(run.model, published) and "skipped" not in capsys.readouterr().out
     with pytest.raises(checkpoints.DownloadError, match="sha256"):
         checkpoints.download(url, tmp_path / "copy.ckpt", sha256="0" * 64)
@@ -95,11 +95,11 @@ def test_load_or_train_downloads_then_loads_locally(course_env, monkeypatch, ser
     monkeypatch.delenv("COURSE_OFFLINE")
     published, body, digest = _published()
     url = server.serve("/m.ckpt", body)
-    run = checkpoints.load_or_train("tiny", _fresh(), url=url, sha256=digest)
+    run = checkpoints.load_or_train(_fresh(), url=url, sha256=digest, name="tiny")
     assert _same_weights(run.model, published) and not run.model.training
     assert (course_env / "saved_models" / "tiny" / "best.ckpt").read_bytes() == body
     server.requests.clear()
-    again = checkpoints.load_or_train("tiny", _fresh(), url=url, sha256=digest)
+    again = checkpoints.load_or_train(_fresh(), url=url, sha256=digest, name="tiny")
     assert _same_weights(again.model, published) and server.requests == []
     assert "Loaded tiny from" in capsys.readouterr().out
 
@@ -108,9 +108,9 @@ def test_offline_skips_the_download_with_one_line_and_trains(server, capsys):
     _, body, digest = _published()
     url = server.serve("/m.ckpt", body)
     module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
-    recipe = training.get_recipe("sgd-cosine", batch_size=64)
-    run = checkpoints.load_or_train("tiny", _fresh(), module, recipe, url=url, sha256=digest,
-                                    epochs=1, enable_progress_bar=False)
+    recipe = recipes.get_recipe("sgd-cosine", batch_size=64)
+    run = checkpoints.load_or_train(_fresh(), module, recipe, url=url, sha256=digest,
+                                    epochs=1, enable_progress_bar=False, name="tiny")
     assert server.requests == [] and len(run.history) == 1
     lines = [line for line in capsys.readouterr().out.splitlines() if "m.ckpt" in line]
     assert lines == [f"COURSE_OFFLINE is set: skipped downloading tiny from {url}."]
@@ -118,7 +118,7 @@ def test_offline_skips_the_download_with_one_line_and_trains(server, capsys):
 
 def test_nothing_to_load_and_nothing_to_train_with_is_an_error():
     with pytest.raises(checkpoints.CheckpointError, match="no checkpoint for tiny"):
-        checkpoints.load_or_train("tiny", _fresh())
+        checkpoints.load_or_train(_fresh(), name="tiny")
 
 
 def _place(course_env, body: bytes):
@@ -131,7 +131,7 @@ def _place(course_env, body: bytes):
 def test_a_corrupt_checkpoint_names_the_file_and_the_remedy(course_env):
     path = _place(course_env, b"this is not a checkpoint")
     with pytest.raises(checkpoints.CheckpointError, match=f"{path} is not a readable.*Delete"):
-        checkpoints.load_or_train("tiny", _fresh())
+        checkpoints.load_or_train(_fresh(), name="tiny")
 
 
 def test_a_local_file_with_the_wrong_hash_is_refused(course_env):
@@ -139,26 +139,26 @@ def test_a_local_file_with_the_wrong_hash_is_refused(course_env):
     middle = len(body) // 2
     path = _place(course_env, body[:middle] + bytes([body[middle] ^ 1]) + body[middle + 1:])
     with pytest.raises(checkpoints.CheckpointError, match=f"{path} has sha256.*Delete {path}"):
-        checkpoints.load_or_train("tiny", _fresh(), sha256=digest)
+        checkpoints.load_or_train(_fresh(), sha256=digest, name="tiny")
 
 
 def test_a_checkpoint_of_another_architecture_is_refused(course_env):
     _, body, _ = _published()
     path = _place(course_env, body)
     with pytest.raises(checkpoints.CheckpointError, match=f"{path} does not fit this model"):
-        checkpoints.load_or_train("tiny", models.create("allcnn", c=8, num_classes=10))
+        checkpoints.load_or_train(models.create("allcnn", c=8, num_classes=10), name="tiny")
 
 
 def test_an_interrupted_run_is_resumed_not_loaded(course_env, monkeypatch):
     module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(128, 64, 64))
     module.setup()  # on the quick-mode stand-in
     monkeypatch.setenv("COURSE_MODE", "full")  # so that the run lands in saved_models/
-    recipe = training.get_recipe("sgd-cosine", batch_size=64, epochs=2)
+    recipe = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=2)
     training.fit(_fresh(), module, recipe, name="tiny", enable_progress_bar=False)
     (course_env / "saved_models" / "tiny" / "run.json").unlink()  # as if killed before the end
     called = []
     monkeypatch.setattr(training, "fit", lambda *args, **kwargs: called.append(kwargs["name"]))
-    checkpoints.load_or_train("tiny", _fresh(), module, recipe)
+    checkpoints.load_or_train(_fresh(), module, recipe, name="tiny")
     assert called == ["tiny"]
 
 
@@ -187,7 +187,7 @@ def test_a_malformed_url_is_a_configuration_error_not_no_network(tmp_path, monke
 
 def test_a_malformed_url_is_an_error_also_offline(capsys):
     with pytest.raises(checkpoints.ConfigurationError, match="'htp:/x.ckpt'.*scheme 'htp'"):
-        checkpoints.load_or_train("tiny", _fresh(), url="htp:/x.ckpt")
+        checkpoints.load_or_train(_fresh(), url="htp:/x.ckpt", name="tiny")
     assert "skipped" not in capsys.readouterr().out
 
 

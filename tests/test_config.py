@@ -2,7 +2,7 @@ import json
 
 import pytest
 
-from helpers import config
+from helpers import config, course
 
 
 def test_mode_reads_the_environment(monkeypatch):
@@ -53,7 +53,7 @@ def test_quick_runs_never_land_beside_real_checkpoints(monkeypatch, tmp_path):
 def test_headline_is_printed_and_recorded(monkeypatch, tmp_path, capsys):
     target = tmp_path / "headline.json"
     monkeypatch.setenv("COURSE_HEADLINE_FILE", str(target))
-    config.headline("test accuracy 12.3% (smoke run)")
+    course.headline("test accuracy 12.3% (smoke run)")
     assert "Headline: test accuracy 12.3% (smoke run)" in capsys.readouterr().out
     assert json.loads(target.read_text()) == {"headline": "test accuracy 12.3% (smoke run)"}
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 import torchvision
 
-from helpers import data, files
+from helpers import data, datasets, files
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -42,14 +42,14 @@ def _fashion_in_data_dir(root, n_train=30, n_test=12):
 
 def test_unknown_data_set_lists_the_valid_ones():
     with pytest.raises(ValueError, match="'CIFAR1000'.*CIFAR10, CIFAR100, MNIST, FashionMNIST"):
-        data.load("CIFAR1000")
+        datasets.load("CIFAR1000")
     with pytest.raises(ValueError, match="valid names"):
         data.ImageDataModule("ImageNet")
 
 
 def test_unknown_split_lists_the_valid_ones():
     with pytest.raises(ValueError, match="'validation'.*train, test"):
-        data.load("MNIST", "validation")
+        datasets.load("MNIST", "validation")
 
 
 def test_read_idx_plain_gzipped_and_truncated(tmp_path):
@@ -57,11 +57,11 @@ def test_read_idx_plain_gzipped_and_truncated(tmp_path):
     (tmp_path / "a").write_bytes(_idx_bytes(array))
     (tmp_path / "a.gz").write_bytes(gzip.compress(_idx_bytes(array)))
     for name in ("a", "a.gz"):
-        loaded = data.read_idx(tmp_path / name)
+        loaded = datasets.read_idx(tmp_path / name)
         assert loaded.dtype == torch.uint8 and loaded.tolist() == array.tolist()
     (tmp_path / "cut").write_bytes(_idx_bytes(array)[:-5])
     with pytest.raises(ValueError, match="truncated"):
-        data.read_idx(tmp_path / "cut")
+        datasets.read_idx(tmp_path / "cut")
 
 
 @pytest.mark.parametrize("name, content, problem", [
@@ -74,24 +74,24 @@ def test_read_idx_plain_gzipped_and_truncated(tmp_path):
 def test_read_idx_names_a_damaged_file(tmp_path, name, content, problem):
     (tmp_path / name).write_bytes(content)
     with pytest.raises(ValueError, match=f"{tmp_path / name} .*{problem}"):
-        data.read_idx(tmp_path / name)
+        datasets.read_idx(tmp_path / name)
 
 
 needs_debian = pytest.mark.skipif(
-    not data.DEBIAN_FASHION_MNIST.is_dir(),
+    not datasets.DEBIAN_FASHION_MNIST.is_dir(),
     reason="needs the Debian package: apt-get install dataset-fashion-mnist")
 
 
 @needs_debian
 def test_fashion_mnist_from_the_debian_package(monkeypatch):
     _no_network(monkeypatch)
-    train, test = data.load("FashionMNIST", "train"), data.load("FashionMNIST", "test")
+    train, test = datasets.load("FashionMNIST", "train"), datasets.load("FashionMNIST", "test")
     assert train.images.shape == (60_000, 1, 28, 28) and train.images.dtype == torch.uint8
     assert test.images.shape == (10_000, 1, 28, 28)
     assert train.labels.dtype == torch.int64 and set(train.labels.tolist()) == set(range(10))
     assert torch.bincount(test.labels).tolist() == [1000] * 10
     assert train.classes[0] == "T-shirt/top" and len(train.classes) == 10
-    assert train.source == str(data.DEBIAN_FASHION_MNIST) and not train.is_stand_in
+    assert train.source == str(datasets.DEBIAN_FASHION_MNIST) and not train.is_stand_in
 
 
 def _damage(path, how):
@@ -115,31 +115,32 @@ def test_a_damaged_debian_fashion_mnist_names_the_file_and_the_fix(monkeypatch, 
     monkeypatch.setenv("COURSE_MODE", mode)
     copy = tmp_path / "fashion-mnist"
     copy.mkdir()
-    for original in data.DEBIAN_FASHION_MNIST.iterdir():  # links; a real copy of the one to damage
+    # links; a real copy of the one to damage
+    for original in datasets.DEBIAN_FASHION_MNIST.iterdir():
         (copy / original.name).symlink_to(original)
     (copy / file).unlink()
-    shutil.copy(data.DEBIAN_FASHION_MNIST / file, copy / file)
+    shutil.copy(datasets.DEBIAN_FASHION_MNIST / file, copy / file)
     _damage(copy / file, how)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", copy)
-    with pytest.raises(data.DatasetNotFoundError,
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", copy)
+    with pytest.raises(datasets.DatasetNotFoundError,
                        match=f"{copy / file}.*apt-get install --reinstall dataset-fashion-mnist"):
-        data.load("FashionMNIST")
+        datasets.load("FashionMNIST")
 
 
 def test_data_dir_comes_first_and_is_read_by_torchvision(course_env, monkeypatch):
     _no_network(monkeypatch)
     _fashion_in_data_dir(course_env / "data")
-    train = data.load("FashionMNIST", "train")
+    train = datasets.load("FashionMNIST", "train")
     assert train.images.shape == (30, 1, 28, 28)
     assert train.source == str(course_env / "data" / "FashionMNIST")
-    assert len(data.load("FashionMNIST", "test")) == 12
+    assert len(datasets.load("FashionMNIST", "test")) == 12
 
 
 def test_full_mode_offline_without_data_says_how_to_get_it(monkeypatch):
     _no_network(monkeypatch)
     monkeypatch.setenv("COURSE_MODE", "full")
-    with pytest.raises(data.DatasetNotFoundError) as error:
-        data.load("CIFAR100")
+    with pytest.raises(datasets.DatasetNotFoundError) as error:
+        datasets.load("CIFAR100")
     message = str(error.value)
     assert "cifar-100-python" in message and "COURSE_OFFLINE" in message
     assert "COURSE_MODE=quick" in message and "161 MB" in message
@@ -147,21 +148,22 @@ def test_full_mode_offline_without_data_says_how_to_get_it(monkeypatch):
 
 def test_missing_fashion_mnist_points_to_the_debian_package(monkeypatch, tmp_path):
     monkeypatch.setenv("COURSE_MODE", "full")
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
-    with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
-        data.load("FashionMNIST")
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
+    with pytest.raises(datasets.DatasetNotFoundError,
+                       match="apt-get install dataset-fashion-mnist"):
+        datasets.load("FashionMNIST")
 
 
 def test_quick_mode_offline_uses_an_announced_stand_in(monkeypatch, capsys):
     _no_network(monkeypatch)
-    train = data.load("CIFAR100", "train")
+    train = datasets.load("CIFAR100", "train")
     assert "SYNTHETIC STAND-IN" in capsys.readouterr().out
     assert train.images.shape == (10_000, 3, 32, 32) and train.images.dtype == torch.uint8
     assert train.labels.dtype == torch.int64 and int(train.labels.max()) < 100
-    assert train.classes == data.CIFAR100_CLASSES and len(set(train.classes)) == 100
+    assert train.classes == datasets.CIFAR100_CLASSES and len(set(train.classes)) == 100
     assert train.is_stand_in
-    data._loaded.clear()
-    again = data.load("CIFAR100", "train")
+    datasets._loaded.clear()
+    again = datasets.load("CIFAR100", "train")
     assert torch.equal(again.images, train.images)  # seeded: the same every time
 
 
@@ -169,9 +171,9 @@ def test_a_corrupt_data_folder_is_named_with_the_remedy(course_env):
     folder = course_env / "data" / "cifar-10-batches-py"
     folder.mkdir(parents=True)
     (folder / "data_batch_1").write_bytes(b"garbage")
-    with pytest.raises(data.DatasetNotFoundError, match=r"cifar-10-batches-py.*fails "
+    with pytest.raises(datasets.DatasetNotFoundError, match=r"cifar-10-batches-py.*fails "
                                                         r"torchvision's MD5 check.*Delete"):
-        data.load("CIFAR10")
+        datasets.load("CIFAR10")
 
 
 def test_a_damaged_mnist_folder_is_named_without_claiming_a_checksum(course_env):
@@ -179,9 +181,10 @@ def test_a_damaged_mnist_folder_is_named_without_claiming_a_checksum(course_env)
     _fashion_in_data_dir(course_env / "data")
     raw = course_env / "data" / "FashionMNIST" / "raw" / "train-images-idx3-ubyte"
     raw.write_bytes(raw.read_bytes()[:100])
-    with pytest.raises(data.DatasetNotFoundError, match=r"FashionMNIST exists but is incomplete "
-                                                        r"or damaged.*not their checksums.*Delete"):
-        data.load("FashionMNIST")
+    with pytest.raises(datasets.DatasetNotFoundError,
+                       match=r"FashionMNIST exists but is incomplete or damaged.*not their "
+                             r"checksums.*Delete"):
+        datasets.load("FashionMNIST")
 
 
 # --- the torchvision download, against a local server ---------------------------------------
@@ -193,7 +196,7 @@ def _fake_cifar10(monkeypatch, server, corrupt=False):
     members = {name: pickle.dumps({"data": rng.integers(0, 256, (n, 3072), dtype=np.uint8),
                                    "labels": rng.integers(0, 10, n).tolist()})
                for name, n in blobs.items()}
-    members["batches.meta"] = pickle.dumps({"label_names": data.CIFAR10_CLASSES})
+    members["batches.meta"] = pickle.dumps({"label_names": datasets.CIFAR10_CLASSES})
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
         for name, blob in members.items():
@@ -215,47 +218,47 @@ def _fake_cifar10(monkeypatch, server, corrupt=False):
 def test_torchvision_download_lands_complete(course_env, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
     _fake_cifar10(monkeypatch, server)
-    train = data.load("CIFAR10", "train")
-    assert train.images.shape == (20, 3, 32, 32) and len(data.load("CIFAR10", "test")) == 6
-    assert train.classes == data.CIFAR10_CLASSES
+    train = datasets.load("CIFAR10", "train")
+    assert train.images.shape == (20, 3, 32, 32) and len(datasets.load("CIFAR10", "test")) == 6
+    assert train.classes == datasets.CIFAR10_CLASSES
     assert server.requests  # it really went through the server
     root = course_env / "data"
     assert sorted(p.name for p in root.iterdir()) == ["cifar-10-batches-py"]  # no leftovers
-    data._loaded.clear()
+    datasets._loaded.clear()
     server.requests.clear()
-    assert len(data.load("CIFAR10", "train")) == 20 and server.requests == []  # found locally
+    assert len(datasets.load("CIFAR10", "train")) == 20 and server.requests == []  # found locally
 
 
 def test_a_download_failing_its_checksum_leaves_nothing(course_env, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
     monkeypatch.setenv("COURSE_MODE", "full")
     _fake_cifar10(monkeypatch, server, corrupt=True)
-    with pytest.raises(data.DatasetNotFoundError, match="download failed"):
-        data.load("CIFAR10")
+    with pytest.raises(datasets.DatasetNotFoundError, match="download failed"):
+        datasets.load("CIFAR10")
     assert list((course_env / "data").iterdir()) == []
 
 
 def test_offline_never_downloads(monkeypatch, server):
     _fake_cifar10(monkeypatch, server)
-    data.load("CIFAR10")
+    datasets.load("CIFAR10")
     assert server.requests == []
 
 
 # --- statistics and splits ------------------------------------------------------------------
 
 def test_channel_stats_are_computed_from_the_training_split():
-    mean, std = data.channel_stats("CIFAR10")
-    pixels = data.load("CIFAR10", "train").images.double() / 255
+    mean, std = datasets.channel_stats("CIFAR10")
+    pixels = datasets.load("CIFAR10", "train").images.double() / 255
     assert mean == pytest.approx(pixels.mean(dim=(0, 2, 3)).tolist(), abs=1e-9)
     assert std == pytest.approx(pixels.std(dim=(0, 2, 3), correction=0).tolist(), abs=1e-9)
 
 
 def test_channel_stats_of_real_data_are_cached(course_env, monkeypatch):
     _fashion_in_data_dir(course_env / "data")
-    first = data.channel_stats("FashionMNIST")
+    first = datasets.channel_stats("FashionMNIST")
     assert (course_env / "data" / "stats" / "FashionMNIST.json").exists()
-    monkeypatch.setattr(data, "mean_std", lambda images: pytest.fail("recomputed"))
-    assert data.channel_stats("FashionMNIST") == first
+    monkeypatch.setattr(datasets, "mean_std", lambda images: pytest.fail("recomputed"))
+    assert datasets.channel_stats("FashionMNIST") == first
 
 
 _THIS_COPY = {"source": "the tiny copy's folder", "images": 30}  # keyed to the data in use
@@ -269,7 +272,7 @@ _THIS_COPY = {"source": "the tiny copy's folder", "images": 30}  # keyed to the 
          "a directory"])
 def test_an_unreadable_stats_cache_is_recomputed_with_one_line(course_env, capsys, content):
     _fashion_in_data_dir(course_env / "data")
-    expected = data.mean_std(data.load("FashionMNIST", "train").images)
+    expected = datasets.mean_std(datasets.load("FashionMNIST", "train").images)
     cache = course_env / "data" / "stats" / "FashionMNIST.json"
     cache.parent.mkdir()
     if content == "a directory":
@@ -280,7 +283,7 @@ def test_an_unreadable_stats_cache_is_recomputed_with_one_line(course_env, capsy
         if isinstance(content, dict) and "source" in content:
             content = content | {"source": str(course_env / "data" / "FashionMNIST")}
         cache.write_text(json.dumps(content))
-    assert data.channel_stats("FashionMNIST") == expected
+    assert datasets.channel_stats("FashionMNIST") == expected
     lines = capsys.readouterr().out.splitlines()
     assert lines[0].startswith(f"The channel-statistics cache {cache} is unreadable (")
     assert lines[0].endswith("); recomputing it.")
@@ -289,7 +292,7 @@ def test_an_unreadable_stats_cache_is_recomputed_with_one_line(course_env, capsy
     else:  # rewritten, and read back the next time
         assert len(lines) == 1
         assert json.loads(cache.read_text())["mean"] == list(expected[0])
-        assert data.channel_stats("FashionMNIST") == expected
+        assert datasets.channel_stats("FashionMNIST") == expected
         assert capsys.readouterr().out == ""
 
 
@@ -299,7 +302,7 @@ def test_an_unwritable_stats_cache_is_skipped_with_one_line(course_env, monkeypa
     def refuse(target, text):
         raise PermissionError(13, "Permission denied", str(target))
     monkeypatch.setattr(files, "write_text", refuse)
-    mean, std = data.channel_stats("FashionMNIST")
+    mean, std = datasets.channel_stats("FashionMNIST")
     assert len(mean) == len(std) == 1
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and lines[0].startswith("Could not cache the channel statistics of "
@@ -313,7 +316,7 @@ def test_a_data_dir_that_cannot_exist_does_not_stop_the_debian_data(course_env, 
     _no_network(monkeypatch)
     (course_env / "afile").write_text("a file, not a folder")
     monkeypatch.setenv("DATA_DIR", str(course_env / "afile" / "data"))
-    mean, std = data.channel_stats("FashionMNIST")
+    mean, std = datasets.channel_stats("FashionMNIST")
     assert 0.2 < mean[0] < 0.4 and 0.3 < std[0] < 0.4  # Fashion-MNIST's known 0.286, 0.353
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 1 and "Could not cache the channel statistics of FashionMNIST" in lines[0]
@@ -336,7 +339,7 @@ def test_split_is_disjoint_complete_and_seeded():
 def test_data_module_splits_train_only_and_keeps_test_whole():
     module = data.ImageDataModule("CIFAR10", val_size=1000, subset=None, seed=1)
     module.setup()
-    full_train, full_test = data.load("CIFAR10", "train"), data.load("CIFAR10", "test")
+    full_train, full_test = datasets.load("CIFAR10", "train"), datasets.load("CIFAR10", "test")
     assert (len(module.train), len(module.val), len(module.test)) == (9000, 1000, 2000)
     assert torch.equal(module.test.images, full_test.images)
     train_index, val_index = data.split_indices(len(full_train), 1000, seed=1)
@@ -442,8 +445,9 @@ def test_unknown_augmentation_lists_the_valid_ones():
 
 def test_digits_are_never_flipped():
     module = data.ImageDataModule("MNIST", subset=(64, 16, 16))
-    assert data.random_flip not in module.loader("train").augment
-    assert data.random_flip in data.ImageDataModule("CIFAR10").loader("train").augment
+    assert data.random_flip not in module.loader("train", batch_size=32).augment
+    cifar = data.ImageDataModule("CIFAR10")
+    assert data.random_flip in cifar.loader("train", batch_size=32).augment
 
 
 def test_device_loader_evaluation_sees_every_image_once_in_order():
@@ -485,12 +489,11 @@ def test_device_loader_shards_between_ranks():
 
 
 def test_mnist_type_data_can_be_resized_and_repeated_to_three_channels():
-    module = data.ImageDataModule("FashionMNIST", subset=(64, 16, 16), size=32, channels=3,
-                                  batch_size=32)
+    module = data.ImageDataModule("FashionMNIST", subset=(64, 16, 16), size=32, channels=3)
     module.setup()
     assert module.input_shape == (3, 32, 32)
     assert module.train.images.shape == (64, 3, 32, 32) and module.train.images.dtype == torch.uint8
     assert torch.equal(module.train.images[:, 0], module.train.images[:, 2])
     assert len(module.mean) == 3 and module.mean[0] == module.mean[2]
-    x, _ = next(iter(module.loader("train")))
+    x, _ = next(iter(module.loader("train", batch_size=32)))
     assert x.shape == (32, 3, 32, 32)

@@ -21,16 +21,16 @@ PAPER = [  # depth, k, BC, params (10 classes), params (100 classes), trace
 def test_paper_configurations_have_the_published_counts(depth, k, bc, c10, c100, trace):
     model = densenet(depth, k, bc)
     assert model.widths == trace
-    assert models.count_parameters(model) == c10
-    assert models.count_parameters(densenet(depth, k, bc, num_classes=100)) == c100
+    assert measure.count_parameters(model) == c10
+    assert measure.count_parameters(densenet(depth, k, bc, num_classes=100)) == c100
 
 
 @pytest.mark.parametrize("name, c10, c100", [("densenet-40-k12", 1_019_722, 1_060_132),
                                              ("densenet-bc-100-k12", 769_162, 800_032)])
 def test_presets(name, c10, c100):
-    assert models.count_parameters(models.create(name)) == c10
-    assert models.count_parameters(models.create(name, num_classes=100)) == c100
-    assert models.count_parameters(models.create(name, dropout=0.2)) == c10
+    assert measure.count_parameters(models.create(name)) == c10
+    assert measure.count_parameters(models.create(name, num_classes=100)) == c100
+    assert measure.count_parameters(models.create(name, dropout=0.2)) == c10
 
 
 @pytest.mark.parametrize("bottleneck, compression, expected", [
@@ -39,16 +39,16 @@ def test_seed_002_models_come_from_the_same_class(bottleneck, compression, expec
     """Seed 002's "DenseNet40_12" is the B+C row: 3 x 12 bottleneck layers, 76 weighted layers."""
     model = DenseNet(block_config=(12, 12, 12), growth_rate=12, bottleneck_width=bottleneck,
                      compression=compression, stem_channels=16, stem_bias=False)
-    assert models.count_parameters(model) == expected
+    assert measure.count_parameters(model) == expected
 
 
 def test_seed_002_four_block_model_and_the_tutorial_default():
     custom = DenseNet(block_config=(15, 15, 15, 15), growth_rate=12, bottleneck_width=48,
                       compression=0.5, stem_channels=24, stem_bias=False)
-    assert models.count_parameters(custom) == 1_007_332
+    assert measure.count_parameters(custom) == 1_007_332
     assert custom.widths == [24, 204, 102, 282, 141, 321, 160, 340]
     tutorial = models.create("densenet")
-    assert models.count_parameters(tutorial) == 239_146
+    assert measure.count_parameters(tutorial) == 239_146
     assert tutorial.widths == [32, 128, 64, 160, 80, 176, 88, 184]
 
 

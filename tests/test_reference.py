@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, data, models, reference, runs, training
+from helpers import config, datasets, measure, models, reference, runs, training
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models"
@@ -28,7 +28,7 @@ def shipped(monkeypatch):
     """The repository's saved_models/ and the real Fashion-MNIST, read only."""
     monkeypatch.setenv("SAVED_MODELS_DIR", str(SHIPPED))
     monkeypatch.setenv("COURSE_MODE", "full")
-    if not data.DEBIAN_FASHION_MNIST.is_dir():
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
 
 
@@ -57,17 +57,17 @@ def test_each_comparison_uses_one_recipe_length_and_data():
 
 def test_the_converted_cnn_has_exactly_the_plain_cnn_s_parameters():
     converted = models.create("cnn-toy-checkered")
-    assert models.count_parameters(converted) == models.count_parameters(
+    assert measure.count_parameters(converted) == measure.count_parameters(
         models.create("cnn-toy")) == 67_913
-    assert models.count_parameters(models.create("ccnn-toy")) == 93_833
+    assert measure.count_parameters(models.create("ccnn-toy")) == 93_833
 
 
 def test_the_sweep_entries_scale_vgg_d_to_an_eighth():
     sweeps = [e for e in reference.RUNS if isinstance(e, reference.ReferenceSweep)]
     assert [len(e.chosen()) for e in sweeps] == [15, 3, 3]
-    assert {e.spec.seed for e in sweeps} == {0, 1, 2}
+    assert {e.settings.seed for e in sweeps} == {0, 1, 2}
     from helpers import sweep
-    assert sum(sweep.scaled(sweep.vgg_d(), sweeps[0].spec.width_scale).widths) == 656
+    assert sum(sweep.scaled(sweep.vgg_d(), sweeps[0].settings.width_scale).widths) == 656
 
 
 @pytest.mark.parametrize("entry", SINGLE_RUNS, ids=lambda e: e.name)
@@ -114,7 +114,7 @@ def test_the_recorded_test_accuracy_is_reproduced(shipped, entry):
 def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch):
     """A saved run trained with another seed than its entry: the entry and make reference say
     so, and the run is not trained over."""
-    if not data.DEBIAN_FASHION_MNIST.is_dir():
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
     monkeypatch.setenv("COURSE_MODE", "full")
     entry = reference.get("cnn-toy-fashionmnist-sgd-cosine-s1")
@@ -147,7 +147,7 @@ def test_a_notebook_gets_its_finished_runs_and_a_line_for_each_other(course_env,
     """Of notebook 04's runs, one is there, one disagrees with the list (another seed), the
     others are missing: only the first is returned, and each of the others gets one line."""
     monkeypatch.setenv("COURSE_MODE", "full")
-    if not data.DEBIAN_FASHION_MNIST.is_dir():
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
     there, other = (reference.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}") for seed in (0, 1))
     for entry in (there, other):
@@ -171,7 +171,7 @@ def test_recorded_test_predictions_come_with_the_images_they_were_made_on(shippe
         pytest.skip(f"{entry.name} is not trained yet (make reference)")
     images, labels, probabilities, classes = entry.test_predictions()
     assert images.shape == (10_000, 1, 28, 28) and images.dtype == torch.uint8
-    assert torch.equal(labels, data.load("FashionMNIST", "test").labels)
+    assert torch.equal(labels, datasets.load("FashionMNIST", "test").labels)
     assert probabilities.shape == (10_000, 10) and classes[0] == "T-shirt/top"
 
 
@@ -179,8 +179,9 @@ def test_recorded_predictions_need_the_real_test_set(course_env, monkeypatch):
     """Without the real data (quick mode's stand-in), the gallery says how to get it."""
     entry = FAST[0]
     shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
-    monkeypatch.setattr(data, "DEBIAN_FASHION_MNIST", Path("/nonexistent"))
-    with pytest.raises(data.DatasetNotFoundError, match="apt-get install dataset-fashion-mnist"):
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", Path("/nonexistent"))
+    with pytest.raises(datasets.DatasetNotFoundError,
+                       match="apt-get install dataset-fashion-mnist"):
         entry.test_predictions()
 
 

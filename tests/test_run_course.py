@@ -1,15 +1,12 @@
-"""`make course` runs scripts/run_course.py: executed copies, HTML and a summary table."""
+"""`make course` runs helpers.course (scripts/run_course.py): executed copies, HTML and a
+summary table."""
 
-import importlib.util
 from pathlib import Path
 
 import nbformat
 from nbformat.v4 import new_code_cell, new_notebook
 
-SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "run_course.py"
-spec = importlib.util.spec_from_file_location("run_course", SCRIPT)
-run_course = importlib.util.module_from_spec(spec)
-spec.loader.exec_module(run_course)
+from helpers import course as run_course
 
 
 def _notebook(path: Path, source: str) -> Path:
@@ -20,7 +17,7 @@ def _notebook(path: Path, source: str) -> Path:
 
 def test_runner_writes_copies_html_and_a_summary(tmp_path, capsys):
     good = _notebook(tmp_path / "01_good.ipynb",
-                     "from helpers import config\nconfig.headline('accuracy 12% (smoke run)')")
+                     "from helpers import course\ncourse.headline('accuracy 12% (smoke run)')")
     bad = _notebook(tmp_path / "02_bad.ipynb", "raise RuntimeError('broken cell')")
     build = tmp_path / "build"
     assert run_course.main([str(good), str(bad)], build=build) == 1  # a failure fails the run

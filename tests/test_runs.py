@@ -15,11 +15,11 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import checkpoints, config, data, files, models, runs, sweep, training
+from helpers import checkpoints, config, data, files, models, recipes, runs, sweep, training
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
-RECIPE = training.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.05)
+RECIPE = recipes.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.05)
 
 
 def _data(**options):
@@ -58,7 +58,7 @@ def test_a_run_name_that_is_not_a_name_is_refused_and_nothing_is_deleted(course_
     with pytest.raises(ValueError, match="not a valid name: use letters, digits"):
         training.fit(_model(), _data(), RECIPE, name=name, epochs=1)
     with pytest.raises(ValueError, match="not a valid name"):
-        checkpoints.load_or_train(name, _model(), _data(), RECIPE)
+        checkpoints.load_or_train(_model(), _data(), RECIPE, name=name)
     assert sentinel.exists() and other.exists()
 
 
@@ -73,7 +73,7 @@ def test_the_training_script_refuses_a_path_as_name(course_env):
 
 
 def test_a_sweep_folder_must_have_a_valid_name(course_env):
-    spec = sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=1)
+    spec = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=1)
     with pytest.raises(ValueError, match="sweep folder name '..' is not a valid name"):
         sweep.run_sweep([], spec, course_env / "sweeps" / "..")
 
@@ -103,7 +103,7 @@ def test_a_finished_run_is_loaded_not_trained_again(course_env, capsys):
 @pytest.mark.parametrize("change, field", [
     ({"seed": 5}, "seed: 0 in the folder vs 5 now"),
     ({"epochs": 3}, "epochs: 2 in the folder vs 3 now"),
-    ({"recipe": training.get_recipe("sgd-step", batch_size=32)}, "recipe.schedule: 'cosine'"),
+    ({"recipe": recipes.get_recipe("sgd-step", batch_size=32)}, "recipe.schedule: 'cosine'"),
     ({"model": "c=16"}, "model.hparams.c: 8 in the folder vs 16 now"),
 ])
 def test_rerunning_a_finished_run_with_other_settings_is_an_error(course_env, change, field):
@@ -146,12 +146,12 @@ def test_an_interrupted_run_with_other_settings_is_not_resumed(course_env):
 def test_load_or_train_tells_a_learner_who_changed_the_model(course_env):
     training.fit(_model(c=8), _data(), RECIPE, name="nb", epochs=1, precision="32-true",
                  directory=config.saved_models_dir(), enable_progress_bar=False)
-    loaded = checkpoints.load_or_train("nb", _model(c=8), _data(), RECIPE)
+    loaded = checkpoints.load_or_train(_model(c=8), _data(), RECIPE, name="nb")
     assert loaded.info["test_acc"] is not None
     with pytest.raises(runs.DefinitionMismatch, match="model.hparams.c: 8 in the folder vs 32"):
-        checkpoints.load_or_train("nb", _model(c=32), _data(), RECIPE)
+        checkpoints.load_or_train(_model(c=32), _data(), RECIPE, name="nb")
     with pytest.raises(runs.DefinitionMismatch, match="seed: 0 in the folder vs 3"):
-        checkpoints.load_or_train("nb", _model(c=8), _data(), RECIPE, seed=3)
+        checkpoints.load_or_train(_model(c=8), _data(), RECIPE, seed=3, name="nb")
 
 
 def test_load_or_train_loads_a_full_run_from_quick_mode_data(course_env):
@@ -159,18 +159,18 @@ def test_load_or_train_loads_a_full_run_from_quick_mode_data(course_env):
     training.fit(_model(), _data(subset=(256, 64, 64)), RECIPE, name="full", epochs=1,
                  precision="32-true", directory=config.saved_models_dir(),
                  enable_progress_bar=False)
-    run = checkpoints.load_or_train("full", _model(), _data(subset=(128, 64, 64)), RECIPE)
+    run = checkpoints.load_or_train(_model(), _data(subset=(128, 64, 64)), RECIPE, name="full")
     assert run.info["images"]["train"] == 256
 
 
 def test_a_sweep_folder_is_bound_to_its_spec(course_env):
     folder = course_env / "sweeps" / "bound"
-    first = sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=1, subset=(64, 32, 32))
+    first = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=1, subset=(64, 32, 32))
     sweep.run_sweep([], first, folder)
     assert json.loads((folder / "sweep.json").read_text())["epochs"] == 1
     sweep.run_sweep([], first, folder)  # the same spec: fine
-    other = sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=2, subset=(64, 32, 32))
-    with pytest.raises(runs.DefinitionMismatch, match="another SweepSpec:\n  epochs: 1 in the "
+    other = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=2, subset=(64, 32, 32))
+    with pytest.raises(runs.DefinitionMismatch, match="another SweepSettings:\n  epochs: 1 in the "
                                                       "folder vs 2 now"):
         sweep.run_sweep([], other, folder)
 
@@ -194,6 +194,7 @@ def _hold_lock(folder: Path) -> subprocess.Popen:
     return holder
 
 
+@pytest.mark.slow
 def test_a_second_process_cannot_train_into_a_folder_in_use(course_env):
     folder = _quick_runs(course_env) / "busy"
     holder = _hold_lock(folder)
@@ -208,6 +209,7 @@ def test_a_second_process_cannot_train_into_a_folder_in_use(course_env):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_the_lock_of_a_killed_process_is_taken_over(course_env, capsys):
     folder = _quick_runs(course_env) / "stale"
     holder = _hold_lock(folder)
@@ -259,7 +261,7 @@ def test_a_validation_size_that_leaves_no_training_data_is_an_error(val_size):
 ])
 def test_a_bad_recipe_fails_when_it_is_made(field, value, valid):
     with pytest.raises(ValueError, match=f"recipe 'sgd-step': {field}=.* is not valid; .*{valid}"):
-        training.get_recipe("sgd-step", **{field: value})
+        recipes.get_recipe("sgd-step", **{field: value})
 
 
 @pytest.mark.parametrize("classes", [1, 0, -3])
@@ -270,9 +272,9 @@ def test_fewer_than_two_classes_is_an_error(classes):
 
 def test_sweep_spec_and_depth_are_checked():
     with pytest.raises(ValueError, match="augment='flip' is not an augmentation; valid: crop-flip"):
-        sweep.SweepSpec("MNIST", "mundt-sgdr", augment="flip")
-    with pytest.raises(ValueError, match="SweepSpec epochs must be a whole number > 0"):
-        sweep.SweepSpec("MNIST", "mundt-sgdr", epochs=0)
+        sweep.SweepSettings("MNIST", "mundt-sgdr", augment="flip")
+    with pytest.raises(ValueError, match="SweepSettings epochs must be a whole number > 0"):
+        sweep.SweepSettings("MNIST", "mundt-sgdr", epochs=0)
     for depth in ("16", 16.0):
         with pytest.raises(TypeError, match=f"depth must be a whole number.*got {depth!r}"):
             sweep.skew_normal_variants(depth)
@@ -323,7 +325,7 @@ def test_weights_that_blew_up_in_the_last_step_are_never_checkpointed(course_env
 
 def test_a_huge_learning_rate_stops_the_run(course_env):
     """The issue's case: lr=1e6 used to train every epoch on NaN and be saved as a result."""
-    recipe = training.get_recipe("sgd-cosine", batch_size=32, lr=1e6, warmup_epochs=0)
+    recipe = recipes.get_recipe("sgd-cosine", batch_size=32, lr=1e6, warmup_epochs=0)
     with pytest.raises(training.TrainingDiverged, match="diverged in epoch .*lr=100000"):
         _fit("huge", recipe=recipe, epochs=3)
     assert not (_quick_runs(course_env) / "huge" / "run.json").exists()
@@ -401,7 +403,7 @@ def test_a_damaged_run_is_named_with_the_remedy(course_env, damage, message):
                        directory=config.saved_models_dir(), enable_progress_bar=False)
     damage(run.directory)
     with pytest.raises(runs.CheckpointError, match=message) as info:
-        checkpoints.load_or_train("damaged", _model(), _data(), RECIPE)
+        checkpoints.load_or_train(_model(), _data(), RECIPE, name="damaged")
     assert "Restore it" in str(info.value) and "overwrite=True" in str(info.value)
 
 
@@ -417,7 +419,7 @@ def test_stray_part_files_are_removed_at_the_next_start(course_env):
     sweep_folder = course_env / "sweeps" / "s"
     sweep_folder.mkdir(parents=True)
     (sweep_folder / ".results.csv.4242.part").write_text("half")
-    sweep.run_sweep([], sweep.SweepSpec("CIFAR10", "sgd-cosine", epochs=1), sweep_folder)
+    sweep.run_sweep([], sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=1), sweep_folder)
     assert not list(sweep_folder.glob("*.part"))
 
 
@@ -451,10 +453,22 @@ def test_a_finished_run_ships_plain_weights_and_its_test_probabilities(course_en
 def test_quick_mode_starts_a_smoke_run_afresh_each_time(course_env, capsys):
     """A notebook in quick mode exercises training every time: an identical smoke run from
     before is replaced, not loaded."""
-    first = checkpoints.load_or_train("smoke", _model(), _data(), RECIPE, epochs=1,
-                                      precision="32-true", enable_progress_bar=False)
-    again = checkpoints.load_or_train("smoke", _model(), _data(), RECIPE, epochs=1,
-                                      precision="32-true", enable_progress_bar=False)
+    first = checkpoints.load_or_train(_model(), _data(), RECIPE, epochs=1,
+                                      precision="32-true", enable_progress_bar=False, name="smoke")
+    again = checkpoints.load_or_train(_model(), _data(), RECIPE, epochs=1,
+                                      precision="32-true", enable_progress_bar=False, name="smoke")
     assert "is finished in" not in capsys.readouterr().out
     assert again.directory == first.directory == _quick_runs(course_env) / "smoke"
     assert again.info["date"] >= first.info["date"] and runs.is_complete(again.directory)
+
+
+def test_a_record_answers_what_kind_of_run_it_is():
+    published = runs.Record({"checkpoint": "GoogleNet.ckpt", "url": "https://example.org/x"})
+    assert published.is_published and not published.is_result and published.test_acc is None
+    result = runs.Record({"test_acc": 0.9, "smoke_run": False, "data": "FashionMNIST",
+                          "epochs": 10})
+    assert result.is_result and not result.is_published and not result.is_smoke_run
+    assert (result.data, result.epochs, result.test_acc) == ("FashionMNIST", 10, 0.9)
+    smoke = runs.Record({"test_acc": 0.1, "smoke_run": True})
+    assert smoke.is_smoke_run and not smoke.is_result
+

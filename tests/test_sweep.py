@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from helpers import models, sweep, training
+from helpers import config, measure, models, recipes, sweep
 from helpers.models import vgg
 
 # Worked examples of the original generator (feature_amounts.md, 2.8): index, (xi, omega,
@@ -83,6 +83,21 @@ def test_representatives_span_the_family(vgg_d_family):
     assert len(chosen) == 14 and all(v in vgg_d_family for v in chosen)
 
 
+@pytest.mark.parametrize("triple, reason", [
+    ((7, 2, 0), None),
+    ((5, 3, 0), "only 0.942 of its area inside the layers"),
+    ((7, 1, 0), "a layer narrower than 2"), ((0, 2, 40), "a layer narrower than 2")])
+def test_a_curve_says_why_it_is_not_a_variant(triple, reason):
+    found = sweep.curve(16, *triple)
+    assert (found.rejected is None) if reason is None else found.rejected.startswith(reason)
+    assert len(found.widths) == 15
+
+
+def test_the_variants_are_exactly_the_curves_that_pass(vgg_d_family):
+    for variant in vgg_d_family[::20]:
+        assert sweep.curve(16, variant.xi, variant.omega, variant.alpha).widths == variant.widths
+
+
 def test_an_invalid_depth_lists_the_valid_ones():
     with pytest.raises(ValueError, match="depth 11 .*valid depths: 10, 13, 16, 19"):
         sweep.skew_normal_variants(11)
@@ -94,13 +109,13 @@ def test_an_invalid_depth_lists_the_valid_ones():
 def test_analytic_counts_match_the_built_network(vgg_d_family, index):
     widths = vgg_d_family[index].widths
     model = models.create("vgg", widths=widths)
-    assert models.count_parameters(model) == vgg.parameter_count(widths)
-    assert models.count_flops(model, (3, 32, 32)) == 2 * vgg.macs(widths)
+    assert measure.count_parameters(model) == vgg.parameter_count(widths)
+    assert measure.count_flops(model, (3, 32, 32)) == 2 * vgg.macs(widths)
 
 
 def test_vgg_layers():
     model = models.create("vgg-d")
-    assert models.count_parameters(model) == 15_250_378
+    assert measure.count_parameters(model) == 15_250_378
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     assert len(convs) == 13 and all(c.bias is None for c in convs)
@@ -123,18 +138,18 @@ def _tiny(index, width=4):
     return sweep.Variant(index, float(index), 4.0, 0.0, tuple([width] * 13 + [8, 8]))
 
 
-SPEC = sweep.SweepSpec("CIFAR10", "mundt-sgdr", epochs=2, subset=(128, 64, 64))
+SETTINGS = sweep.SweepSettings("CIFAR10", "mundt-sgdr", epochs=2, subset=(128, 64, 64))
 
 
 def test_bad_names_fail_before_training():
     with pytest.raises(ValueError, match="unknown data set 'CIFAR11'"):
-        sweep.SweepSpec("CIFAR11", "mundt-sgdr")
+        sweep.SweepSettings("CIFAR11", "mundt-sgdr")
     with pytest.raises(ValueError, match="unknown recipe 'sgdr'"):
-        sweep.SweepSpec("CIFAR10", "sgdr")
+        sweep.SweepSettings("CIFAR10", "sgdr")
 
 
 def test_a_sweep_writes_one_table_with_histories(course_env):
-    table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SPEC, course_env / "sweep")
+    table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SETTINGS, course_env / "sweep")
     assert table["variant"].tolist() == [0, 1] and (table["status"] == "done").all()
     for column in ("widths", "parameters", "macs", "xi", "omega", "alpha", "train_acc",
                    "val_acc", "test_acc_per_epoch", "best_val_acc", "best_test_acc",
@@ -144,8 +159,14 @@ def test_a_sweep_writes_one_table_with_histories(course_env):
     assert json.loads(table["widths"][1])[0] == 6
     saved = (course_env / "sweep" / "results.csv").read_text()
     assert saved.count("\n") == 3  # header and two rows
-    again = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SPEC, course_env / "sweep")  # nothing to do
+    again = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SETTINGS, course_env / "sweep")  # no work
     assert again.equals(table)
+
+
+def test_a_sweep_without_epochs_trains_the_quick_mode_epochs_it_plans(course_env):
+    settings = sweep.SweepSettings("CIFAR10", "mundt-sgdr", subset=(128, 64, 64))  # 150 planned
+    table = sweep.run_sweep([_tiny(0)], settings, course_env / "quick-sweep")
+    assert table["epochs_planned"][0] == table["epochs"][0] == config.QUICK_EPOCHS
 
 
 def test_a_sweep_survives_out_of_memory(course_env, monkeypatch, out_of_memory_above):
@@ -159,7 +180,7 @@ def test_a_sweep_survives_out_of_memory(course_env, monkeypatch, out_of_memory_a
         return out_of_memory_above(model, limit)
 
     monkeypatch.setattr(models, "create", limited)
-    table = sweep.run_sweep([_tiny(0), _tiny(1, 6), _tiny(2)], SPEC, course_env / "sweep")
+    table = sweep.run_sweep([_tiny(0), _tiny(1, 6), _tiny(2)], SETTINGS, course_env / "sweep")
     assert table["status"].tolist() == ["done", "does not fit", "done"]
     assert table["micro_batch"][0] == 16 and "does not fit" in table["note"][1]
 
@@ -173,11 +194,12 @@ def slow(self, trainer, module):  # give the test time to kill mid-variant
     original(self, trainer, module)
 sweep.AbandonUnlessLearning.on_train_epoch_end = slow
 variants = [sweep.Variant(i, float(i), 4.0, 0.0, tuple([4] * 13 + [8, 8])) for i in range(3)]
-spec = sweep.SweepSpec("CIFAR10", "mundt-sgdr", epochs=3, subset=(128, 64, 64))
-sweep.run_sweep(variants, spec, sys.argv[1])
+settings = sweep.SweepSettings("CIFAR10", "mundt-sgdr", epochs=3, subset=(128, 64, 64))
+sweep.run_sweep(variants, settings, sys.argv[1])
 """
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(course_env, tmp_path):
     script = tmp_path / "child.py"
     script.write_text(textwrap.dedent(CHILD))
@@ -202,11 +224,12 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(course_env,
     assert len(history) == 3
 
 
+@pytest.mark.slow
 def test_a_sweep_runs_on_ray_workers(course_env):
     pytest.importorskip("ray")
     import ray
     try:
-        table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SPEC, course_env / "ray-sweep",
+        table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SETTINGS, course_env / "ray-sweep",
                                 workers=2)
     finally:
         ray.shutdown()
@@ -230,4 +253,4 @@ def test_early_abandonment_after_the_first_cycle():
     fresh = sweep.AbandonUnlessLearning(num_classes=10, after_epochs=10)
     fresh.on_train_epoch_end(learning, None)
     assert not learning.should_stop and not fresh.abandoned
-    assert training.get_recipe("mundt-sgdr").cycle_epochs == 10
+    assert recipes.get_recipe("mundt-sgdr").cycle_epochs == 10

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, models, training
+from helpers import data, measure, memory_safe, models, recipes, training
 
 
 def _data(**options):
@@ -17,49 +17,49 @@ def _model(seed=0):
     return models.create("allcnn", c=8, num_classes=10, dropout=0.0)
 
 
-FAST = training.get_recipe("sgd-cosine", batch_size=64, epochs=4, lr=0.2)
+FAST = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=4, lr=0.2)
 
 
 # --- recipes --------------------------------------------------------------------------------
 
 def test_unknown_recipe_lists_the_valid_ones():
     with pytest.raises(ValueError, match="'sgd'.*allcnn-seed, sgd-step, sgd-cosine, adamw"):
-        training.get_recipe("sgd")
+        recipes.get_recipe("sgd")
     with pytest.raises(ValueError, match="'learning_rate'.*lr"):
-        training.get_recipe("sgd-step", learning_rate=0.1)
+        recipes.get_recipe("sgd-step", learning_rate=0.1)
 
 
 def test_recipes_table_lists_every_recipe():
-    assert list(training.recipes_table().index) == list(training.RECIPES)
+    assert list(recipes.recipes_table().index) == list(recipes.RECIPES)
 
 
 def test_seed_schedule_halves_every_20_of_100_epochs():
-    seed = training.get_recipe("allcnn-seed")
-    factors = {epoch: training.lr_factor(seed, epoch + 0.5, 100) for epoch in range(100)}
+    seed = recipes.get_recipe("allcnn-seed")
+    factors = {epoch: recipes.lr_factor(seed, epoch + 0.5, 100) for epoch in range(100)}
     assert factors[0] == factors[19] == 1.0
     assert factors[20] == factors[39] == 0.5
     assert factors[40] == 0.25 and factors[60] == 0.125 and factors[80] == factors[99] == 0.0625
 
 
 def test_densenet_paper_schedule_divides_by_ten_at_150_and_225_of_300():
-    paper = training.get_recipe("densenet-paper")
+    paper = recipes.get_recipe("densenet-paper")
     assert (paper.batch_size, paper.weight_decay, paper.nesterov) == (64, 1e-4, True)
-    lr = {epoch: paper.lr * training.lr_factor(paper, epoch + 0.5, 300) for epoch in range(300)}
+    lr = {epoch: paper.lr * recipes.lr_factor(paper, epoch + 0.5, 300) for epoch in range(300)}
     assert lr[149] == 0.1 and lr[150] == pytest.approx(0.01)
     assert lr[224] == pytest.approx(0.01) and lr[225] == pytest.approx(0.001)
 
 
 def test_cosine_schedule_warms_up_then_decays_to_zero():
-    recipe = training.get_recipe("sgd-cosine")
-    assert training.lr_factor(recipe, 0.5, 30) == pytest.approx(0.5)
-    values = [training.lr_factor(recipe, e, 30) for e in (1, 10, 20, 29.99)]
+    recipe = recipes.get_recipe("sgd-cosine")
+    assert recipes.lr_factor(recipe, 0.5, 30) == pytest.approx(0.5)
+    values = [recipes.lr_factor(recipe, e, 30) for e in (1, 10, 20, 29.99)]
     assert values[0] == pytest.approx(1.0) and values == sorted(values, reverse=True)
     assert values[-1] < 1e-4
 
 
 def test_unknown_schedule_is_an_error():
     with pytest.raises(ValueError, match="'linear'.*step, cosine, sgdr, constant"):
-        training.lr_factor(training.get_recipe("sgd-step", schedule="linear"), 1, 10)
+        recipes.lr_factor(recipes.get_recipe("sgd-step", schedule="linear"), 1, 10)
 
 
 # --- training -------------------------------------------------------------------------------
@@ -77,7 +77,7 @@ def test_training_lowers_the_loss_and_learns(course_env):
 
 
 def test_the_schedule_reaches_the_optimizer(course_env):
-    recipe = training.get_recipe("sgd-step", batch_size=64, epochs=4, milestones=(0.5,), lr=0.04)
+    recipe = recipes.get_recipe("sgd-step", batch_size=64, epochs=4, milestones=(0.5,), lr=0.04)
     run = training.fit(_model(), _data(), recipe, name="schedule", epochs=4,
                        precision="32-true")
     assert run.history["lr"].tolist() == pytest.approx([0.04, 0.04, 0.004, 0.004])
@@ -120,29 +120,61 @@ def test_flip_test_time_augmentation_averages_an_image_and_its_mirror():
     assert (plain - probabilities).abs().max() > 100 * 1e-6  # the check above can tell them apart
 
 
-def test_a_run_leaves_checkpoints_logs_history_and_provenance(course_env):
-    run = training.fit(_model(), _data(), FAST, name="artefacts", epochs=2, precision="32-true")
-    folder = course_env / "saved_models" / "quick" / "artefacts"
-    assert run.directory == folder
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    """One quick-mode run, trained once for the tests below that each check one thing of it."""
+    folder = tmp_path_factory.mktemp("smoke-run")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("COURSE_MODE", "quick")
+        patch.setenv("COURSE_OFFLINE", "1")
+        patch.setenv("DATA_DIR", str(folder / "data"))
+        patch.setenv("SAVED_MODELS_DIR", str(folder / "saved_models"))
+        yield training.fit(_model(), _data(), FAST, name="artefacts", epochs=2,
+                           precision="32-true")
+
+
+def test_a_run_folder_holds_its_checkpoints_logs_history_and_record(smoke_run):
+    folder = smoke_run.directory
+    assert folder.parent.name == "quick" and folder.name == "artefacts"  # quick-mode runs apart
     for name in ("best.ckpt", "last.ckpt", "history.csv", "run.json", "logs/csv/metrics.csv"):
         assert (folder / name).exists(), name
     assert list((folder / "logs" / "tensorboard").glob("events.out.tfevents.*"))
     assert not list(folder.rglob("*.part"))
-    info = run.info
+
+
+def test_the_saved_history_is_the_one_returned(smoke_run):
+    pd.testing.assert_frame_equal(pd.read_csv(smoke_run.directory / "history.csv"),
+                                  smoke_run.history)
+
+
+def test_a_smoke_run_is_recorded_and_labelled_as_one(smoke_run):
+    info = smoke_run.info
     assert info["smoke_run"] is True and info["mode"] == "quick"
-    assert info["data"] == "CIFAR10" and info["data_source"].startswith("synthetic")
-    assert info["parameters"] == models.count_parameters(run.model)
+    assert info.is_smoke_run and not info.is_result and not info.is_published
+    assert smoke_run.provenance.startswith(
+        "SMOKE RUN (quick mode, synthetic stand-in for CIFAR10)")
+
+
+def test_the_record_names_the_model_and_data_it_was_trained_with(smoke_run):
+    info = smoke_run.info
     assert info["model"] == {"name": "allcnn",
                              "hparams": {"c": 8, "num_classes": 10, "dropout": 0.0}}
+    assert info["parameters"] == measure.count_parameters(smoke_run.model)
+    assert info["data"] == "CIFAR10" and info["data_source"].startswith("synthetic")
     assert info["images"] == {"train": 512, "val": 128, "test": 250}
+
+
+def test_the_record_keeps_the_environment_and_the_best_epoch(smoke_run):
+    info = smoke_run.info
     assert {"hardware", "date", "torch", "precision", "recipe", "test_acc"} <= set(info)
-    assert info["best_val_acc"] == run.history["val_acc"].max()
-    pd.testing.assert_frame_equal(pd.read_csv(folder / "history.csv"), run.history)
-    assert run.provenance.startswith("SMOKE RUN (quick mode, synthetic stand-in for CIFAR10)")
-    table = training.results_table({"tiny": run})
-    assert table.loc["tiny", "test accuracy"] == info["test_acc"]
+    assert info["best_val_acc"] == smoke_run.history["val_acc"].max()
+
+
+def test_the_results_table_shows_a_run_as_recorded(smoke_run):
+    table = training.results_table({"tiny": smoke_run})
+    assert table.loc["tiny", "test accuracy"] == smoke_run.info["test_acc"]
     assert table.loc["tiny", "test images"] == 250
-    assert table.loc["tiny", "provenance"] == run.provenance
+    assert table.loc["tiny", "provenance"] == smoke_run.provenance
 
 
 def test_provenance_of_a_real_run_names_data_recipe_hardware_and_date():
@@ -151,7 +183,7 @@ def test_provenance_of_a_real_run_names_data_recipe_hardware_and_date():
             "test_acc": 0.5}
     run = training.Run("r", None, None, info, None)
     assert run.provenance == "CIFAR100, recipe allcnn-seed, 100 epochs, NVIDIA H100, 2026-11-22"
-    info["images"] = {"train": 20_000, "val": 5000, "test": 10_000}
+    run.info["images"] = {"train": 20_000, "val": 5000, "test": 10_000}
     assert run.provenance == ("CIFAR100 (20,000 training images), recipe allcnn-seed, 100 "
                               "epochs, NVIDIA H100, 2026-11-22")
 
@@ -190,7 +222,7 @@ def test_resume_loses_nothing(course_env):
 
 
 def test_quick_mode_caps_the_epochs(course_env):
-    recipe = training.get_recipe("sgd-cosine", batch_size=64)
+    recipe = recipes.get_recipe("sgd-cosine", batch_size=64)
     assert recipe.epochs == 30
     run = training.fit(_model(), _data(subset=(128, 64, 64)), recipe, name="capped")
     assert len(run.history) == 2 and run.info["epochs"] == 2
@@ -200,14 +232,14 @@ def test_quick_mode_caps_the_epochs(course_env):
 # --- SGDR, memory-safe training, testing every epoch --------------------------------------------
 
 def test_sgdr_restarts_at_epochs_10_30_70_and_ends_at_its_floor():
-    recipe = training.get_recipe("mundt-sgdr")
-    factor = {e: training.lr_factor(recipe, e, 150) for e in (0, 9.999, 10, 29.999, 30, 70, 150)}
+    recipe = recipes.get_recipe("mundt-sgdr")
+    factor = {e: recipes.lr_factor(recipe, e, 150) for e in (0, 9.999, 10, 29.999, 30, 70, 150)}
     floor = 1e-5 / 0.01
     assert factor[0] == 1 and factor[10] == factor[30] == factor[70] == 1
     for end_of_cycle in (9.999, 29.999):
         assert factor[end_of_cycle] == pytest.approx(floor, abs=1e-6)
     assert factor[150] == pytest.approx(1.0)  # 150 = 10 + 20 + 40 + 80: a fifth cycle begins
-    assert training.lr_factor(recipe, 149.9999, 150) == pytest.approx(floor, abs=1e-6)
+    assert recipes.lr_factor(recipe, 149.9999, 150) == pytest.approx(floor, abs=1e-6)
 
 
 def _no_batchnorm(seed=0):
@@ -219,10 +251,10 @@ def _no_batchnorm(seed=0):
 
 def _one_step(model, name):
     module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(16, 16, 16), augment=None)
-    recipe = training.get_recipe("sgd-step", batch_size=16, lr=0.5, momentum=0.0, nesterov=False,
+    recipe = recipes.get_recipe("sgd-step", batch_size=16, lr=0.5, momentum=0.0, nesterov=False,
                                  weight_decay=0.0, milestones=())
     return training.fit(model, module, recipe, name=name, epochs=1, precision="32-true",
-                        enable_progress_bar=False)
+                        enable_progress_bar=False, memory_safe=True)
 
 
 def test_out_of_memory_redoes_the_batch_in_micro_batches_with_the_same_gradients(
@@ -237,15 +269,36 @@ def test_out_of_memory_redoes_the_batch_in_micro_batches_with_the_same_gradients
 
 
 def test_a_batch_that_never_fits_stops_the_run(out_of_memory_above):
-    with pytest.raises(training.DoesNotFit, match="batch of 16 does not fit .* micro-batches of 2"):
+    with pytest.raises(memory_safe.DoesNotFit,
+                       match="batch of 16 does not fit .* micro-batches of 2"):
         _one_step(out_of_memory_above(_no_batchnorm(), limit=1), "never")
 
 
+def test_memory_safety_is_opt_in(out_of_memory_above):
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(16, 16, 16), augment=None)
+    recipe = recipes.get_recipe("sgd-step", batch_size=16, milestones=())
+    with pytest.raises(torch.OutOfMemoryError, match="injected by the test"):
+        training.fit(out_of_memory_above(_no_batchnorm(), limit=4), module, recipe, name="plain",
+                     epochs=1, precision="32-true", enable_progress_bar=False)
+
+
+def test_the_recipe_decides_the_batch_size_and_the_callers_module_is_unchanged():
+    module = _data()
+    run = training.fit(_model(), module, FAST, name="batches", epochs=1, precision="32-true",
+                       enable_progress_bar=False)
+    assert module.batch_size is None  # fit trained on a copy with the recipe's batch size
+    assert run.info["micro_batch"] == FAST.batch_size
+    with pytest.raises(ValueError, match="no training batch size.*batch_size=64"):
+        module.loader("train")
+    images, _ = next(iter(module.with_batch_size(32).loader("train")))
+    assert len(images) == 32
+
+
 def test_other_errors_are_not_mistaken_for_out_of_memory():
-    assert training.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
-    assert training.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED."))
-    assert not training.is_out_of_memory(RuntimeError("shape mismatch"))
-    assert not training.is_out_of_memory(ValueError("out of memory"))
+    assert memory_safe.is_out_of_memory(RuntimeError("CUDA error: out of memory"))
+    assert memory_safe.is_out_of_memory(RuntimeError("cuDNN error: CUDNN_STATUS_NOT_SUPPORTED."))
+    assert not memory_safe.is_out_of_memory(RuntimeError("shape mismatch"))
+    assert not memory_safe.is_out_of_memory(ValueError("out of memory"))
 
 
 def test_testing_every_epoch_records_the_test_accuracy_per_epoch():

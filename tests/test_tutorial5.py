@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import checkpoints, models, training
+from helpers import checkpoints, measure, models, recipes, training
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uvadlc-tutorial5"
 needs_reference = pytest.mark.skipif(
@@ -20,7 +20,7 @@ COUNTS = {"googlenet": 260_650, "resnet": 272_378, "preact-resnet": 272_250, "de
 
 @pytest.mark.parametrize("name, expected", COUNTS.items())
 def test_parameter_counts(name, expected):
-    assert models.count_parameters(models.create(name)) == expected
+    assert measure.count_parameters(models.create(name)) == expected
 
 
 @pytest.mark.parametrize("name", COUNTS)
@@ -30,13 +30,13 @@ def test_activation_is_selectable(name, act_fn, module):
     model = models.create(name, act_fn=act_fn)
     assert any(isinstance(m, module) for m in model.modules())
     assert not any(isinstance(m, torch.nn.ReLU) for m in model.modules())
-    assert models.count_parameters(model) == COUNTS[name]
+    assert measure.count_parameters(model) == COUNTS[name]
     assert model.eval()(torch.randn(2, 3, 32, 32)).shape == (2, 10)
 
 
 def test_resnet_shapes_and_blocks():
     model = models.create("resnet", num_blocks=(2, 2, 2), c_hidden=(8, 16, 32))
-    shapes = models.summary(model, (3, 32, 32))
+    shapes = measure.summary(model, (3, 32, 32))
     last_conv = shapes[shapes["type"] == "Conv2d"].iloc[-1]
     assert last_conv["output shape"] == (32, 8, 8)
     pre = models.create("preact-resnet")
@@ -59,13 +59,14 @@ def published(server, monkeypatch):
 @pytest.mark.parametrize("name", COUNTS)
 def test_published_checkpoints_load_strictly(published, name, course_env):
     run = checkpoints.load_tutorial5(name)
-    assert not run.model.training and models.count_parameters(run.model) == COUNTS[name]
-    state = torch.load(REFERENCE / checkpoints.TUTORIAL5[name].checkpoint, map_location="cpu",
+    assert not run.model.training and measure.count_parameters(run.model) == COUNTS[name]
+    state = torch.load(REFERENCE / models.weights.TUTORIAL5[name].checkpoint, map_location="cpu",
                        weights_only=True)
     published_keys = {key.removeprefix("model.") for key in state["state_dict"]}
     assert set(run.model.state_dict()) == published_keys
     saved = course_env / "saved_models" / f"tutorial5-{name}" / "best.ckpt"
-    assert saved.read_bytes() == (REFERENCE / checkpoints.TUTORIAL5[name].checkpoint).read_bytes()
+    published = REFERENCE / models.weights.TUTORIAL5[name].checkpoint
+    assert saved.read_bytes() == published.read_bytes()
     assert run.provenance.startswith("published checkpoint http://127.0.0.1")
 
 
@@ -159,7 +160,7 @@ def test_our_own_runs_tensorboard_logs_read_back(course_env):
     module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
     training.seed(0)
     run = training.fit(models.create("allcnn", c=4, num_classes=10), module,
-                       training.get_recipe("sgd-cosine", batch_size=64), name="logged", epochs=2,
+                       recipes.get_recipe("sgd-cosine", batch_size=64), name="logged", epochs=2,
                        enable_progress_bar=False)
     scalars = checkpoints.tensorboard_scalars(run.directory / "logs" / "tensorboard")
     val = scalars[scalars["tag"] == "val_acc"]["value"].tolist()
@@ -168,8 +169,8 @@ def test_our_own_runs_tensorboard_logs_read_back(course_env):
 
 @pytest.mark.parametrize("name, expected", [("tutorial5-sgd", "sgd"), ("tutorial5-adamw", "adamw")])
 def test_tutorial5_recipes(name, expected):
-    recipe = training.get_recipe(name)
+    recipe = recipes.get_recipe(name)
     assert (recipe.optimizer, recipe.epochs, recipe.batch_size) == (expected, 180, 128)
-    lr = [training.lr_factor(recipe, epoch + 0.5, 180) for epoch in (99, 100, 149, 150)]
+    lr = [recipes.lr_factor(recipe, epoch + 0.5, 180) for epoch in (99, 100, 149, 150)]
     assert lr == pytest.approx([1, 0.1, 0.1, 0.01])
-    assert isinstance(training.recipes_table(), pd.DataFrame)
+    assert isinstance(recipes.recipes_table(), pd.DataFrame)

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from . import register
+from .registry import register
 
 
 class ConvUnit(nn.Sequential):
@@ -34,6 +34,7 @@ class ConvUnit(nn.Sequential):
         self.keeps_shape = stride == 1 and c_in == c_out
 
 
+@register("allcnn")
 class AllCNN(nn.Module):
     """The seed's all-convolutional net: widths c, 2c, 4c; downsampling by stride-2 convs.
 
@@ -73,6 +74,7 @@ class AllCNN(nn.Module):
         return maps.mean(dim=(2, 3))  # global average pooling -> (N, classes), also for N = 1
 
 
+@register("allcnn-c")
 class AllCNNC(nn.Module):
     """All-CNN-C as published (Springenberg et al., ICLR 2015 workshop, Table 2 model C).
 
@@ -103,6 +105,3 @@ class AllCNNC(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.classifier(self.features(x)).mean(dim=(2, 3))
 
-
-register("allcnn", AllCNN)
-register("allcnn-c", AllCNNC)

@@ -13,11 +13,12 @@ import torch
 from torch import nn
 
 from ..checkered import CheckeredConv2d, convert_to_checkered
-from . import register
+from .registry import register
 
 WIDTHS = (32, 32, 45, 45, 64)
 
 
+@register("ccnn-toy")
 class CCNNToy(nn.Module):
     """The checkered toy model; takes ordinary (N, C, H, W) images."""
 
@@ -38,6 +39,7 @@ class CCNNToy(nn.Module):
         return self.classifier(features.mean(dim=(2, 3, 4)))
 
 
+@register("cnn-toy")
 class CNNToy(nn.Module):
     """The same network with ordinary 2-D layers."""
 
@@ -56,6 +58,7 @@ class CNNToy(nn.Module):
         return self.classifier(self.features(x))
 
 
+@register("cnn-toy-checkered")
 def cnn_toy_checkered(num_classes: int = 10, in_channels: int = 1, dropout: float = 0.2,
                       sampling: str = "naive") -> nn.Module:
     """The plain twin converted by ``convert_to_checkered``: checkered from its stride-2
@@ -65,7 +68,3 @@ def cnn_toy_checkered(num_classes: int = 10, in_channels: int = 1, dropout: floa
     return convert_to_checkered(CNNToy(num_classes, in_channels, dropout), sampling,
                                 input_shape=(in_channels, 28, 28))
 
-
-register("ccnn-toy", CCNNToy)
-register("cnn-toy", CNNToy)
-register("cnn-toy-checkered", cnn_toy_checkered)

@@ -12,12 +12,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import activation, init_weights, register
-
-
-def _conv_bn_act(c_in: int, c_out: int, kernel_size: int, act_fn: str) -> list[nn.Module]:
-    return [nn.Conv2d(c_in, c_out, kernel_size, padding=kernel_size // 2),
-            nn.BatchNorm2d(c_out), activation(act_fn)]
+from .layers import conv_bn_act, init_weights
+from .registry import register
 
 
 class InceptionBlock(nn.Module):
@@ -28,13 +24,13 @@ class InceptionBlock(nn.Module):
 
     def __init__(self, c_in: int, c_red: dict, c_out: dict, act_fn: str):
         super().__init__()
-        self.conv_1x1 = nn.Sequential(*_conv_bn_act(c_in, c_out["1x1"], 1, act_fn))
-        self.conv_3x3 = nn.Sequential(*_conv_bn_act(c_in, c_red["3x3"], 1, act_fn),
-                                      *_conv_bn_act(c_red["3x3"], c_out["3x3"], 3, act_fn))
-        self.conv_5x5 = nn.Sequential(*_conv_bn_act(c_in, c_red["5x5"], 1, act_fn),
-                                      *_conv_bn_act(c_red["5x5"], c_out["5x5"], 5, act_fn))
+        self.conv_1x1 = nn.Sequential(*conv_bn_act(c_in, c_out["1x1"], 1, act_fn))
+        self.conv_3x3 = nn.Sequential(*conv_bn_act(c_in, c_red["3x3"], 1, act_fn),
+                                      *conv_bn_act(c_red["3x3"], c_out["3x3"], 3, act_fn))
+        self.conv_5x5 = nn.Sequential(*conv_bn_act(c_in, c_red["5x5"], 1, act_fn),
+                                      *conv_bn_act(c_red["5x5"], c_out["5x5"], 5, act_fn))
         self.max_pool = nn.Sequential(nn.MaxPool2d(3, stride=1, padding=1),
-                                      *_conv_bn_act(c_in, c_out["max"], 1, act_fn))
+                                      *conv_bn_act(c_in, c_out["max"], 1, act_fn))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = (self.conv_1x1, self.conv_3x3, self.conv_5x5, self.max_pool)
@@ -50,13 +46,14 @@ TUTORIAL5_BLOCKS = [
 ]
 
 
+@register("googlenet")
 class GoogleNet(nn.Module):
     """A 3x3 stem with 64 channels, ten Inception blocks with two stride-2 max-pools between
     them (32x32 -> 16x16 -> 8x8), global average pooling and a linear classifier."""
 
     def __init__(self, num_classes: int = 10, act_fn: str = "relu", in_channels: int = 3):
         super().__init__()
-        self.input_net = nn.Sequential(*_conv_bn_act(in_channels, 64, 3, act_fn))
+        self.input_net = nn.Sequential(*conv_bn_act(in_channels, 64, 3, act_fn))
         blocks = []
         for spec in TUTORIAL5_BLOCKS:
             if spec is None:
@@ -74,5 +71,3 @@ class GoogleNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_net(self.inception_blocks(self.input_net(x)))
 
-
-register("googlenet", GoogleNet)

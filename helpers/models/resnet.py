@@ -16,7 +16,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import activation, init_weights, register
+from .layers import activation, init_weights
+from .registry import register
 
 
 class ResNetBlock(nn.Module):
@@ -58,6 +59,8 @@ class PreActResNetBlock(nn.Module):
         return self.net(x) + shortcut
 
 
+@register("preact-resnet", preact=True)
+@register("resnet")
 class ResNet(nn.Module):
     """``num_blocks[i]`` blocks of width ``c_hidden[i]`` per group; ``preact`` picks the block.
 
@@ -86,6 +89,3 @@ class ResNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.output_net(self.blocks(self.input_net(x)))
 
-
-register("resnet", ResNet)
-register("preact-resnet", ResNet, preact=True)

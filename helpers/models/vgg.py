@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from . import register
+from .registry import register
 
 # Convolutions per block for a given number of convolutions (VGG-A, the sweep's depth 10, B and
 # depth 13, D, E).
@@ -36,6 +36,7 @@ def blocks_for(widths) -> tuple:
     return BLOCKS[convs]
 
 
+@register("vgg")
 class VGG(nn.Module):
     """VGG with the given layer ``widths`` (the convolutions', then the two hidden layers')."""
 
@@ -97,14 +98,29 @@ def parameter_count(widths, num_classes: int = 10, in_channels: int = 3, size: i
             + hidden2 * num_classes + num_classes)
 
 
-def _standard(letter: str):
-    def build(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
-              dropout: float = 0.5) -> VGG:
-        return VGG(STANDARD_WIDTHS[letter], num_classes, in_channels, bn_eps, dropout)
-    build.__doc__ = f"VGG-{letter} with the standard widths."
-    return build
+@register("vgg-a")
+def vgg_a(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
+          dropout: float = 0.5) -> VGG:
+    """VGG-A (11 weight layers) with the standard widths."""
+    return VGG(STANDARD_WIDTHS["A"], num_classes, in_channels, bn_eps, dropout)
 
 
-register("vgg", VGG)
-for _letter in STANDARD_WIDTHS:
-    register(f"vgg-{_letter.lower()}", _standard(_letter))
+@register("vgg-b")
+def vgg_b(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
+          dropout: float = 0.5) -> VGG:
+    """VGG-B (13 weight layers) with the standard widths."""
+    return VGG(STANDARD_WIDTHS["B"], num_classes, in_channels, bn_eps, dropout)
+
+
+@register("vgg-d")
+def vgg_d(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
+          dropout: float = 0.5) -> VGG:
+    """VGG-D (16 weight layers) with the standard widths: the sweep's baseline."""
+    return VGG(STANDARD_WIDTHS["D"], num_classes, in_channels, bn_eps, dropout)
+
+
+@register("vgg-e")
+def vgg_e(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
+          dropout: float = 0.5) -> VGG:
+    """VGG-E (19 weight layers) with the standard widths."""
+    return VGG(STANDARD_WIDTHS["E"], num_classes, in_channels, bn_eps, dropout)

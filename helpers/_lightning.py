@@ -1,0 +1,85 @@
+"""Lightning plumbing that a learner never needs to read: quieter logs and warnings, the
+progress bar, a checkpoint writer that never leaves half a file, the Trainer's fixed settings,
+and log folders that a resumed run adds beside the earlier ones."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
+from pathlib import Path
+
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
+from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
+from pytorch_lightning.plugins.io import TorchCheckpointIO
+
+from . import config, files
+
+# Lightning's start-up banners ("GPU available: ...", tips) are noise in a notebook.
+for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
+    logging.getLogger(_name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Silence two Lightning warnings about what is done on purpose here: a deprecation inside
+    Lightning itself, and logs written into a run folder before its checkpoints."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
+        warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not")
+        yield
+
+
+class ProgressBar(TQDMProgressBar):
+    """Lightning's training bar (rate, time left, metrics) without the logger version number,
+    and without bars for the short validation and test passes."""
+
+    def get_metrics(self, trainer, module):
+        items = super().get_metrics(trainer, module)
+        items.pop("v_num", None)
+        return items
+
+    def init_validation_tqdm(self):
+        return Tqdm(disable=True)
+
+    def init_test_tqdm(self):
+        return Tqdm(disable=True)
+
+    def on_exception(self, trainer, module, exception):
+        if self._train_progress_bar is not None:  # an interrupted run leaves no dangling bar
+            self._train_progress_bar.close()
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, but straight into a temporary file beside the target,
+    renamed when complete (Lightning's own goes through a temporary file in $TMPDIR, which a
+    killed process leaves behind)."""
+
+    def save_checkpoint(self, checkpoint, path, storage_options=None):
+        with files.atomic_path(path) as temporary:
+            torch.save(checkpoint, temporary)
+
+
+def trainer(precision: str, **options) -> pl.Trainer:
+    """A Trainer on this machine's device with the course's fixed settings; ``options`` (e.g.
+    callbacks, loggers, ``devices=4, strategy="ddp"``) go to ``pl.Trainer``."""
+    options.setdefault("accelerator", config.device_type())
+    options.setdefault("devices", 1)
+    options.setdefault("logger", False)
+    options.setdefault("enable_progress_bar", True)
+    options.setdefault("benchmark", options["accelerator"] == "cuda")  # cuDNN picks its fastest
+    return pl.Trainer(precision=config.precision() if precision == "auto" else precision,
+                      enable_model_summary=False, num_sanity_val_steps=0,
+                      plugins=[AtomicCheckpointIO()], **options)
+
+
+def loggers(folder: Path, resuming: bool) -> list:
+    """CSV and TensorBoard loggers writing into ``folder/logs``. Lightning's CSV logger deletes
+    an existing metrics.csv, so a resumed attempt logs into ``csv-2``, ``csv-3``, ... beside it."""
+    attempt = len(list(Path(folder).glob("logs/csv*"))) + 1 if resuming else 1
+    version = "csv" if attempt == 1 else f"csv-{attempt}"
+    return [CSVLogger(folder, name="logs", version=version),
+            TensorBoardLogger(folder, name="logs", version="tensorboard")]

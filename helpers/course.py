@@ -1,0 +1,86 @@
+"""Running the whole course: ``make course`` executes every notebook headlessly, writes executed
+copies and HTML to build/, and prints a summary table with each notebook's wall time and the
+headline result it reported with :func:`headline`. The mode is COURSE_MODE (default: full with a
+GPU, quick without).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+from . import config, files
+
+
+def headline(text: str) -> None:
+    """Print a notebook's headline result; ``make course`` collects it for its summary table."""
+    print(f"Headline: {text}")
+    target = os.environ.get("COURSE_HEADLINE_FILE")
+    if target:
+        files.write_text(target, json.dumps({"headline": text}))
+
+
+def run(notebook: Path, build: Path) -> dict:
+    """Execute one notebook in its own folder; write <build>/<name>.ipynb and .html."""
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+    from nbconvert import HTMLExporter
+
+    headline_file = build / f".{notebook.stem}.headline.json"
+    headline_file.unlink(missing_ok=True)
+    os.environ["COURSE_HEADLINE_FILE"] = str(headline_file)
+    nb = nbformat.read(notebook, as_version=4)
+    client = NotebookClient(nb, timeout=900 if config.is_quick() else None, kernel_name="python3",
+                            resources={"metadata": {"path": str(notebook.parent)}})
+    start = time.perf_counter()
+    status = "ok"
+    try:
+        client.execute()
+    except CellExecutionError as error:
+        status = "FAILED"
+        print(f"{notebook.name} failed:\n{error}", file=sys.stderr)
+    seconds = time.perf_counter() - start
+    files.write_text(build / notebook.name, nbformat.writes(nb))
+    html, _ = HTMLExporter().from_notebook_node(nb)
+    files.write_text(build / f"{notebook.stem}.html", html)
+    headline = json.loads(headline_file.read_text())["headline"] if headline_file.exists() else "-"
+    headline_file.unlink(missing_ok=True)
+    return {"notebook": notebook.name, "status": status, "wall time": f"{seconds:.0f} s",
+            "headline": headline}
+
+
+def table(rows: list[dict]) -> str:
+    """A Markdown table (readable as plain text too)."""
+    columns = list(rows[0])
+    widths = [max(len(c), *(len(str(r[c])) for r in rows)) for c in columns]
+
+    def line(cells):
+        return "| " + " | ".join(str(x).ljust(w) for x, w in zip(cells, widths)) + " |"
+
+    return "\n".join([line(columns), line("-" * w for w in widths),
+                      *(line(r.values()) for r in rows)])
+
+
+def main(arguments: list[str], build: Path | None = None) -> int:
+    """Run the given notebooks (default: every notebooks/NN_*.ipynb) into ``build`` (default:
+    build/); 1 if any failed."""
+    root = config.project_root()
+    build = build or root / "build"
+    notebooks = ([Path(a).resolve() for a in arguments] if arguments
+                 else sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    os.environ["COURSE_MODE"] = config.mode()  # the kernels inherit the same mode
+    build.mkdir(exist_ok=True)
+    print(f"Running {len(notebooks)} notebook(s) in COURSE_MODE={config.mode()} "
+          f"on {config.hardware()}; executed copies and HTML go to {build}/")
+    rows = []
+    for notebook in notebooks:
+        print(f"  {notebook.name} ...", flush=True)
+        rows.append(run(notebook, build))
+    summary = table(rows)
+    files.write_text(build / "summary.md", summary + "\n")
+    print(f"\n{summary}")
+    return 0 if all(r["status"] == "ok" for r in rows) else 1

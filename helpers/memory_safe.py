@@ -1,0 +1,108 @@
+"""Training that survives running out of memory: an opt-in :class:`MemorySafeClassifier`.
+
+The feature-amount sweep (notebook 05) trains variants whose widest layers may not fit on the
+device with the recipe's batch. Instead of failing, a batch that runs out of memory is redone in
+micro-batches of half the size, accumulating the gradients of the loss normalised by the whole
+batch, so that the optimizer sees the same batch (BatchNorm, though, then normalises per
+micro-batch). The smaller size is kept for the following batches; a batch that does not fit
+even in the smallest micro-batches stops the run with :class:`DoesNotFit`. Evaluation batches
+are likewise cut into chunks on demand. ``training.fit(..., memory_safe=True)`` turns it on.
+"""
+
+from __future__ import annotations
+
+import gc
+
+import torch
+from torch.nn import functional as F
+
+from .classifier import Classifier
+
+OUT_OF_MEMORY = ("out of memory", "CUDNN_STATUS_NOT_SUPPORTED", "can't allocate memory")
+
+
+class DoesNotFit(RuntimeError):
+    """A training batch does not fit in memory even split into the smallest micro-batches."""
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error means the device ran out of memory (PyTorch's OutOfMemoryError, or the
+    messages cuDNN and the CPU allocator give for it)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and any(m in str(error) for m in OUT_OF_MEMORY))
+
+
+def _release_memory() -> None:
+    """Return what a failed attempt held: called after an out-of-memory error, outside the
+    ``except`` block, whose traceback would keep the attempt's tensors alive."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+class MemorySafeClassifier(Classifier):
+    """A :class:`~helpers.classifier.Classifier` whose batches are cut smaller when they do not
+    fit in memory (manual optimisation: it decides itself when to step the optimizer).
+    ``micro_batch`` is the training batch size in use; below ``min_micro_batch`` the run stops."""
+
+    def __init__(self, *args, min_micro_batch: int = 2, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.automatic_optimization = False
+        self.micro_batch = None
+        self.min_micro_batch = min_micro_batch
+        self.eval_chunk = None
+
+    def training_step(self, batch, batch_idx):
+        images, labels = batch
+        if self.micro_batch is None:
+            self.micro_batch = len(labels)
+        optimizer = self.optimizers()
+        while (loss := self._accumulate(images, labels)) is None:  # recover outside except
+            optimizer.zero_grad(set_to_none=True)
+            _release_memory()
+            if self.micro_batch // 2 < self.min_micro_batch:
+                raise DoesNotFit(f"a batch of {len(labels)} does not fit in memory even in "
+                                 f"micro-batches of {self.micro_batch}")
+            self.micro_batch //= 2
+            print(f"Out of memory: redoing the batch in micro-batches of {self.micro_batch}.")
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        self.lr_schedulers().step()
+        return loss
+
+    def _accumulate(self, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor | None:
+        """Gradients of the batch's mean loss, summed over micro-batches; returns the loss, or
+        None (and partial gradients) if the device ran out of memory."""
+        loss = images.new_zeros((), dtype=torch.float32)
+        correct = images.new_zeros((), dtype=torch.long)
+        try:
+            for part_images, part_labels in zip(images.split(self.micro_batch),
+                                                labels.split(self.micro_batch)):
+                logits = self(part_images)
+                part = F.cross_entropy(logits, part_labels, reduction="sum",
+                                       label_smoothing=self.recipe.label_smoothing) / len(labels)
+                self.manual_backward(part)
+                loss += part.detach()
+                correct += (logits.argmax(dim=1) == part_labels).sum()
+        except RuntimeError as error:
+            if not is_out_of_memory(error):
+                raise
+            return None
+        self.log_metrics("train", loss, correct / len(labels), len(labels))
+        return loss
+
+    def evaluation_logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The classifier's evaluation logits, in chunks halved after each out-of-memory error
+        (the size found is kept for later batches)."""
+        while True:
+            size = self.eval_chunk or len(images)
+            try:
+                return torch.cat([super(MemorySafeClassifier, self).evaluation_logits(part)
+                                  for part in images.split(size)])
+            except RuntimeError as error:
+                if not is_out_of_memory(error):
+                    raise
+            _release_memory()
+            if size == 1:
+                raise DoesNotFit("a single image does not fit in memory for evaluation")
+            self.eval_chunk = size // 2

@@ -1,0 +1,66 @@
+"""The registry of the course's models: every architecture is built by name.
+
+A family module registers each builder (a class, or a function for a preset such as
+``densenet_bc_100_k12``) with the ``@register("name")`` decorator. ``create`` checks the name and
+the hyper-parameters against the builder's signature, so that a typo is an error listing what is
+valid instead of a silent default, and marks the model with ``model.blueprint`` (its name and the
+hyper-parameters it was given), from which a run record can rebuild it.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+
+from torch import nn
+
+_BUILDERS: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
+
+
+def register(name: str, **fixed):
+    """Decorator: make the decorated builder available as ``create(name)``. ``fixed`` sets
+    hyper-parameters that the name implies (``preact-resnet`` is ``ResNet`` with
+    ``preact=True``); they can still be overridden."""
+    def decorate(builder: Callable[..., nn.Module]):
+        if name in _BUILDERS:
+            raise ValueError(f"model name {name!r} is registered twice")
+        _BUILDERS[name] = (builder, fixed)
+        return builder
+    return decorate
+
+
+def names() -> list[str]:
+    """All model names ``create`` accepts."""
+    return sorted(_BUILDERS)
+
+
+def hyperparameters(name: str) -> dict:
+    """The hyper-parameters of model ``name`` with their defaults."""
+    builder, fixed = _lookup(name)
+    defaults = {key: p.default for key, p in inspect.signature(builder).parameters.items()}
+    return {**defaults, **fixed}
+
+
+def create(name: str, **hparams) -> nn.Module:
+    """Build model ``name``; an unknown name or hyper-parameter is a ValueError listing the
+    valid ones."""
+    builder, fixed = _lookup(name)
+    valid = hyperparameters(name)
+    unknown = sorted(set(hparams) - set(valid))
+    if unknown:
+        listing = ", ".join(f"{key}={value!r}" for key, value in valid.items())
+        raise ValueError(f"unknown hyper-parameter(s) {', '.join(map(repr, unknown))} for model "
+                         f"{name!r}; valid: {listing}")
+    classes = {**valid, **hparams}.get("num_classes", 2)
+    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+        raise ValueError(f"num_classes={classes!r} is not valid for model {name!r}: a classifier "
+                         f"needs a whole number of at least 2 classes")
+    model = builder(**{**fixed, **hparams})
+    model.blueprint = {"name": name, "hparams": dict(hparams)}
+    return model
+
+
+def _lookup(name: str):
+    if name not in _BUILDERS:
+        raise ValueError(f"unknown model {name!r}; valid names: {', '.join(names())}")
+    return _BUILDERS[name]
