@@ -9,7 +9,7 @@ SMOKE := COURSE_MODE=quick COURSE_OFFLINE=1
 TUTORIAL5_MIRROR := $(wildcard $(abspath ../shared/reference/uvadlc-tutorial5))
 NOTEBOOK_ENV := $(if $(TUTORIAL5_MIRROR),COURSE_TUTORIAL5_URL=file://$(TUTORIAL5_MIRROR)/)
 
-.PHONY: setup test course lab bench reference clean
+.PHONY: setup test course lab bench reference gpu-check clean
 
 setup: $(STAMP)
 
@@ -32,6 +32,9 @@ lab: setup
 
 reference: setup
 	COURSE_MODE=full $(BIN)/python scripts/reference.py $(if $(ONLY),--only $(ONLY))
+
+gpu-check: setup
+	$(BIN)/python scripts/gpu_check.py
 
 bench: setup
 	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done

@@ -13,8 +13,10 @@ so that one variable changes the whole course:
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import platform
+import sys
 from pathlib import Path
 
 import torch
@@ -94,15 +96,33 @@ def cpu_has_bf16() -> bool:
     return " avx512_bf16" in flags or " amx_bf16" in flags
 
 
+# The first CUDA compute capability with native bf16 (Ampere: A100, RTX 30xx), and the first with
+# fp16 tensor cores (Volta: V100; Turing 7.5: T4, RTX 20xx).
+NATIVE_BF16_CAPABILITY = (8, 0)
+FAST_FP16_CAPABILITY = (7, 0)
+
+
 def precision() -> str:
-    """Lightning's precision for this machine: bf16 autocast where the hardware computes bf16
-    natively (recent GPUs, CPUs with AVX512-BF16 or AMX), else fp32."""
+    """Lightning's precision for this machine, reduced only where the hardware computes it
+    natively: bf16 autocast on GPUs of compute capability 8.0 and newer and on CPUs with
+    AVX512-BF16 or AMX; fp16 autocast with gradient scaling on GPUs of capability 7.x, which
+    have fp16 tensor cores but only emulate bf16 (``torch.cuda.is_bf16_supported()`` says True
+    there too); fp32 everywhere else, Apple MPS included."""
     kind = device_type()
-    if kind == "cuda" and torch.cuda.is_bf16_supported():
-        return "bf16-mixed"
+    if kind == "cuda":
+        capability = torch.cuda.get_device_capability()
+        if capability >= NATIVE_BF16_CAPABILITY:
+            return "bf16-mixed"
+        return "16-mixed" if capability >= FAST_FP16_CAPABILITY else "32-true"
     if kind == "cpu" and cpu_has_bf16():
         return "bf16-mixed"
     return "32-true"
+
+
+def autocast_dtype() -> torch.dtype | None:
+    """The dtype :func:`precision` autocasts to (None for fp32), for code that runs a model
+    outside Lightning, such as the speed measurements."""
+    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision())
 
 
 def hardware() -> str:
@@ -144,5 +164,19 @@ def banner() -> None:
     what = ("smoke run: small subsets and few epochs; its numbers are NOT results"
             if current == "quick" else "real data and full recipes")
     print(f"COURSE_MODE={current} ({what})")
-    print(f"device: {device_type()} ({hardware()}) | offline: {'yes' if offline() else 'no'}"
-          f" | torch {torch.__version__}")
+    print(f"device: {device_type()} ({hardware()}), precision {precision()} | offline: "
+          f"{'yes' if offline() else 'no'} | {versions()}")
+    if "google.colab" in sys.modules and device_type() == "cpu":
+        print("No GPU is attached: Runtime > Change runtime type > T4 GPU gives one (then run "
+              "the notebook from the top); on the CPU, quick mode is the one to use.")
+
+
+def versions() -> str:
+    """The versions of the packages that decide the numbers: torch, torchvision, Lightning."""
+    found = []
+    for package in ("torch", "torchvision", "pytorch-lightning"):
+        try:
+            found.append(f"{package} {importlib.metadata.version(package)}")
+        except importlib.metadata.PackageNotFoundError:
+            found.append(f"{package} not installed")
+    return ", ".join(found)

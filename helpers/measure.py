@@ -119,8 +119,8 @@ def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
     if device in ("cuda", "cpu"):
         model = models.layers.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
-    autocast = torch.autocast(device, dtype=torch.bfloat16,
-                              enabled=config.precision() == "bf16-mixed")
+    dtype = config.autocast_dtype()
+    autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     if train:
         labels = (batch[1].to(device) if batch is not None
                   else torch.zeros(batch_size, dtype=torch.long, device=device))

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import torch
 
-from . import config, data, datasets, measure, models, recipes, runs, sweep, training
+from . import config, data, datasets, models, recipes, runs, sweep, training
 
 DATA = "FashionMNIST"
 VAL_SIZE = 5000
@@ -80,8 +80,8 @@ class Reference:
         epochs still to train, plus a fifth for evaluation and checkpoints."""
         module = self.data()
         module.setup()
-        return _training_seconds(self.build(), module, self.training_recipe(),
-                                 self.epochs - runs.epochs_done(self.folder))
+        return training.estimate_seconds(self.build(), module, self.training_recipe(),
+                                         self.epochs - runs.epochs_done(self.folder))
 
     def train(self) -> runs.Run:
         """Train (or resume, or load if finished) this run into ``saved_models/``."""
@@ -164,8 +164,9 @@ class ReferenceSweep:
         epochs = recipes.planned_epochs(recipe, self.settings.epochs)
         to_train = (sweep.scaled(variant, self.settings.width_scale) for variant in self.chosen()
                     if variant.index not in done)
-        return sum(_training_seconds(models.create("vgg", widths=variant.widths, num_classes=10),
-                                     module, recipe, epochs) for variant in to_train)
+        return sum(training.estimate_seconds(
+            models.create("vgg", widths=variant.widths, num_classes=10), module, recipe, epochs)
+            for variant in to_train)
 
     def train(self) -> pd.DataFrame:
         return sweep.run_sweep(self.chosen(), self.settings, self.folder)
@@ -173,15 +174,6 @@ class ReferenceSweep:
     def load(self) -> pd.DataFrame:
         """The results table of the sweep: one row per variant trained so far."""
         return sweep.results(self.folder)
-
-
-def _training_seconds(model, module: data.ImageDataModule, recipe: recipes.Recipe,
-                      epochs: int) -> float:
-    """A few timed training steps of ``model`` on real training batches, times the images of
-    ``epochs``, plus a fifth for evaluation and checkpoints."""
-    batch = next(iter(module.loader("train", batch_size=recipe.batch_size)))
-    rate = measure.training_throughput(model, batch=batch)
-    return 1.2 * epochs * len(module.train) / rate
 
 
 def _toy(model: str, recipe: str, seed: int, epochs: int, name: str, departure: str):

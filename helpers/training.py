@@ -13,6 +13,7 @@ per-epoch history for plotting.
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import json
 import math
@@ -204,9 +205,45 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                       f"(overwrite=True trains it afresh).")
                 return runs.load(folder, model)
         runs.write_definition(folder, wanted)
+        _say_how_long_if_long(model, data, recipe, folder, epochs)
         module_class = MemorySafeClassifier if memory_safe else Classifier
         module = module_class(model, recipe, seed, _channels_last(channels_last))
         return _train(module, data, folder, wanted, note, trainer_options, afresh)
+
+
+LONG_RUN_SECONDS = 600  # fit says beforehand how long a run will take when it exceeds this
+
+
+def estimate_seconds(model: nn.Module, data: ImageDataModule, recipe: Recipe,
+                     epochs: int) -> float:
+    """How long ``epochs`` of training ``model`` on ``data`` take on this machine: a few timed
+    steps of a copy of the model on a real training batch, times the images, plus a fifth for
+    evaluation and checkpoints."""
+    batch = next(iter(data.loader("train", batch_size=recipe.batch_size)))
+    rate = measure.training_throughput(copy.deepcopy(model), batch=batch)
+    return 1.2 * epochs * len(data.train) / rate
+
+
+def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recipe,
+                          folder: Path, epochs: int) -> None:
+    """Before a full-mode run of more than ``LONG_RUN_SECONDS``, print its measured estimate,
+    what it trains, and how to shorten it (quick-mode smoke runs and short runs are not timed)."""
+    left = epochs - runs.epochs_done(folder)
+    if config.is_quick() or left * (len(data.train) // recipe.batch_size) < 100:
+        return
+    seconds = estimate_seconds(model, data, recipe, left)
+    if seconds < LONG_RUN_SECONDS:
+        return
+    name = getattr(model, "blueprint", {}).get("name", type(model).__name__)
+    done = f"{epochs - left} of {epochs} epochs done, " if left < epochs else ""
+    print(f"{folder.name}: about {seconds / 60:.0f} min of training on {config.hardware()} "
+          f"(measured from a few steps): {name} ({measure.count_parameters(model):,} "
+          f"parameters) on {data.name} ({len(data.train):,} training images), recipe "
+          f"{recipe.name}, {done}{left} epoch(s) to train.\n"
+          f"It can be stopped at any time (Ctrl+C, or the notebook's stop button) and resumes "
+          f"from its last completed epoch when started again. To shorten it, train fewer "
+          f"epochs (epochs=...) or run in COURSE_MODE=quick (a smoke run); the course's own "
+          f"reference runs are shown in every notebook without training.")
 
 
 def _channels_last(wanted: bool | None) -> bool:

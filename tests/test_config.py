@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from helpers import config, course
 
@@ -63,3 +64,54 @@ def test_banner_names_mode_and_device(capsys):
     out = capsys.readouterr().out
     assert "COURSE_MODE=quick" in out and "NOT results" in out
     assert f"device: {config.device_type()}" in out and "offline: yes" in out
+
+
+# --- precision: reduced only where the hardware computes it natively ------------------------
+
+def _machine(monkeypatch, cuda=None, mps=False, cpu_bf16=False):
+    """Pretend to be a machine: a CUDA GPU of compute capability ``cuda`` (None: no GPU), Apple
+    MPS, or a CPU with or without native bf16."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda is not None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: cuda)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *args, **kwargs: True)  # emulated
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: mps)
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: cpu_bf16)
+
+
+@pytest.mark.parametrize("gpu, capability, expected", [
+    ("P100", (6, 0), "32-true"), ("V100", (7, 0), "16-mixed"), ("T4", (7, 5), "16-mixed"),
+    ("A100", (8, 0), "bf16-mixed"), ("RTX 4090", (8, 9), "bf16-mixed"),
+    ("H100", (9, 0), "bf16-mixed")])
+def test_a_gpu_gets_bf16_only_where_it_is_native(monkeypatch, gpu, capability, expected):
+    _machine(monkeypatch, cuda=capability)
+    assert config.precision() == expected, gpu
+    assert config.autocast_dtype() == {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16,
+                                       "32-true": None}[expected]
+
+
+@pytest.mark.parametrize("cpu_bf16, expected", [(True, "bf16-mixed"), (False, "32-true")])
+def test_a_cpu_gets_bf16_only_with_avx512_bf16_or_amx(monkeypatch, cpu_bf16, expected):
+    _machine(monkeypatch, cpu_bf16=cpu_bf16)
+    assert config.device_type() == "cpu" and config.precision() == expected
+
+
+def test_apple_mps_trains_in_fp32(monkeypatch):
+    _machine(monkeypatch, mps=True, cpu_bf16=True)
+    assert config.device_type() == "mps" and config.precision() == "32-true"
+    assert config.autocast_dtype() is None
+
+
+def test_cpu_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
+    flags = tmp_path / "cpuinfo"
+    original = config.Path
+
+    def fake_path(path):
+        return flags if str(path) == "/proc/cpuinfo" else original(path)
+
+    monkeypatch.setattr(config, "Path", fake_path)
+    flags.write_text("flags\t\t: fpu avx2 avx512f\n")
+    assert not config.cpu_has_bf16()
+    flags.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    assert config.cpu_has_bf16()
+    flags.write_text("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
+    assert config.cpu_has_bf16()

@@ -308,3 +308,18 @@ def test_testing_every_epoch_records_the_test_accuracy_per_epoch():
     assert run.history["test_acc"].notna().all() and len(run.history) == 2
     best = run.history["val_acc"].idxmax()
     assert run.history["test_acc"][best] == pytest.approx(run.info["test_acc"])
+
+
+def test_a_long_run_says_beforehand_how_long_it_will_take(monkeypatch, capsys, tmp_path):
+    model = _model()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    module = _data().with_batch_size(64)  # 512 images: 8 steps per epoch
+    monkeypatch.setattr(training.config, "is_quick", lambda: False)
+    monkeypatch.setattr(training, "LONG_RUN_SECONDS", 0)  # every run counts as long here
+    training._say_how_long_if_long(model, module, FAST, tmp_path / "long", epochs=13)
+    said = capsys.readouterr().out
+    assert "long: about" in said and "allcnn" in said and "13 epoch(s) to train" in said
+    assert "resumes from its last completed epoch" in said and "epochs=..." in said
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    training._say_how_long_if_long(model, module, FAST, tmp_path / "short", epochs=12)
+    assert capsys.readouterr().out == ""  # under 100 steps: not even timed
