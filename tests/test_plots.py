@@ -102,3 +102,31 @@ def test_predictions_report_shows_two_figures_and_returns_the_mistakes(monkeypat
     assert [len(figure.axes) for figure in shown] == [8, 2]  # 4 images + bars; matrix + colour bar
     assert shown[0].texts[0].get_text() == "m: 4 random test images"
     assert sorted(map(tuple, mistakes.values.tolist())) == [("cat", "bird", 1), ("dog", "bird", 1)]
+
+
+def _texts(figure) -> list[str]:
+    """The labels of a diagram (its arrows are annotations without text)."""
+    return [text.get_text() for ax in figure.axes for text in ax.texts if text.get_text()]
+
+
+def test_the_allcnn_diagram_is_traced_from_the_model():
+    figure = plots.allcnn_diagram(c=64, num_classes=100)
+    texts = _texts(figure)
+    assert len(texts) == 9 + 2  # the image, nine convolutions, the average pool
+    assert any("stride 2" in t and t.endswith("128×16×16") for t in texts)
+    assert any("stride 2" in t and t.endswith("256×8×8") for t in texts)
+    assert texts[-2].endswith("100×8×8") and texts[-1].endswith("100 logits")
+    assert any(t.endswith("32×16×16") for t in _texts(plots.allcnn_diagram(c=16)))
+
+
+def test_the_block_diagrams_name_their_parts():
+    inception = _texts(plots.inception_diagram())
+    assert "concatenate: 64 channels" in inception and "5×5 conv, 8" in inception
+    residual = _texts(plots.residual_blocks_diagram())
+    assert residual.count("identity") == 2 and residual.count("+") == 2
+    dense = plots.dense_block_diagram(layers=4, growth_rate=12, c_in=16)
+    assert "concatenate\n64 ch" in _texts(dense)
+    arrows = [child for child in dense.axes[0].texts
+              if isinstance(child, matplotlib.text.Annotation) and not child.get_text()]
+    assert len(arrows) == (1 + 2 + 3 + 4) + 5 + 1  # into each layer, into the concat, onward
+    assert len(plots.checkered_diagram().axes) == 5
