@@ -419,3 +419,38 @@ def checkered_diagram(size: int = 8) -> plt.Figure:
                     "dropped)", fontsize=9)
     figure.tight_layout()
     return figure
+
+
+def feature_maps(model: torch.nn.Module, image: torch.Tensor, layers: dict,
+                 channels: int = 8, title: str | None = None) -> plt.Figure:
+    """What ``model`` computes for one normalised ``image`` (C x H x W): the input, then the
+    first ``channels`` output maps of each module in ``layers`` ({label: module}), one row each,
+    recorded with forward hooks."""
+    outputs, hooks = {}, []
+    for label, module in layers.items():
+        hooks.append(module.register_forward_hook(
+            lambda _module, _inputs, output, label=label: outputs.__setitem__(label, output)))
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(image.unsqueeze(0))
+    finally:
+        for hook in hooks:
+            hook.remove()
+        model.train(was_training)
+    figure, axes = plt.subplots(len(layers) + 1, channels, squeeze=False,
+                                figsize=(1.3 * channels, 1.45 * (len(layers) + 1)))
+    for ax in axes.flat:
+        ax.set_axis_off()
+    axes[0][0].imshow(image[0].cpu().numpy(), cmap="gray")
+    axes[0][0].set_title("input", fontsize=8)
+    for row, (label, output) in enumerate(outputs.items(), start=1):
+        maps = output[0].float().cpu()
+        for column in range(min(channels, len(maps))):
+            axes[row][column].imshow(maps[column].numpy(), cmap="viridis")
+        axes[row][0].set_title(f"{label}: {tuple(maps.shape)}", fontsize=8, loc="left")
+    if title:
+        figure.suptitle(title, fontsize=10)
+    figure.tight_layout()
+    return figure

@@ -130,3 +130,15 @@ def test_the_block_diagrams_name_their_parts():
               if isinstance(child, matplotlib.text.Annotation) and not child.get_text()]
     assert len(arrows) == (1 + 2 + 3 + 4) + 5 + 1  # into each layer, into the concat, onward
     assert len(plots.checkered_diagram().axes) == 5
+
+
+def test_feature_maps_shows_each_layers_first_maps():
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(4, 6, 3, stride=2, padding=1))
+    layers = {"conv 1": model[0], "conv 2": model[2]}
+    figure = plots.feature_maps(model, torch.randn(1, 8, 8), layers, channels=5)
+    assert len(figure.axes) == 3 * 5
+    titles = [ax.get_title(loc="left") for ax in figure.axes if ax.get_title(loc="left")]
+    assert titles == ["conv 1: (4, 8, 8)", "conv 2: (6, 4, 4)"]
+    assert sum(bool(ax.images) for ax in figure.axes) == 1 + 4 + 5  # the input, 4 maps, 5 maps
+    assert model.training  # left as it was
