@@ -9,8 +9,9 @@ Tensors carry the submaps in an extra axis: (N, C, S, H, W).
 Which diagonal a submap is sampled on is its *sampler*: 0 keeps (top-left, bottom-right), 1 keeps
 (top-right, bottom-left). Output submap i holds input submap i's first sample and output submap
 S + i its second. The sequence of samplers for the S input submaps is "naive" (all 0, as the
-original experiments), "lattice" (spreads the samples evenly) or "random" (a fixed random choice
-per submap count).
+original experiments), "lattice" (the original's published table, for up to 512 submaps),
+"random" (a fixed random choice per submap count) or "spread" (the course's own rule, which equals
+the table for its first five entries and goes on to any power of two).
 
 Unlike the original implementation, which computes all four shifted strided convolutions and
 keeps two, :class:`CheckeredConv2d` computes only the two it keeps, as one convolution call.
@@ -29,7 +30,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-SAMPLINGS = ("naive", "lattice", "random")
+SAMPLINGS = ("naive", "lattice", "random", "spread")  # the original's three, then the course's
 
 
 def _check_sampling(sampling: str) -> None:
@@ -40,17 +41,37 @@ def _check_sampling(sampling: str) -> None:
 
 # --- sampler sequences ---------------------------------------------------------------------------
 
+def _alternating(*runs: int) -> str:
+    """Samplers written as runs of equal ones, alternately 0 and 1, starting with 0:
+    ``_alternating(1, 2, 3) == "011000"``."""
+    return "".join(str(i % 2) * run for i, run in enumerate(runs))
+
+
+# The lattice table of the original code, by number of input submaps (Sadigh & Sen's published
+# code, generate.py, as described in the course's reference notes, section 1.5): the first five
+# entries as listed there, the later ones from their runs of equal samplers.
+_LATTICE_TABLE = {
+    1: "0", 2: "00", 4: "0101", 8: "01100011", 16: "0010100101001010",
+    32: _alternating(*(3, 2) * 6, 2),
+    64: _alternating(*(5, 5) * 6, 4),
+    128: _alternating(*(10,) * 6, 9, *(10,) * 5, 9),
+    256: _alternating(20, 20, 20, 19, 20, 20, 19, 20, 20, 19, 20, 20, 19),
+    512: "01" * 256,  # "alternative 0s and 1s"
+}
+
+
 @functools.cache
-def _lattice_steps(steps: int) -> tuple:
-    """Lattice sampler sequences for 1, 2, 4, ... 2**(steps-1) input submaps.
+def _spread_steps(steps: int) -> tuple:
+    """The course's "spread" sampler sequences for 1, 2, 4, ... 2**(steps-1) input submaps.
 
     After j checkered steps the samples of the 2**j submaps are cosets of a grid of spacing 2**j;
     their offsets form a permutation ("n rooks": every row and column once). Choosing the
     samplers so that the offsets are the rank-1 lattice {(r, a*r mod 2**j)} spreads them evenly.
     Each step can only refine the previous lattice (a mod 2**(j-1) is fixed), so at every step
     we take, of the two refinements, the one whose closest pair of samples (on the torus) is
-    farthest apart; on a tie, the one closer to naive. This reproduces the sequences of the
-    original repository's table for its first five steps."""
+    farthest apart; on a tie, the one closer to naive. This equals the original's published
+    lattice table for its first five entries (1 to 16 submaps) and differs from it from the
+    sixth on (at 32 submaps every odd-numbered submap gets the other sampler, submap 1 first)."""
     def closest(n, a):
         return min(math.hypot(min(i, n - i), min(a * i % n, n - a * i % n)) for i in range(1, n))
 
@@ -71,7 +92,12 @@ def _lattice_steps(steps: int) -> tuple:
 
 
 def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> list[int]:
-    """The sampler (0 or 1) for each of ``submaps`` input submaps of a stride-2 layer."""
+    """The sampler (0 or 1) for each of ``submaps`` input submaps of a stride-2 layer.
+
+    "naive": all 0. "random": drawn uniformly, the same for the same ``seed`` and ``submaps``.
+    "lattice": the original's published table, which has entries for 1, 2, 4, ..., 512 submaps
+    (10 subsampling steps) only. "spread": the course's rule (see ``_spread_steps``), the same
+    as "lattice" up to 16 submaps, for any power of two."""
     _checked_ints("submaps", submaps)
     _check_sampling(sampling)
     if sampling == "naive":
@@ -80,9 +106,21 @@ def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> li
         generator = torch.Generator().manual_seed(seed * 1_000_003 + submaps)
         return torch.randint(2, (submaps,), generator=generator).tolist()
     step = submaps.bit_length() - 1
-    if submaps != 2 ** step:
-        raise ValueError(f"lattice sampling needs a power-of-two number of submaps, got {submaps}")
-    return list(_lattice_steps(step + 1)[step])
+    power_of_two = submaps == 2 ** step
+    if sampling == "lattice" and submaps in _LATTICE_TABLE:
+        return [int(sampler) for sampler in _LATTICE_TABLE[submaps]]
+    if sampling == "lattice":
+        problem = ("needs a power-of-two number of submaps" if not power_of_two else
+                   "has no entry in the original's published table for this number of submaps")
+        raise ValueError(
+            f"lattice sampling {problem}, got {submaps}; valid: "
+            f"{', '.join(map(str, _LATTICE_TABLE))} (the table's entries: at most 9 stride-2 "
+            f"steps before this one). sampling='spread', the course's own rule, gives a "
+            f"sequence for any power of two")
+    if not power_of_two:
+        raise ValueError(f"spread sampling needs a power-of-two number of submaps, got "
+                         f"{submaps}")
+    return list(_spread_steps(step + 1)[step])
 
 
 # --- the layers ----------------------------------------------------------------------------------

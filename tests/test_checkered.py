@@ -1,4 +1,5 @@
 import importlib.util
+import itertools
 from pathlib import Path
 
 import pytest
@@ -19,6 +20,16 @@ _spec.loader.exec_module(benchmark)
 # The original repository's lattice table, as quoted in the reference notes (first five steps).
 PUBLISHED_LATTICE = {1: [0], 2: [0, 0], 4: [0, 1, 0, 1], 8: [0, 1, 1, 0, 0, 0, 1, 1],
                      16: [0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0, 0, 1, 0, 1, 0]}
+# Its next four entries, as the notes describe them: runs of equal samplers (sampler, length), read
+# left to right over the submaps. The tenth, for 512 submaps, alternates 0 and 1.
+PUBLISHED_LATTICE_RUNS = {
+    32: [(0, 3), (1, 2)] * 6 + [(0, 2)],
+    64: [(0, 5), (1, 5)] * 6 + [(0, 4)],
+    128: [(0, 10), (1, 10), (0, 10), (1, 10), (0, 10), (1, 10), (0, 9), (1, 10), (0, 10),
+          (1, 10), (0, 10), (1, 10), (0, 9)],
+    256: [(0, 20), (1, 20), (0, 20), (1, 19), (0, 20), (1, 20), (0, 19), (1, 20), (0, 20),
+          (1, 19), (0, 20), (1, 20), (0, 19)]}
+TABLE_SIZES = "1, 2, 4, 8, 16, 32, 64, 128, 256, 512"
 
 
 # --- samplers --------------------------------------------------------------------------------
@@ -26,6 +37,54 @@ PUBLISHED_LATTICE = {1: [0], 2: [0, 0], 4: [0, 1, 0, 1], 8: [0, 1, 1, 0, 0, 0, 1
 @pytest.mark.parametrize("submaps, expected", PUBLISHED_LATTICE.items())
 def test_lattice_reproduces_the_published_sequences(submaps, expected):
     assert sampler_sequence(submaps, "lattice") == expected
+
+
+@pytest.mark.parametrize("submaps, runs", PUBLISHED_LATTICE_RUNS.items())
+def test_lattice_reproduces_the_published_runs(submaps, runs):
+    sequence = sampler_sequence(submaps, "lattice")
+    assert len(sequence) == submaps == sum(length for _, length in runs)
+    assert [(sampler, len(list(run))) for sampler, run in itertools.groupby(sequence)] == runs
+
+
+def test_lattice_512_is_a_plain_alternation():
+    assert sampler_sequence(512, "lattice") == [0, 1] * 256
+
+
+def test_lattice_has_an_entry_for_each_of_the_ten_steps_and_no_more():
+    for step in range(10):
+        sequence = sampler_sequence(2 ** step, "lattice")
+        assert len(sequence) == 2 ** step and set(sequence) <= {0, 1}
+    assert checkered._LATTICE_TABLE.keys() == {2 ** step for step in range(10)}
+
+
+def test_spread_is_the_table_for_five_steps_then_its_own_rule():
+    for submaps in (1, 2, 4, 8, 16):
+        assert sampler_sequence(submaps, "spread") == PUBLISHED_LATTICE[submaps]
+    lattice, spread = sampler_sequence(32, "lattice"), sampler_sequence(32, "spread")
+    # At the sixth step (32 submaps) every odd submap gets the other sampler, the first being
+    # submap 1: 0 in the table, 1 by the rule.
+    assert [i for i in range(32) if lattice[i] != spread[i]] == list(range(1, 32, 2))
+    assert (lattice[1], spread[1]) == (0, 1)
+    for submaps, differing in ((64, 32), (128, 64), (256, 128), (512, 268)):
+        lattice, spread = sampler_sequence(submaps, "lattice"), sampler_sequence(submaps, "spread")
+        assert sum(a != b for a, b in zip(lattice, spread)) == differing
+    assert len(sampler_sequence(1024, "spread")) == 1024  # the rule has no last step
+
+
+def test_lattice_beyond_the_table_names_the_valid_counts_and_the_alternative():
+    with pytest.raises(ValueError, match=f"no entry .* got 1024; valid: {TABLE_SIZES} .*"
+                                         f"sampling='spread', the course's own rule"):
+        sampler_sequence(1024, "lattice")
+    with pytest.raises(ValueError, match=f"power-of-two number of submaps, got 48; valid: "
+                                         f"{TABLE_SIZES} .*sampling='spread'"):
+        sampler_sequence(48, "lattice")
+    with pytest.raises(ValueError, match="spread sampling needs a power-of-two .*, got 3"):
+        sampler_sequence(3, "spread")
+    layer = CheckeredMaxPool2d(1, stride=2, sampling="lattice")
+    with pytest.raises(ValueError, match="got 1024; valid:"):
+        layer(torch.zeros(1, 1, 1024, 2, 2))
+    assert CheckeredMaxPool2d(1, 2, sampling="spread")(torch.zeros(1, 1, 1024, 2, 2)).shape == (
+        1, 1, 2048, 1, 1)
 
 
 def test_naive_and_random_sequences():
@@ -37,6 +96,9 @@ def test_naive_and_random_sequences():
 def test_bad_sampling_arguments():
     with pytest.raises(ValueError, match="'diagonal'.*naive, lattice, random"):
         sampler_sequence(4, "diagonal")
+    with pytest.raises(ValueError, match="^unknown sampling 'lattice2'; valid: naive, lattice, "
+                                         "random, spread$"):
+        sampler_sequence(4, "lattice2")
     with pytest.raises(ValueError, match="power-of-two number of submaps, got 3"):
         sampler_sequence(3, "lattice")
     with pytest.raises(ValueError, match="stride must be 1 or 2 .*, got 3"):
@@ -86,7 +148,7 @@ def test_each_sampler_keeps_its_diagonal_of_the_stride_1_output():
         assert torch.allclose(out[:, :, 4 + submap], second, atol=1e-12)
 
 
-@pytest.mark.parametrize("sampling", ["naive", "lattice", "random"])
+@pytest.mark.parametrize("sampling", ["naive", "lattice", "random", "spread"])
 def test_the_course_layer_equals_the_original_four_shift_algorithm(sampling):
     torch.manual_seed(0)
     layer = CheckeredConv2d(6, 5, 3, stride=2, padding=1, sampling=sampling).double()
@@ -438,9 +500,15 @@ def test_unknown_sampling_is_refused_by_the_converter():
         convert_to_checkered(models.create("resnet"), sampling="spiral")
 
 
+def test_the_converter_and_the_layers_take_spread():
+    ccnn = convert_to_checkered(models.create("resnet", num_blocks=(1, 1, 1)), sampling="spread")
+    assert {m.sampling for m in ccnn.modules() if isinstance(m, CheckeredConv2d)} == {"spread"}
+    assert CheckeredAvgPool2d(2, sampling="spread").sampling == "spread"
+
+
 # --- the lattices ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method", ["naive", "lattice", "random"])
+@pytest.mark.parametrize("method", ["naive", "lattice", "random", "spread"])
 @pytest.mark.parametrize("size, steps", [(16, 3), (32, 5), (31, 4), (50, 3), (64, 6)])
 def test_checkered_sampling_covers_every_row_and_column(method, size, steps):
     kept = sampled_pixels(size, steps, method) >= 0
@@ -461,6 +529,23 @@ def test_lattice_spreads_the_samples_better_than_naive():
 
     assert closest_pair("lattice") == pytest.approx(8 ** 0.5)  # evenly spread
     assert closest_pair("naive") == pytest.approx(2 ** 0.5)    # diagonal lines of touching pixels
+
+
+def test_table_and_rule_sample_differently_from_the_sixth_step():
+    """After j steps of a 2**j x 2**j input (one pixel per submap), as notebook 04 shows: the same
+    pixels for five steps; then the rule's closest pair is farther apart after six steps, the
+    table's after seven."""
+    def closest_pair(method, steps):
+        points = (sampled_pixels(2 ** steps, steps, method) >= 0).nonzero().float()
+        return (torch.cdist(points, points) + torch.eye(len(points)) * 1e9).min().item()
+
+    assert torch.equal(sampled_pixels(32, 5, "lattice"), sampled_pixels(32, 5, "spread"))
+    assert not torch.equal(sampled_pixels(64, 6, "lattice") >= 0,
+                           sampled_pixels(64, 6, "spread") >= 0)
+    assert closest_pair("lattice", 6) == pytest.approx(26 ** 0.5)
+    assert closest_pair("spread", 6) == pytest.approx(58 ** 0.5)
+    assert closest_pair("lattice", 7) == pytest.approx(104 ** 0.5)
+    assert closest_pair("spread", 7) == pytest.approx(74 ** 0.5)
 
 
 def test_sampling_figure_one_panel_per_method_and_step():
@@ -489,4 +574,4 @@ def test_flops_grow_with_the_submaps():
     flops = measure.count_flops(cnn, (3, 32, 32))
     ccnn_flops = measure.count_flops(convert_to_checkered(cnn), (3, 32, 32))
     assert 2 * flops < ccnn_flops < 4 * flops  # 1, 2 and 4 submaps in the three stages
-    assert checkered.SAMPLINGS == ("naive", "lattice", "random")
+    assert checkered.SAMPLINGS == ("naive", "lattice", "random", "spread")
