@@ -80,8 +80,10 @@ def check_url(url: str, setting: str | None = None) -> str:
 
 
 def download(url: str, destination: str | Path, sha256: str | None = None,
-             timeout: float = 30, deadline: float | None = 30 * 60) -> Path:
-    """Download ``url`` to ``destination`` with a progress bar; check its length and sha256.
+             timeout: float = 30, deadline: float | None = 30 * 60,
+             what: str | None = None) -> Path:
+    """Download ``url`` to ``destination`` with a progress bar that names ``what`` (default:
+    the file's name); check its length and sha256.
 
     The bytes go to a temporary file beside the destination, renamed only when complete and
     correct, so a failed or interrupted download leaves nothing behind. ``timeout`` bounds each
@@ -116,7 +118,7 @@ def download(url: str, destination: str | Path, sha256: str | None = None,
             expected = int(response.headers.get("Content-Length") or 0) or None
             try:
                 with tqdm(total=expected, unit="B", unit_scale=True,
-                          desc=f"downloading {destination.name}") as progress:
+                          desc=f"downloading {what or destination.name}") as progress:
                     while not overdue() and (chunk := response.read1(1 << 16)):
                         out.write(chunk)
                         digest.update(chunk)
@@ -205,7 +207,7 @@ def _download_unless_offline(url: str, path: Path, sha256: str | None, what: str
         print(f"COURSE_OFFLINE is set: skipped downloading {what} from {url}.")
         return False
     try:
-        download(url, path, sha256)
+        download(url, path, sha256, what=what)
     except NoNetworkError as error:
         print(f"No network: {error}; skipped downloading {what} "
               f"(set COURSE_OFFLINE=1 to skip without trying).")

@@ -44,6 +44,14 @@ def test_download_a_good_file(tmp_path, monkeypatch, server):
     assert target.read_bytes() == body and _leftovers(tmp_path / "out") == ["model.ckpt"]
 
 
+def test_the_progress_bar_names_what_is_downloaded(tmp_path, monkeypatch, server, capsys):
+    monkeypatch.delenv("COURSE_OFFLINE")
+    _, body, digest = _published()
+    checkpoints.download(server.serve("/m.ckpt", body), tmp_path / "best.ckpt", digest,
+                         what="tutorial5-resnet")
+    assert "downloading tutorial5-resnet" in capsys.readouterr().err
+
+
 def test_a_truncated_download_leaves_nothing(tmp_path, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
     _, body, digest = _published()
