@@ -34,8 +34,10 @@ def run(notebook: Path, build: Path) -> dict:
     headline_file.unlink(missing_ok=True)
     os.environ["COURSE_HEADLINE_FILE"] = str(headline_file)
     nb = nbformat.read(notebook, as_version=4)
+    # The kernel's start-up warning about unencrypted local TCP is noise in make course's output.
     client = NotebookClient(nb, timeout=900 if config.is_quick() else None, kernel_name="python3",
-                            resources={"metadata": {"path": str(notebook.parent)}})
+                            resources={"metadata": {"path": str(notebook.parent)}},
+                            extra_arguments=["--IPKernelApp.log_level=ERROR"])
     start = time.perf_counter()
     status = "ok"
     try:
@@ -44,6 +46,9 @@ def run(notebook: Path, build: Path) -> dict:
         status = "FAILED"
         print(f"{notebook.name} failed:\n{error}", file=sys.stderr)
     seconds = time.perf_counter() - start
+    for cell in nb.cells:
+        if cell.cell_type == "code":
+            cell.outputs = compact(cell.outputs)
     files.write_text(build / notebook.name, nbformat.writes(nb))
     html, _ = HTMLExporter().from_notebook_node(nb)
     files.write_text(build / f"{notebook.stem}.html", html)
@@ -51,6 +56,41 @@ def run(notebook: Path, build: Path) -> dict:
     headline_file.unlink(missing_ok=True)
     return {"notebook": notebook.name, "status": status, "wall time": f"{seconds:.0f} s",
             "headline": headline}
+
+
+def compact(outputs: list) -> list:
+    """A cell's outputs as a reader of build/ should see them: consecutive stream outputs of one
+    kind merged, with what a carriage return overwrote removed (a progress bar leaves its last
+    state per line, not one output per refresh), empty streams dropped, and a pandas Styler
+    table shown by its HTML alone (its '<Styler at 0x…>' text fallback removed)."""
+    merged = []
+    for output in outputs:
+        previous = merged[-1] if merged else None
+        if (output.get("output_type") == "stream" and previous is not None
+                and previous.get("output_type") == "stream"
+                and previous.get("name") == output.get("name")):
+            previous["text"] += output["text"]
+        else:
+            merged.append(output)
+    kept = []
+    for output in merged:
+        if output.get("output_type") == "stream":
+            output["text"] = "\n".join(_last_state(line) for line in output["text"].split("\n"))
+            if not output["text"].strip():
+                continue
+        data = output.get("data", {})
+        if "text/html" in data and str(data.get("text/plain", "")).startswith(
+                "<pandas.io.formats.style.Styler"):
+            del data["text/plain"]
+        kept.append(output)
+    return kept
+
+
+def _last_state(line: str) -> str:
+    """What a terminal shows of a line that carriage returns rewrote: its last part with text
+    (a bar that clears itself writes blanks over it)."""
+    parts = [part for part in line.split("\r") if part.strip()]
+    return parts[-1] if parts else ""
 
 
 def table(rows: list[dict]) -> str:
