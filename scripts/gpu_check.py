@@ -27,7 +27,8 @@ os.environ.setdefault("COURSE_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from helpers import classifier, config, data, files, measure, models, recipes, training  # noqa: E402
+from helpers import (classifier, config, data, files, measure, memory_safe, models,  # noqa: E402
+                     recipes, training)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -131,24 +132,10 @@ def check_memory_efficient_densenet() -> dict:
     return {"plain_mib": round(plain), "memory_efficient_mib": round(efficient)}
 
 
-class _OutOfMemoryAbove(torch.nn.Module):
-    """Raises the error PyTorch gives on a full GPU for any batch larger than ``limit``."""
-
-    def __init__(self, model, limit):
-        super().__init__()
-        self.model = model
-        self.limit = limit
-
-    def forward(self, x):
-        if len(x) > self.limit:
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by gpu_check)")
-        return self.model(x)
-
-
 def check_out_of_memory_recovery(folder: Path) -> dict:
     """An injected out-of-memory error is recovered by micro-batches (memory_safe=True)."""
     module = data.ImageDataModule("CIFAR10", subset=(256, 128, 128), val_size=1000)
-    model = _OutOfMemoryAbove(models.create("resnet"), limit=16)
+    model = memory_safe.OutOfMemoryAbove(models.create("resnet"), limit=16)
     run = training.fit(model, module, RECIPE, name="out-of-memory", epochs=1, directory=folder,
                        overwrite=True, enable_progress_bar=False, memory_safe=True)
     assert run.info["micro_batch"] == 16, run.info["micro_batch"]

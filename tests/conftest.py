@@ -8,9 +8,8 @@ import threading
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
-from helpers import datasets  # noqa: E402
+from helpers import datasets, memory_safe  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -93,20 +92,7 @@ def server():
     local.close()
 
 
-class _OutOfMemoryAbove(torch.nn.Module):
-    """Raises the error PyTorch gives on a full GPU whenever a batch is larger than ``limit``."""
-
-    def __init__(self, model, limit):
-        super().__init__()
-        self.model, self.limit = model, limit
-
-    def forward(self, x):
-        if len(x) > self.limit:
-            raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
-        return self.model(x)
-
-
 @pytest.fixture
 def out_of_memory_above():
     """Wraps a model so that batches above a size fail as on a full GPU: ``wrap(model, limit)``."""
-    return _OutOfMemoryAbove
+    return memory_safe.OutOfMemoryAbove
