@@ -7,8 +7,9 @@ step), ``memory_safe`` (opt-in recovery from running out of memory), ``training`
 training path, ``fit``), ``runs`` (run folders bound to their settings), ``checkpoints`` (load,
 download or train), ``checkered`` (checkered subsampling), ``sweep`` (the feature-amount family
 and a resumable sweep), ``reference`` (the course's reference runs), ``measure`` (size, memory
-and speed of a model), ``plots`` (figures and tables), ``course`` (``make course``), ``files``
-(writes that are never half-done).
+and speed of a model), ``plots`` (figures and tables), ``exercises`` (the notebooks' exercises
+and their expected results), ``course`` (``make course``), ``files`` (writes that are never
+half-done).
 
 Modules are imported on first use (``helpers.models`` works after ``import helpers``), so that a
 process needing only one of them does not pay for importing Lightning and matplotlib.
@@ -18,7 +19,7 @@ import importlib
 
 _MODULES = ("config", "files", "datasets", "data", "models", "recipes", "classifier",
             "memory_safe", "training", "runs", "checkpoints", "checkered", "sweep", "reference",
-            "measure", "plots", "course")
+            "measure", "plots", "exercises", "course")
 
 
 def __getattr__(name):

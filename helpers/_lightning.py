@@ -34,13 +34,14 @@ def quiet():
 
 
 class ProgressBar(TQDMProgressBar):
-    """Lightning's training bar (rate, time left, metrics) without the logger version number,
-    and without bars for the short validation and test passes."""
+    """Lightning's training bar (rate, time left, metrics, accuracies in percent) without the
+    logger version number, and without bars for the short validation and test passes."""
 
     def get_metrics(self, trainer, module):
         items = super().get_metrics(trainer, module)
         items.pop("v_num", None)
-        return items
+        return {name: f"{100 * value:.1f}%" if name.endswith("_acc") and isinstance(value, float)
+                else value for name, value in items.items()}
 
     def init_validation_tqdm(self):
         return Tqdm(disable=True)

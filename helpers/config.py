@@ -28,7 +28,7 @@ OFFLINE_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": Fal
 
 # Sizes of the quick-mode subsets (train, validation, test) and its epoch cap.
 QUICK_SUBSET = (1024, 256, 512)
-QUICK_EPOCHS = 2
+QUICK_EPOCHS = 1
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 

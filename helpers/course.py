@@ -6,8 +6,10 @@ GPU, quick without).
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import re
 import sys
 import time
 from pathlib import Path
@@ -46,8 +48,10 @@ def run(notebook: Path, build: Path) -> dict:
         status = "FAILED"
         print(f"{notebook.name} failed:\n{error}", file=sys.stderr)
     seconds = time.perf_counter() - start
-    for cell in nb.cells:
+    for number, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
+            for problem in output_problems(cell.outputs):
+                print(f"{notebook.name}, cell {number}: {problem}", file=sys.stderr)
             cell.outputs = compact(cell.outputs)
     files.write_text(build / notebook.name, nbformat.writes(nb))
     html, _ = HTMLExporter().from_notebook_node(nb)
@@ -84,6 +88,32 @@ def compact(outputs: list) -> list:
             del data["text/plain"]
         kept.append(output)
     return kept
+
+
+PROGRESS_LINE = re.compile(r"\d+/\d+ \[[\d:<?]+")  # tqdm's "12/312 [00:15<04:57"
+OBJECT_FALLBACK = re.compile(r"^<[\w.]+ (object )?at 0x[0-9a-f]+>$")
+
+
+def output_problems(outputs: list) -> list[str]:
+    """What is wrong with a cell's outputs as a reader sees them (after :func:`compact`): a
+    progress bar that left a line per refresh, a warning or other stderr text, an object shown by
+    its '<... at 0x…>' fallback, the kernel's TCP warning. Empty when the record is clean."""
+    problems = []
+    for output in compact(copy.deepcopy(outputs)):
+        text = output.get("text", "")
+        if output.get("output_type") == "stream":
+            bars = len(PROGRESS_LINE.findall(text))
+            if bars > 3:
+                problems.append(f"a progress bar left {bars} lines (it should rewrite one line)")
+            if "without encryption" in text:
+                problems.append("the kernel's TCP warning is in the output")
+            elif output.get("name") == "stderr" and not bars:
+                problems.append(f"stderr output (a warning?): {text.strip()[:200]!r}")
+        plain = str(output.get("data", {}).get("text/plain", ""))
+        if OBJECT_FALLBACK.match(plain.strip()) and len(output.get("data", {})) == 1:
+            problems.append(f"an object shown by its text fallback {plain.strip()!r}: display "
+                            "it (a figure, a table or its HTML) or end the line with ';'")
+    return problems
 
 
 def _last_state(line: str) -> str:

@@ -16,8 +16,10 @@ import functools
 import json
 import os
 import subprocess
+import statistics
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
@@ -95,6 +97,26 @@ def inference_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_
     the training path's settings (bf16 autocast and channels_last where they help), timed over
     ``batches`` batches after two warm-up batches."""
     return _throughput(model, input_shape, batch_size, batches, train=False)
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Images per second timed several times: the median and the range, so that a table shows
+    how much one timing moves."""
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.median:,.0f} ({self.low:,.0f}–{self.high:,.0f})"
+
+
+def inference_rate(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 256,
+                   batches: int = 5, repeats: int = 3) -> Rate:
+    """:func:`inference_throughput`, timed ``repeats`` times."""
+    rates = sorted(inference_throughput(model, input_shape, batch_size, batches)
+                   for _ in range(repeats))
+    return Rate(statistics.median(rates), rates[0], rates[-1])
 
 
 def training_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 128,

@@ -42,12 +42,28 @@ def image_grid(images: torch.Tensor, labels=None, classes=None, ncols: int = 8,
     return figure
 
 
-def training_curves(histories: pd.DataFrame | dict, title: str | None = None) -> plt.Figure:
+MIN_CURVE_EPOCHS = 3
+
+
+def training_curves(histories: pd.DataFrame | dict, title: str | None = None) -> plt.Figure | None:
     """Loss, accuracy and learning rate per epoch; train solid, validation dashed.
 
-    ``histories`` is one history table (``Run.history``) or a dict of them, one line per run."""
+    ``histories`` is one history table (``Run.history``) or a dict of them, one line per run.
+    A run of fewer than MIN_CURVE_EPOCHS epochs (a smoke run) is no curve: its numbers are printed
+    as text instead, and without a longer run there is no figure (None)."""
     if isinstance(histories, pd.DataFrame):
         histories = {"": histories}
+    short = {label: h for label, h in histories.items() if len(h) < MIN_CURVE_EPOCHS}
+    if short:
+        print(f"{title or 'training'}: too few epochs to draw as curves")
+        for label, history in short.items():
+            print(f"  {label or 'run'}: " + "; ".join(
+                f"epoch {row.epoch}: train {row.train_acc:.1%} (loss {row.train_loss:.3f}),"
+                f" val {row.val_acc:.1%} (loss {row.val_loss:.3f})"
+                for row in history.itertuples()))
+    histories = {label: h for label, h in histories.items() if label not in short}
+    if not histories:
+        return None
     figure, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(14, 3.8))
     colours = sns.color_palette(n_colors=max(len(histories), 1))
     for colour, (label, history) in zip(colours, histories.items()):

@@ -275,6 +275,14 @@ class Record(dict):
         return bool(self.get("smoke_run"))
 
     @property
+    def smoke_label(self) -> str:
+        """' — SMOKE RUN (mode, data): not a result' to append to the title or caption of what a
+        smoke run shows; empty for any other run."""
+        if not self.is_smoke_run:
+            return ""
+        return f" — SMOKE RUN ({self['mode']} mode, {self['data_source']}): not a result"
+
+    @property
     def is_result(self) -> bool:
         """Trained by the course, on real data, in full mode: its numbers are results."""
         return "test_acc" in self and not self.is_smoke_run
@@ -333,7 +341,7 @@ class Run:
                 return f"published checkpoint {info['url']}, not trained by the course"
             return f"checkpoint {info.get('checkpoint', self.directory)} without a run record"
         if info.is_smoke_run:
-            return f"SMOKE RUN ({info['mode']} mode, {info['data_source']}): not a result"
+            return info.smoke_label.removeprefix(" — ")
         train = (info.get("images") or {}).get("train")
         data = f"{info['data']} ({train:,} training images)" if train else info["data"]
         return (f"{data}, recipe {info['recipe']['name']}, {info['epochs']} epochs, "

@@ -333,6 +333,16 @@ def scaled(variant: Variant, factor: float) -> Variant:
     return dataclasses.replace(variant, widths=widths)
 
 
+def scaled_to_macs(variant: Variant, macs: int) -> Variant:
+    """``variant`` scaled (:func:`scaled`) so that its MACs come as close to ``macs`` as whole
+    widths allow: the same profile at an equal compute budget."""
+    low, high = 1e-3, 1e3
+    for _ in range(60):  # bisection on the factor; MACs grow with it
+        middle = math.sqrt(low * high)
+        low, high = (middle, high) if scaled(variant, middle).macs < macs else (low, middle)
+    return min((scaled(variant, low), scaled(variant, high)), key=lambda v: abs(v.macs - macs))
+
+
 def representatives(variants: list[Variant]) -> list[Variant]:
     """One variant per location xi (the middle one of its group in the family's order): a
     subset that spans early-heavy to late-heavy profiles for a sweep on a budget."""

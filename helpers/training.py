@@ -155,6 +155,17 @@ def results_table(runs: dict[str, Run]) -> pd.DataFrame:
         "provenance": run.provenance} for name, run in runs.items()]).set_index("model")
 
 
+def show_results(runs: dict[str, Run], caption: str = ""):
+    """:func:`results_table` as a notebook shows it: accuracies in percent, parameters with
+    thousands separators, and a caption that warns when a row is a smoke run."""
+    if any(run.info.is_smoke_run for run in runs.values()):
+        caption = f"{caption} (SMOKE RUN rows are not results: see provenance)".strip()
+    return (results_table(runs).style
+            .format({"val accuracy": "{:.2%}", "test accuracy": "{:.2%}", "parameters": "{:,}",
+                     "test images": "{:,}"}, na_rep="-")
+            .set_caption(caption))
+
+
 def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cosine", *,
         name: str, epochs: int | None = None, seed: int = 0, precision: str = "auto",
         channels_last: bool | None = None, overwrite: bool | None = None,

@@ -74,6 +74,14 @@ def test_training_throughput_trains_and_inference_throughput_does_not():
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+def test_a_rate_is_timed_several_times_and_shows_its_range(monkeypatch):
+    timings = iter([900.0, 1000.0, 1200.0])
+    monkeypatch.setattr(measure, "inference_throughput", lambda *args, **kwargs: next(timings))
+    rate = measure.inference_rate(None, repeats=3)
+    assert (rate.median, rate.low, rate.high) == (1000.0, 900.0, 1200.0)
+    assert str(rate) == "1,000 (900–1,200)"
+
+
 def test_the_variant_cost_benchmark_compares_every_representative_with_vgg_d(capsys):
     cost = _load("sweep_variant_cost")
     result = cost.main(["--batches", "1", "--batch-size", "2", "--epochs", "2", "--images", "100",

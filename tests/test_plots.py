@@ -28,14 +28,30 @@ def test_image_grid_draws_grey_images():
     assert figure.axes[0].images[0].get_array().shape == (28, 28)
 
 
+def _history(epochs: int) -> pd.DataFrame:
+    return pd.DataFrame({"epoch": range(1, epochs + 1), "lr": [0.1] * epochs,
+                         "train_loss": [2.0 / e for e in range(1, epochs + 1)],
+                         "val_loss": [2.1 / e for e in range(1, epochs + 1)],
+                         "train_acc": [0.3 * e for e in range(1, epochs + 1)],
+                         "val_acc": [0.25 * e for e in range(1, epochs + 1)]})
+
+
 def test_training_curves_one_line_per_split_and_run():
-    history = pd.DataFrame({"epoch": [1, 2], "lr": [0.1, 0.05], "train_loss": [2.0, 1.0],
-                            "val_loss": [2.1, 1.5], "train_acc": [0.3, 0.6],
-                            "val_acc": [0.25, 0.5]})
-    figure = plots.training_curves({"plain": history, "residual": history})
+    figure = plots.training_curves({"plain": _history(3), "residual": _history(3)})
     loss, accuracy, lr = figure.axes
     assert len(loss.lines) == len(accuracy.lines) == 4 and len(lr.lines) == 2
-    assert list(accuracy.lines[1].get_ydata()) == [25.0, 50.0]  # plain val, in percent
+    assert list(accuracy.lines[1].get_ydata()) == [25.0, 50.0, 75.0]  # plain val, in percent
+
+
+def test_a_smoke_run_is_text_not_a_curve(capsys):
+    """One or two epochs are no curve: their numbers are printed, the longer runs are drawn."""
+    assert plots.training_curves({"smoke": _history(2)}, title="SMOKE RUN") is None
+    printed = capsys.readouterr().out
+    assert "SMOKE RUN: too few epochs" in printed
+    assert "epoch 2: train 60.0% (loss 1.000), val 50.0% (loss 1.050)" in printed
+    figure = plots.training_curves({"smoke": _history(1), "reference": _history(10)})
+    assert len(figure.axes[0].lines) == 2  # the reference run's train and val loss only
+    assert "smoke: epoch 1:" in capsys.readouterr().out
 
 
 def test_confusion_matrix_rows_are_fractions_of_the_true_class():

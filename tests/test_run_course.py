@@ -61,3 +61,54 @@ def test_compact_merges_only_neighbouring_streams():
                {"output_type": "stream", "name": "stdout", "text": "b\n"}]
     kept = run_course.compact(outputs)
     assert [o.get("text") for o in kept] == ["a\n", None, "b\n"]
+
+
+def _stream(text, name="stdout"):
+    return {"output_type": "stream", "name": name, "text": text}
+
+
+def test_output_problems_names_each_kind_of_untidy_output():
+    bar = "".join(f"\rEpoch 0: {i}/312 [00:{i:02d}<04:57, 1.00it/s]" for i in range(1, 40))
+    assert run_course.output_problems([_stream(bar + "\n", "stderr")]) == []  # rewrites one line
+    per_refresh = "".join(f"Epoch 0: {i}/312 [00:{i:02d}<04:57, 1.00it/s]\n" for i in range(1, 6))
+    assert "progress bar left 5 lines" in run_course.output_problems(
+        [_stream(per_refresh, "stderr")])[0]
+    warning = _stream("/x.py:3: UserWarning: something is deprecated\n", "stderr")
+    assert "UserWarning" in run_course.output_problems([warning])[0]
+    tcp = _stream("Kernel is running over TCP without encryption\n", "stderr")
+    assert "TCP warning" in run_course.output_problems([tcp])[0]
+    fallback = {"output_type": "execute_result", "execution_count": 1, "metadata": {},
+                "data": {"text/plain": "<helpers.runs.Record object at 0x7f3a2c1d9e50>"}}
+    assert "text fallback" in run_course.output_problems([fallback])[0]
+    styled = {"output_type": "display_data", "metadata": {}, "data": {
+        "text/html": "<table></table>",
+        "text/plain": "<pandas.io.formats.style.Styler at 0x7f3a2c1d9e50>"}}
+    figure = {"output_type": "display_data", "metadata": {}, "data": {
+        "image/png": "", "text/plain": "<Figure size 640x480 with 1 Axes>"}}
+    clean = [_stream("accuracy 12%\n"), _stream("\n"), styled, figure,
+             {"output_type": "execute_result", "execution_count": 2, "metadata": {},
+              "data": {"text/plain": "0.5"}}]
+    assert run_course.output_problems(clean) == []
+    assert clean[0]["text"] == "accuracy 12%\n"  # the cell's outputs are not changed
+
+
+def test_notebook_tests_fail_a_cell_with_untidy_output(tmp_path):
+    """make test's notebook run (nbval, with notebooks/conftest.py) fails a cell that ran but
+    left a warning, and passes a tidy one."""
+    import shutil
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parents[1]
+    shutil.copy(root / "notebooks" / "conftest.py", tmp_path / "conftest.py")
+    notebook = tmp_path / "untidy.ipynb"
+    nbformat.write(new_notebook(cells=[
+        new_code_cell("print('tidy')"),
+        new_code_cell("import warnings\nwarnings.warn('an untidy warning')")], metadata={
+        "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}),
+        notebook)
+    result = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider",
+                             "--nbval-lax", "--nbval-current-env", "-q", str(notebook)],
+                            cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "1 failed, 1 passed" in result.stdout, result.stdout + result.stderr
+    assert "untidy warning" in result.stdout and "output is untidy" in result.stdout

@@ -254,3 +254,14 @@ def test_early_abandonment_after_the_first_cycle():
     fresh.on_train_epoch_end(learning, None)
     assert not learning.should_stop and not fresh.abandoned
     assert recipes.get_recipe("mundt-sgdr").cycle_epochs == 10
+
+
+def test_scaled_to_macs_keeps_the_profile_at_an_equal_compute_budget():
+    early, late = sweep.representatives(sweep.skew_normal_variants(16))[::13]
+    budget = sweep.scaled(sweep.vgg_d(), 1 / 8).macs
+    for variant in (early, late):
+        equal = sweep.scaled_to_macs(variant, budget)
+        assert abs(equal.macs - budget) / budget < 0.02  # whole widths allow about this much
+        assert equal.xi == variant.xi and len(equal.widths) == len(variant.widths)
+        order = sorted(range(15), key=lambda i: variant.widths[i])
+        assert equal.widths[order[-1]] == max(equal.widths)  # the widest layer stays widest

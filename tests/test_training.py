@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import data, measure, memory_safe, models, recipes, training
+from helpers import config, data, measure, memory_safe, models, recipes, training
 
 
 def _data(**options):
@@ -153,6 +153,7 @@ def test_a_smoke_run_is_recorded_and_labelled_as_one(smoke_run):
     assert info.is_smoke_run and not info.is_result and not info.is_published
     assert smoke_run.provenance.startswith(
         "SMOKE RUN (quick mode, synthetic stand-in for CIFAR10)")
+    assert info.smoke_label == " — " + smoke_run.provenance  # for figure titles
 
 
 def test_the_record_names_the_model_and_data_it_was_trained_with(smoke_run):
@@ -175,6 +176,9 @@ def test_the_results_table_shows_a_run_as_recorded(smoke_run):
     assert table.loc["tiny", "test accuracy"] == smoke_run.info["test_acc"]
     assert table.loc["tiny", "test images"] == 250
     assert table.loc["tiny", "provenance"] == smoke_run.provenance
+    shown = training.show_results({"tiny": smoke_run}, caption="tiny run").to_html()
+    assert f"{smoke_run.info['test_acc']:.2%}" in shown  # in percent
+    assert "tiny run (SMOKE RUN rows are not results" in shown
 
 
 def test_provenance_of_a_real_run_names_data_recipe_hardware_and_date():
@@ -225,7 +229,7 @@ def test_quick_mode_caps_the_epochs(course_env):
     recipe = recipes.get_recipe("sgd-cosine", batch_size=64)
     assert recipe.epochs == 30
     run = training.fit(_model(), _data(subset=(128, 64, 64)), recipe, name="capped")
-    assert len(run.history) == 2 and run.info["epochs"] == 2
+    assert len(run.history) == run.info["epochs"] == config.QUICK_EPOCHS == 1
     assert math.isfinite(run.info["test_loss"])
 
 
@@ -323,3 +327,14 @@ def test_a_long_run_says_beforehand_how_long_it_will_take(monkeypatch, capsys, t
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
     training._say_how_long_if_long(model, module, FAST, tmp_path / "short", epochs=12)
     assert capsys.readouterr().out == ""  # under 100 steps: not even timed
+
+
+def test_the_progress_bar_shows_accuracies_in_percent(monkeypatch):
+    from pytorch_lightning.callbacks import TQDMProgressBar
+
+    from helpers import _lightning
+
+    monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, trainer, module: {
+        "v_num": 3, "train_loss": 1.25, "val_acc": 0.4375})
+    shown = _lightning.ProgressBar().get_metrics(None, None)
+    assert shown == {"train_loss": 1.25, "val_acc": "43.8%"}
