@@ -62,7 +62,7 @@ def check(run: Run, between: tuple[float, float], measured: str, hint: str = "")
     accuracy = run.info["test_acc"]
     if not is_full(run):
         print(f"{run.name}: {accuracy:.1%} — not checked: a smoke run (the range "
-              f"{low:.0%}–{high:.0%} is for {SIZES[0]:,} real training images and {EPOCHS} "
+              f"{low:.1%}–{high:.1%} is for {SIZES[0]:,} real training images and {EPOCHS} "
               f"epochs; set FULL = True in the cell to do the exercise).")
         return
     assert low <= accuracy <= high, (
