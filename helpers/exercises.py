@@ -3,9 +3,10 @@ check of the learner's result against the range the course measured for the same
 
 Every exercise trains on the same data (5,000 training, 1,000 validation and all 10,000 test
 images of the real Fashion-MNIST) for the same few epochs, so that the range the course measured
-applies on another machine too, within the margin the range allows for seeds and hardware. In quick mode an exercise cell makes a smoke run of a few batches instead, which
-:func:`check` does not judge; set ``FULL = True`` in the cell (or ``COURSE_EXERCISES=full`` in
-the environment) to do the exercise.
+applies on another machine too, within the margin the range allows for seeds and hardware. In
+quick mode an exercise cell makes a smoke run of a few batches instead, which :func:`check` does
+not judge; set ``FULL = True`` in the cell (or ``COURSE_EXERCISES=full`` in the environment) to
+do the exercise.
 """
 
 from __future__ import annotations
