@@ -338,3 +338,14 @@ def test_the_progress_bar_shows_accuracies_in_percent(monkeypatch):
         "v_num": 3, "train_loss": 1.25, "val_acc": 0.4375})
     shown = _lightning.ProgressBar().get_metrics(None, None)
     assert shown == {"train_loss": 1.25, "val_acc": "43.8%"}
+
+
+def test_the_last_batch_table_shows_the_seeds_bug():
+    """100 images in batches of 64: the seed counted the last 36 only."""
+    labels = torch.zeros(100, dtype=torch.long)
+    probabilities = torch.zeros(100, 2)
+    probabilities[:64, 0] = 1  # the first 64 right, the last 36 wrong
+    probabilities[64:, 1] = 1
+    table = training.last_batch_table(probabilities, labels).data
+    assert table["images counted"].tolist() == [36, 100]
+    assert table["test accuracy"].tolist() == pytest.approx([0.0, 0.64])  # float32 means
