@@ -90,7 +90,8 @@ def compact(outputs: list) -> list:
     return kept
 
 
-PROGRESS_LINE = re.compile(r"\d+/\d+ \[[\d:<?]+")  # tqdm's "12/312 [00:15<04:57"
+# tqdm's "12/312 [00:15<04:57" or, with units, "1.13M/1.13M [00:00<00:00"
+PROGRESS_LINE = re.compile(r"([\d.]+[kMGTP]?)/([\d.]+[kMGTP]?) \[[\d:<?]+")
 OBJECT_FALLBACK = re.compile(r"^<[\w.]+ (object )?at 0x[0-9a-f]+>$")
 
 
@@ -102,13 +103,20 @@ def output_problems(outputs: list) -> list[str]:
     for output in compact(copy.deepcopy(outputs)):
         text = output.get("text", "")
         if output.get("output_type") == "stream":
-            bars = len(PROGRESS_LINE.findall(text))
-            if bars > 3:
-                problems.append(f"a progress bar left {bars} lines (it should rewrite one line)")
+            bars = [PROGRESS_LINE.search(line) for line in text.splitlines()]
+            # a finished bar per item (one line per download) is tidy; a bar that left its
+            # intermediate states behind printed a line per refresh
+            unfinished = sum(1 for bar in bars if bar and bar[1] != bar[2])
+            if unfinished > 3:
+                problems.append(f"a progress bar left {unfinished} lines of intermediate states "
+                                "(it should rewrite one line)")
             if "without encryption" in text:
                 problems.append("the kernel's TCP warning is in the output")
-            elif output.get("name") == "stderr" and not bars:
-                problems.append(f"stderr output (a warning?): {text.strip()[:200]!r}")
+            elif output.get("name") == "stderr":
+                other = [line for line, bar in zip(text.splitlines(), bars)
+                         if line.strip() and not bar]
+                if other:
+                    problems.append(f"stderr output (a warning?): {chr(10).join(other)[:200]!r}")
         plain = str(output.get("data", {}).get("text/plain", ""))
         if OBJECT_FALLBACK.match(plain.strip()) and len(output.get("data", {})) == 1:
             problems.append(f"an object shown by its text fallback {plain.strip()!r}: display "

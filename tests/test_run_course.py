@@ -73,6 +73,12 @@ def test_output_problems_names_each_kind_of_untidy_output():
     per_refresh = "".join(f"Epoch 0: {i}/312 [00:{i:02d}<04:57, 1.00it/s]\n" for i in range(1, 6))
     assert "progress bar left 5 lines" in run_course.output_problems(
         [_stream(per_refresh, "stderr")])[0]
+    downloads = "".join(f"\rdownloading {name}: 100%|██████████| 1.13M/1.13M [00:00<00:00, "
+                        "406MB/s]\n" for name in ["googlenet", "resnet", "preact", "densenet"])
+    assert run_course.output_problems([_stream(downloads, "stderr")]) == []  # one line each
+    mixed = _stream(downloads + "/x.py:3: UserWarning: something is deprecated\n", "stderr")
+    assert run_course.output_problems([mixed]) == [
+        "stderr output (a warning?): '/x.py:3: UserWarning: something is deprecated'"]
     warning = _stream("/x.py:3: UserWarning: something is deprecated\n", "stderr")
     assert "UserWarning" in run_course.output_problems([warning])[0]
     tcp = _stream("Kernel is running over TCP without encryption\n", "stderr")
