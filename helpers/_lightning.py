@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import shutil
 import warnings
 from pathlib import Path
 
@@ -79,7 +80,11 @@ def trainer(precision: str, **options) -> pl.Trainer:
 
 def loggers(folder: Path, resuming: bool) -> list:
     """CSV and TensorBoard loggers writing into ``folder/logs``. Lightning's CSV logger deletes
-    an existing metrics.csv, so a resumed attempt logs into ``csv-2``, ``csv-3``, ... beside it."""
+    an existing metrics.csv, so a resumed attempt logs into ``csv-2``, ``csv-3``, ... beside it.
+    Starting afresh, the logs of an attempt stopped before its first checkpoint are removed
+    first, so TensorBoard cannot show the dead attempt's curve beside the new one."""
+    if not resuming:
+        shutil.rmtree(Path(folder) / "logs", ignore_errors=True)
     attempt = len(list(Path(folder).glob("logs/csv*"))) + 1 if resuming else 1
     version = "csv" if attempt == 1 else f"csv-{attempt}"
     return [CSVLogger(folder, name="logs", version=version),

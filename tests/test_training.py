@@ -196,9 +196,12 @@ class _Killed(Exception):
     pass
 
 
-class _KillInSecondEpoch(training.pl.Callback):
+class _KillAt(training.pl.Callback):
+    def __init__(self, epoch: int, batch: int = 3):
+        self.epoch, self.batch = epoch, batch
+
     def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == 3:
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
             raise _Killed
 
 
@@ -208,7 +211,7 @@ def test_resume_loses_nothing(course_env):
     whole = training.fit(_model(), _data(), FAST, name="whole", epochs=3, precision="32-true")
     with pytest.raises(_Killed):
         training.fit(_model(), _data(), FAST, name="killed", epochs=3, precision="32-true",
-                     callbacks=[_KillInSecondEpoch()])
+                     callbacks=[_KillAt(epoch=1)])
     assert (course_env / "saved_models" / "quick" / "killed" / "last.ckpt").exists()
     resumed = training.fit(_model(seed=99), _data(), FAST, name="killed", epochs=3,
                            precision="32-true", overwrite=False)
@@ -223,6 +226,21 @@ def test_resume_loses_nothing(course_env):
     assert resumed.info["wall_seconds"] >= round(resumed.history["seconds"].sum(), 1)
     logs = course_env / "saved_models" / "quick" / "killed" / "logs"
     assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
+
+
+def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_logs(course_env):
+    with pytest.raises(_Killed):
+        training.fit(_model(), _data(), FAST, name="early", epochs=2, precision="32-true",
+                     callbacks=[_KillAt(epoch=0)])
+    folder = course_env / "saved_models" / "quick" / "early"
+    assert not (folder / "last.ckpt").exists()
+    dead = set((folder / "logs" / "tensorboard").glob("events.*"))  # the dead attempt's
+    assert dead
+    run = training.fit(_model(), _data(), FAST, name="early", epochs=2, precision="32-true",
+                       overwrite=False)
+    assert run.history["epoch"].tolist() == [1, 2]
+    assert sorted(p.name for p in (folder / "logs").iterdir()) == ["csv", "tensorboard"]
+    assert not dead & set((folder / "logs" / "tensorboard").glob("events.*"))
 
 
 def test_quick_mode_caps_the_epochs(course_env):
