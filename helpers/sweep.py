@@ -11,6 +11,7 @@ whose curve keeps more than 95 % of its mass inside the network and gives every 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -118,7 +119,14 @@ def curve(depth: int, xi: float, omega: float, alpha: float) -> Curve:
 
 def skew_normal_variants(depth: int = 16) -> list[Variant]:
     """The valid variants of a depth (see :func:`curve`), ordered as the original (xi outer,
-    then omega, then alpha): 153, 194, 193 and 139 for depths 10, 13, 16 and 19."""
+    then omega, then alpha): 153, 194, 193 and 139 for depths 10, 13, 16 and 19. Computed once
+    per process (4,032 curves take seconds); each call returns a list of its own."""
+    reference_widths(depth)  # a wrong depth gets its error before the cache sees it
+    return list(_variants(depth))
+
+
+@functools.lru_cache(maxsize=None)
+def _variants(depth: int) -> tuple[Variant, ...]:
     layers = len(reference_widths(depth))
     variants = []
     for xi in np.arange(0.0, layers + 1e-9, XI_STEP):
@@ -128,7 +136,7 @@ def skew_normal_variants(depth: int = 16) -> list[Variant]:
                 if found.rejected is None:
                     variants.append(Variant(len(variants), float(xi), float(omega),
                                             float(alpha), found.widths))
-    return variants
+    return tuple(variants)
 
 
 # --- running a sweep -------------------------------------------------------------------------

@@ -101,6 +101,15 @@ def test_the_variants_are_exactly_the_curves_that_pass(vgg_d_family):
 def test_an_invalid_depth_lists_the_valid_ones():
     with pytest.raises(ValueError, match="depth 11 .*valid depths: 10, 13, 16, 19"):
         sweep.skew_normal_variants(11)
+    with pytest.raises(TypeError, match="depth must be a whole number"):
+        sweep.skew_normal_variants([16])  # not hashable: still the course's error
+
+
+def test_each_caller_gets_its_own_list_of_the_cached_family(vgg_d_family):
+    mine = sweep.skew_normal_variants(16)
+    assert mine == vgg_d_family and mine is not vgg_d_family
+    mine.clear()
+    assert len(sweep.skew_normal_variants(16)) == 193
 
 
 # --- the VGG builder -------------------------------------------------------------------------
