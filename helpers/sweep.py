@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from tqdm import tqdm
 
 from . import config, files, measure, memory_safe, models, recipes, runs, training
 from .data import AUGMENTATIONS, ImageDataModule
@@ -194,7 +195,8 @@ class SweepSettings:
                                size=32, channels=3)
 
 
-def train_variant(variant: Variant, settings: SweepSettings, directory: str | Path) -> dict:
+def train_variant(variant: Variant, settings: SweepSettings, directory: str | Path,
+                  callbacks: tuple = ()) -> dict:
     """Train one variant (resuming its run if it was interrupted) and return its results row,
     also written to ``<directory>/rows/<variant>.json``. Runs in the driver or in a worker."""
     directory = Path(directory)
@@ -215,7 +217,7 @@ def train_variant(variant: Variant, settings: SweepSettings, directory: str | Pa
         run = training.fit(model, data, settings.recipe, name=variant.name,
                            epochs=settings.epochs, seed=settings.seed, overwrite=False,
                            directory=directory, memory_safe=True,
-                           callbacks=[abandon], enable_progress_bar=False)
+                           callbacks=[abandon, *callbacks], enable_progress_bar=False)
     except (memory_safe.DoesNotFit, training.TrainingDiverged) as error:
         status = "does not fit" if isinstance(error, memory_safe.DoesNotFit) else "diverged"
         row.update(status=status, note=str(error), hardware=config.hardware(),
@@ -269,10 +271,36 @@ def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str |
         if workers:
             _run_with_ray(todo, settings, directory, workers)
         else:
-            for variant in todo:
-                train_variant(variant, settings, directory)
-                _write_table(directory)
+            _run_here(todo, settings, directory)
         return _write_table(directory)
+
+
+class _CountEpochs(pl.Callback):
+    """Moves the sweep's progress bar on by one at the end of every training epoch."""
+
+    def __init__(self, bar):
+        self.bar = bar
+
+    def on_train_epoch_end(self, trainer, module):
+        self.bar.update(1)
+
+
+def _run_here(variants: list[Variant], settings: SweepSettings, directory: Path) -> None:
+    """Train ``variants`` one after the other in this process, under one progress bar counted
+    in epochs (variants differ in cost, so its time left is a rough guide) that names the
+    variant in training and the result of the last one."""
+    planned = recipes.planned_epochs(recipes.get_recipe(settings.recipe), settings.epochs)
+    with tqdm(total=planned * len(variants), unit="epoch", desc=f"sweep {directory.name}",
+              dynamic_ncols=True) as bar:
+        last = ""
+        for done, variant in enumerate(variants, start=1):
+            bar.set_postfix_str(f"{last}training {variant.name}")
+            row = train_variant(variant, settings, directory, callbacks=(_CountEpochs(bar),))
+            bar.update(done * planned - bar.n)  # a resumed or abandoned variant ticks fewer
+            result = f"{row['test_acc']:.1%}" if row.get("test_acc") is not None else row["status"]
+            last = f"{variant.name}: {result}; "
+            bar.set_postfix_str(last.removesuffix("; "))
+            _write_table(directory)
 
 
 SWEEP_RECORD = "sweep.json"

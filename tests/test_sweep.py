@@ -157,9 +157,14 @@ def test_bad_names_fail_before_training():
         sweep.SweepSettings("CIFAR10", "sgdr")
 
 
-def test_a_sweep_writes_one_table_with_histories(course_env):
+def test_a_sweep_writes_one_table_with_histories(course_env, capsys):
     table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SETTINGS, course_env / "sweep")
     assert table["variant"].tolist() == [0, 1] and (table["status"] == "done").all()
+    # one progress bar counted in epochs, ending with the last variant's result
+    bar = capsys.readouterr().err.split("\r")[-1]
+    accuracy = f"{table['test_acc'][1]:.1%}"
+    assert bar.startswith("sweep sweep: 100%") and "4/4 [" in bar and "epoch" in bar
+    assert bar.rstrip().endswith(f"variant-001: {accuracy}]")
     for column in ("widths", "parameters", "macs", "xi", "omega", "alpha", "train_acc",
                    "val_acc", "test_acc_per_epoch", "best_val_acc", "best_test_acc",
                    "last_test_acc", "micro_batch", "train_seconds", "hardware", "seed"):
