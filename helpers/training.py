@@ -241,11 +241,14 @@ LONG_RUN_SECONDS = 600  # fit says beforehand how long a run will take when it e
 def estimate_seconds(model: nn.Module, data: ImageDataModule, recipe: Recipe,
                      epochs: int) -> float:
     """How long ``epochs`` of training ``model`` on ``data`` take on this machine: a few timed
-    steps of a copy of the model on a real training batch, times the images, plus a fifth for
-    evaluation and checkpoints."""
+    steps of a copy of the model on a real training batch, times the training images, plus the
+    images evaluated (each epoch's validation set, its test set too when ``data`` tests every
+    epoch as a sweep does, and the final test) at a third of a step's cost per image (a forward
+    pass without the backward), plus a tenth for checkpoints and logging."""
     batch = next(iter(data.loader("train", batch_size=recipe.batch_size)))
     rate = measure.training_throughput(copy.deepcopy(model), batch=batch)
-    return 1.2 * epochs * len(data.train) / rate
+    evaluated = epochs * (len(data.val) + (len(data.test) if data.test_every_epoch else 0))
+    return 1.1 * (epochs * len(data.train) + (evaluated + len(data.test)) / 3) / rate
 
 
 def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recipe,

@@ -243,6 +243,20 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_log
     assert not dead & set((folder / "logs" / "tensorboard").glob("events.*"))
 
 
+def test_the_time_estimate_counts_every_image_each_epoch_evaluates(monkeypatch):
+    """Training images at the timed rate, evaluated images at a third of a step each: a sweep,
+    which also tests every epoch, is estimated longer by exactly its test passes."""
+    monkeypatch.setattr(training.measure, "training_throughput", lambda *a, **k: 100.0)
+    plain, tested = _data(), _data(test_every_epoch=True)
+    for module in (plain, tested):
+        module.setup()
+    # 512 training and 128 validation images per epoch, 250 test images at the end
+    assert training.estimate_seconds(_model(), plain, FAST, 4) == pytest.approx(
+        1.1 * (4 * 512 + (4 * 128 + 250) / 3) / 100)
+    assert training.estimate_seconds(_model(), tested, FAST, 4) == pytest.approx(
+        training.estimate_seconds(_model(), plain, FAST, 4) + 1.1 * 4 * 250 / 3 / 100)
+
+
 def test_quick_mode_caps_the_epochs(course_env):
     recipe = recipes.get_recipe("sgd-cosine", batch_size=64)
     assert recipe.epochs == 30
