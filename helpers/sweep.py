@@ -247,6 +247,13 @@ def results(directory: str | Path) -> pd.DataFrame:
     return table.sort_values("variant").reset_index(drop=True) if rows else table
 
 
+def trained(table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of a results table that trained to a test accuracy: 'done', and 'abandoned'
+    (below twice chance after the first SGDR cycle: the original stopped such a variant there,
+    so its accuracy is the first cycle's). Left out: 'does not fit' and 'diverged'."""
+    return table[table["status"].isin(["done", "abandoned"])]
+
+
 def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str | Path,
               workers: int | None = None) -> pd.DataFrame:
     """Train ``variants`` (any subset of the family, VGG-D's widths as a Variant too) and
@@ -270,7 +277,7 @@ def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str |
             print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
         if workers:
             _run_with_ray(todo, settings, directory, workers)
-        else:
+        elif todo:
             _run_here(todo, settings, directory)
         return _write_table(directory)
 

@@ -175,6 +175,7 @@ def test_a_sweep_writes_one_table_with_histories(course_env, capsys):
     assert saved.count("\n") == 3  # header and two rows
     again = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SETTINGS, course_env / "sweep")  # no work
     assert again.equals(table)
+    assert capsys.readouterr().err == ""  # and no progress bar for it
 
 
 def test_a_sweep_without_epochs_trains_the_quick_mode_epochs_it_plans(course_env):
