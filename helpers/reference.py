@@ -77,7 +77,7 @@ class Reference:
 
     def estimate_seconds(self) -> float:
         """Training time left on this machine: a few timed steps, times the images of the
-        epochs still to train, plus a fifth for evaluation and checkpoints."""
+        epochs still to train, plus what they evaluate (see :func:`training.estimate_seconds`)."""
         module = self.data()
         module.setup()
         return training.estimate_seconds(self.build(), module, self.training_recipe(),
@@ -164,8 +164,9 @@ class ReferenceSweep:
         epochs = recipes.planned_epochs(recipe, self.settings.epochs)
         to_train = (sweep.scaled(variant, self.settings.width_scale) for variant in self.chosen()
                     if variant.index not in done)
-        return sum(training.estimate_seconds(
-            models.create("vgg", widths=variant.widths, num_classes=10), module, recipe, epochs)
+        return sum(training.estimate_seconds(  # an interrupted variant resumes: its epochs left
+            models.create("vgg", widths=variant.widths, num_classes=10), module, recipe,
+            epochs - runs.epochs_done(self.folder / variant.name))
             for variant in to_train)
 
     def train(self) -> pd.DataFrame:
@@ -301,7 +302,7 @@ def results_markdown() -> str:
 def _sweep_line(entry: ReferenceSweep) -> str:
     table = entry.load()
     vgg_d = table[table["xi"].isna()].iloc[0]
-    others = table[table["xi"].notna() & (table["status"] == "done")]
+    others = sweep.trained(table[table["xi"].notna()])
     best = others.loc[others["test_acc"].idxmax()]
     settings = entry.settings
     train, val, test = settings.subset

@@ -76,7 +76,7 @@ def main() -> None:
             estimates[entry.name] = entry.estimate_seconds()
             print(f"  {entry.name}: about {estimates[entry.name] / 60:.0f} min", flush=True)
         print(f"Estimated total: {sum(estimates.values()) / 3600:.1f} h on this machine "
-              f"(a few timed training steps per run, plus a fifth for evaluation).")
+              f"(a few timed training steps per run, plus the images each epoch evaluates).")
     if not args.dry_run:
         for entry in todo:
             start = time.perf_counter()

@@ -185,15 +185,29 @@ def test_recorded_predictions_need_the_real_test_set(course_env, monkeypatch):
         entry.test_predictions()
 
 
+def test_a_sweeps_estimate_counts_only_the_epochs_left(monkeypatch):
+    """Finished variants cost nothing more, an interrupted one only its remaining epochs."""
+    entry = reference.get("fashionmnist-eighth-sgdr10")
+    monkeypatch.setattr(reference.training, "estimate_seconds",
+                        lambda model, data, recipe, epochs: float(epochs))  # one second an epoch
+    monkeypatch.setattr(reference.sweep, "results", lambda folder: pd.DataFrame({"variant": [-1]}))
+    monkeypatch.setattr(reference.runs, "epochs_done",
+                        lambda folder: 6 if folder.name == "variant-017" else 0)
+    assert entry.estimate_seconds() == 14 * 10 - 6  # 14 profiles to train, VGG-D done
+
+
 def test_the_results_table_writes_a_sweep_as_one_line(monkeypatch):
     """A finished sweep: VGG-D's accuracy, the best profile's, the summed time; every run
     that is not finished is named below the table."""
-    sweep_table = pd.DataFrame({
-        "xi": [math.nan, 0.0, 15.0], "status": ["done", "done", "abandoned"],
-        "test_acc": [0.85, 0.87, 0.10], "parameters": [900_000, 1_500_000, 800_000],
-        "train_seconds": [600.0, 3000.0, math.nan], "wall_seconds": [math.nan, math.nan, 60.0],
-        "hardware": ["CPU X"] * 3, "precision": ["32-true"] * 3,
-        "date": ["2026-11-30T01:00:00+00:00", "2026-11-30T02:00:00+00:00", None]})
+    sweep_table = pd.DataFrame({  # an abandoned profile counts, one that did not fit does not
+        "xi": [math.nan, 0.0, 7.0, 15.0], "status": ["done", "abandoned", "done", "does not fit"],
+        "test_acc": [0.85, 0.29, 0.87, math.nan],
+        "parameters": [900_000, 1_500_000, 1_000_000, 800_000],
+        "train_seconds": [600.0, 2400.0, 600.0, math.nan],
+        "wall_seconds": [math.nan, math.nan, math.nan, 60.0],
+        "hardware": ["CPU X"] * 4, "precision": ["32-true"] * 3 + [None],
+        "date": ["2026-11-30T01:00:00+00:00", "2026-11-30T02:00:00+00:00",
+                 "2026-11-30T02:10:00+00:00", None]})
     monkeypatch.setattr(reference.Reference, "status", lambda self: "missing")
     monkeypatch.setattr(reference.ReferenceSweep, "status",
                         lambda self: "finished" if self.name == "fashionmnist-eighth-sgdr10"
@@ -201,11 +215,11 @@ def test_the_results_table_writes_a_sweep_as_one_line(monkeypatch):
     monkeypatch.setattr(reference.ReferenceSweep, "load", lambda self: sweep_table)
     lines = reference.results_markdown().splitlines()
     assert lines[2] == (
-        "| `fashionmnist-eighth-sgdr10` (sweep) | 05 | VGG-D and 1 profiles, widths x 0.125 | "
+        "| `fashionmnist-eighth-sgdr10` (sweep) | 05 | VGG-D and 2 profiles, widths x 0.125 | "
         "800,000 to 1,500,000 | 5,000 train / 2,000 val / 10,000 test, 32x32 | `mundt-sgdr`, 10 "
-        "epochs | VGG-D 85.00%; best profile (xi = 0) 87.00% | 61 min | CPU X, 32-true | "
+        "epochs | VGG-D 85.00%; best profile (xi = 7) 87.00% | 61 min | CPU X, 32-true | "
         "2026-11-30 |")
-    sweep_table = sweep_table.drop(columns="wall_seconds").iloc[:2]  # no variant failed
+    sweep_table = sweep_table.drop(columns="wall_seconds").iloc[:3]  # no variant failed
     assert "| 60 min |" in reference.results_markdown().splitlines()[2]
     assert lines[-1].startswith(f"Not trained yet ({len(reference.RUNS) - 1} of "
                                 f"{len(reference.RUNS)}): `allcnn-c64-plain-fashionmnist`")
