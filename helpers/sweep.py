@@ -198,7 +198,8 @@ class SweepSettings:
 def train_variant(variant: Variant, settings: SweepSettings, directory: str | Path,
                   callbacks: tuple = ()) -> dict:
     """Train one variant (resuming its run if it was interrupted) and return its results row,
-    also written to ``<directory>/rows/<variant>.json``. Runs in the driver or in a worker."""
+    also written to ``<directory>/rows/<variant>.json``. Runs in the driver or in a worker.
+    ``callbacks``: more Lightning callbacks for its training (the sweep's progress bar)."""
     directory = Path(directory)
     data = settings.data_module()
     data.setup()
@@ -275,7 +276,7 @@ def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str |
         todo = [v for v in variants if v.index not in done]
         if todo:
             print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
-        if workers:
+        if todo and workers:
             _run_with_ray(todo, settings, directory, workers)
         elif todo:
             _run_here(todo, settings, directory)
