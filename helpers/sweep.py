@@ -296,15 +296,17 @@ class _CountEpochs(pl.Callback):
 def _run_here(variants: list[Variant], settings: SweepSettings, directory: Path) -> None:
     """Train ``variants`` one after the other in this process, under one progress bar counted
     in epochs (variants differ in cost, so its time left is a rough guide) that names the
-    variant in training and the result of the last one."""
+    variant in training and the result of the last one. The epochs an interrupted variant kept
+    count as done from the start."""
     planned = recipes.planned_epochs(recipes.get_recipe(settings.recipe), settings.epochs)
-    with tqdm(total=planned * len(variants), unit="epoch", desc=f"sweep {directory.name}",
-              dynamic_ncols=True) as bar:
+    kept = [runs.epochs_done(directory / variant.name) for variant in variants]  # interrupted
+    with tqdm(total=planned * len(variants), initial=sum(kept), unit="epoch",
+              desc=f"sweep {directory.name}", dynamic_ncols=True) as bar:
         last = ""
         for done, variant in enumerate(variants, start=1):
             bar.set_postfix_str(f"{last}training {variant.name}")
             row = train_variant(variant, settings, directory, callbacks=(_CountEpochs(bar),))
-            bar.update(done * planned - bar.n)  # a resumed or abandoned variant ticks fewer
+            bar.update(done * planned + sum(kept[done:]) - bar.n)  # an abandoned one stops early
             result = f"{row['test_acc']:.1%}" if row.get("test_acc") is not None else row["status"]
             last = f"{variant.name}: {result}; "
             bar.set_postfix_str(last.removesuffix("; "))

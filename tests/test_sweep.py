@@ -230,9 +230,13 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(course_env,
     child.send_signal(signal.SIGKILL)  # in the middle of variant 1
     child.wait()
     assert not (directory / "rows" / "variant-001.json").exists()
-    subprocess.run(command, env=dict(os.environ), check=True, capture_output=True)
+    resumed = subprocess.run(command, env=dict(os.environ), check=True, capture_output=True,
+                             text=True)
     table = sweep.results(directory)
     assert table["variant"].tolist() == [0, 1, 2]  # none lost, none twice
+    # the progress bar starts with the epochs variant 1 kept, of the 6 left to the sweep
+    states = [state for state in resumed.stderr.split("\r") if "/6 [" in state]
+    assert not states[0].split("/6 [")[0].endswith(" 0") and "6/6 [" in states[-1]
     assert (table["epochs"] == 3).all()
     assert (directory / "variant-001" / "logs" / "csv-2").is_dir()  # continued, not restarted
     history = json.loads(table["val_acc"][1])
