@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import datasets, measure, models
+from helpers import datasets, measure, models, sweep
 
 FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
 
@@ -83,13 +83,24 @@ def test_a_rate_is_timed_several_times_and_shows_its_range(monkeypatch):
 
 
 def test_the_variant_cost_benchmark_compares_every_representative_with_vgg_d(capsys):
+    """At an eighth of the width (as the reference sweep trains them; full width takes half a
+    minute here): every representative, its MACs ratio to VGG-D and the projected hours."""
     cost = _load("sweep_variant_cost")
     result = cost.main(["--batches", "1", "--batch-size", "2", "--epochs", "2", "--images", "100",
-                        "--no-save"])
+                        "--width-scale", "0.125", "--no-save"])
     rows = result["variants"]
     assert [row["variant"] for row in rows][:2] == ["vgg-d", "variant-017"] and len(rows) == 15
     assert rows[0]["time_vs_vgg_d"] == rows[0]["macs_vs_vgg_d"] == 1
-    assert rows[1]["macs_vs_vgg_d"] == pytest.approx(10.315e9 / 0.3137e9, rel=1e-3)
+    eighth = [sweep.scaled(v, 0.125) for v in (sweep.vgg_d(), sweep.skew_normal_variants()[17])]
+    assert rows[0]["macs"] == eighth[0].macs and rows[1]["macs"] == eighth[1].macs < 0.2e9
+    assert rows[1]["macs_vs_vgg_d"] == pytest.approx(eighth[1].macs / eighth[0].macs)
     hours = sum(2 * 100 / row["images_per_s"] for row in rows) / 3600
     assert result["sweep_hours"] == pytest.approx(hours)
-    assert "hours of training steps" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "hours of training steps" in out and "every width x 0.125" in out
+
+
+def test_the_variant_cost_benchmark_refuses_a_scale_that_grows_the_widths(capsys):
+    with pytest.raises(SystemExit):
+        _load("sweep_variant_cost").main(["--width-scale", "2", "--no-save"])
+    assert "--width-scale 2 is not in (0, 1]" in capsys.readouterr().err
