@@ -12,6 +12,11 @@ def _data(**options):
     return data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64, **options)
 
 
+def _four_steps():
+    """256 images, four steps of 64 per epoch: enough for _KillAt to stop an epoch midway."""
+    return _data(subset=(256, 64, 64))
+
+
 def _model(seed=0):
     training.seed(seed)
     return models.create("allcnn", c=8, num_classes=10, dropout=0.0)
@@ -78,7 +83,7 @@ def test_training_lowers_the_loss_and_learns(course_env):
 
 def test_the_schedule_reaches_the_optimizer(course_env):
     recipe = recipes.get_recipe("sgd-step", batch_size=64, epochs=4, milestones=(0.5,), lr=0.04)
-    run = training.fit(_model(), _data(), recipe, name="schedule", epochs=4,
+    run = training.fit(_model(), _data(subset=(64, 64, 64)), recipe, name="schedule", epochs=4,
                        precision="32-true")
     assert run.history["lr"].tolist() == pytest.approx([0.04, 0.04, 0.004, 0.004])
 
@@ -208,12 +213,12 @@ class _KillAt(training.pl.Callback):
 def test_resume_loses_nothing(course_env):
     """A run killed during epoch 2 and resumed ends with exactly the weights and history of a
     run that was never interrupted."""
-    whole = training.fit(_model(), _data(), FAST, name="whole", epochs=3, precision="32-true")
+    whole = training.fit(_model(), _four_steps(), FAST, name="whole", epochs=3, precision="32-true")
     with pytest.raises(_Killed):
-        training.fit(_model(), _data(), FAST, name="killed", epochs=3, precision="32-true",
+        training.fit(_model(), _four_steps(), FAST, name="killed", epochs=3, precision="32-true",
                      callbacks=[_KillAt(epoch=1)])
     assert (course_env / "saved_models" / "quick" / "killed" / "last.ckpt").exists()
-    resumed = training.fit(_model(seed=99), _data(), FAST, name="killed", epochs=3,
+    resumed = training.fit(_model(seed=99), _four_steps(), FAST, name="killed", epochs=3,
                            precision="32-true", overwrite=False)
     assert resumed.history["epoch"].tolist() == [1, 2, 3]
     for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
@@ -230,13 +235,13 @@ def test_resume_loses_nothing(course_env):
 
 def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_logs(course_env):
     with pytest.raises(_Killed):
-        training.fit(_model(), _data(), FAST, name="early", epochs=2, precision="32-true",
+        training.fit(_model(), _four_steps(), FAST, name="early", epochs=2, precision="32-true",
                      callbacks=[_KillAt(epoch=0)])
     folder = course_env / "saved_models" / "quick" / "early"
     assert not (folder / "last.ckpt").exists()
     dead = set((folder / "logs" / "tensorboard").glob("events.*"))  # the dead attempt's
     assert dead
-    run = training.fit(_model(), _data(), FAST, name="early", epochs=2, precision="32-true",
+    run = training.fit(_model(), _four_steps(), FAST, name="early", epochs=2, precision="32-true",
                        overwrite=False)
     assert run.history["epoch"].tolist() == [1, 2]
     assert sorted(p.name for p in (folder / "logs").iterdir()) == ["csv", "tensorboard"]
@@ -338,7 +343,7 @@ def test_other_errors_are_not_mistaken_for_out_of_memory():
 
 
 def test_testing_every_epoch_records_the_test_accuracy_per_epoch():
-    module = _data(test_every_epoch=True)
+    module = _data(test_every_epoch=True, subset=(128, 64, 64))
     run = training.fit(_model(), module, FAST, name="tested", epochs=2, precision="32-true",
                        enable_progress_bar=False)
     assert run.history["test_acc"].notna().all() and len(run.history) == 2
