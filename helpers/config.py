@@ -140,7 +140,8 @@ def hardware() -> str:
                 break
     except OSError:
         pass
-    return f"CPU {name}, {torch.get_num_threads()} threads"
+    threads = torch.get_num_threads()
+    return f"CPU {name}, {threads} thread{'' if threads == 1 else 's'}"
 
 
 def commit() -> str | None:
