@@ -314,6 +314,6 @@ def _sweep_line(entry: ReferenceSweep) -> str:
             f"{int(table['parameters'].max()):,} | {images}, 32x32 | `{settings.recipe}`, "
             f"{settings.epochs} epochs | VGG-D {vgg_d['test_acc']:.2%}; best profile (xi = "
             f"{best['xi']:g}) {best['test_acc']:.2%} | {seconds / 60:.0f} min | "
-            f"{', '.join(sorted(set(table['hardware'])))}, "
+            f"{' / '.join(sorted(set(table['hardware']), reverse=True))}, "
             f"{', '.join(sorted(set(table['precision'].dropna())))} | "
             f"{max(table['date'].dropna())[:10]} |")
