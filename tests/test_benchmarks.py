@@ -94,6 +94,8 @@ def test_the_variant_cost_benchmark_compares_every_representative_with_vgg_d(cap
     eighth = [sweep.scaled(v, 0.125) for v in (sweep.vgg_d(), sweep.skew_normal_variants()[17])]
     assert rows[0]["macs"] == eighth[0].macs and rows[1]["macs"] == eighth[1].macs < 0.2e9
     assert rows[1]["macs_vs_vgg_d"] == pytest.approx(eighth[1].macs / eighth[0].macs)
+    full = sweep.skew_normal_variants()[17].macs / sweep.vgg_d().macs  # at width scale 1
+    assert full == pytest.approx(10.315e9 / 0.3137e9, rel=1e-3)
     hours = sum(2 * 100 / row["images_per_s"] for row in rows) / 3600
     assert result["sweep_hours"] == pytest.approx(hours)
     out = capsys.readouterr().out
