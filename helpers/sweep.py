@@ -276,10 +276,10 @@ def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str |
         todo = [v for v in variants if v.index not in done]
         if todo:
             print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
-        if todo and workers:
-            _run_with_ray(todo, settings, directory, workers)
-        elif todo:
-            _run_here(todo, settings, directory)
+            if workers:
+                _run_with_ray(todo, settings, directory, workers)
+            else:
+                _run_here(todo, settings, directory)
         return _write_table(directory)
 
 
