@@ -108,8 +108,8 @@ class StopIfDiverged(pl.Callback):
 class History(pl.Callback):
     """Per-epoch train/validation loss and accuracy, learning rate and time: ``seconds`` for
     the whole epoch, ``step_seconds`` for its training batches alone (data, forward, backward,
-    update; no evaluation). Saved in the checkpoint so that a resumed run keeps its earlier
-    epochs."""
+    update; no evaluation), and the hardware that trained it. Saved in the checkpoint so that
+    a resumed run keeps its earlier epochs."""
 
     def __init__(self):
         self.rows: list[dict] = []
@@ -133,7 +133,8 @@ class History(pl.Callback):
                           **{key: metrics[key] for key in ("test_loss", "test_acc")
                              if key in metrics},  # when the data module tests every epoch
                           "seconds": time.perf_counter() - self._start,
-                          "step_seconds": self._steps_end - self._start})
+                          "step_seconds": self._steps_end - self._start,
+                          "hardware": config.hardware()})
 
     def state_dict(self):
         return {"rows": self.rows}
@@ -193,9 +194,12 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     ``overwrite=True`` deletes the run in the folder and trains afresh; it is the default in
     quick mode, whose smoke runs are never kept. ``epochs``: see
     :func:`~helpers.recipes.planned_epochs`. The recipe decides the batch size. ``note`` is kept
-    in the run record (e.g. how a recipe was shortened). ``memory_safe`` trains with
-    :class:`~helpers.memory_safe.MemorySafeClassifier`, which redoes a batch that does not fit
-    in memory in smaller pieces. A NaN or infinite loss stops the run
+    in the run record (e.g. how a recipe was shortened). ``precision="auto"`` is this
+    machine's (:func:`~helpers.config.precision`) for a new run, and the run's own for one
+    already in the folder, so that a run resumed on other hardware goes on as it began (each
+    epoch's hardware is in its history, and the record names every machine). ``memory_safe``
+    trains with :class:`~helpers.memory_safe.MemorySafeClassifier`, which redoes a batch that
+    does not fit in memory in smaller pieces. A NaN or infinite loss stops the run
     (:class:`TrainingDiverged`); SIGINT and SIGTERM stop it with :class:`RunInterrupted`. Extra
     keyword arguments go to ``pl.Trainer`` (e.g. ``devices=4, strategy="ddp"`` to scale one run
     across GPUs).
@@ -208,7 +212,6 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     epochs = planned_epochs(recipe, epochs)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be a whole number, not {seed!r}")
-    precision = config.precision() if precision == "auto" else precision
     data = data.with_batch_size(recipe.batch_size)  # a copy: the caller's module is unchanged
     if recipe.batch_size > len(data.train):
         raise ValueError(f"the batch size {recipe.batch_size} of recipe {recipe.name!r} is "
@@ -216,13 +219,16 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                          f"one full batch could be trained on. Use more training images, or a "
                          f"smaller batch: get_recipe({recipe.name!r}, batch_size=...).")
     folder = Path(directory or config.runs_dir()) / name
-    wanted = runs.definition(model, data, recipe, epochs, seed, precision)
     with runs.lock(folder):
         runs.remove_stray_parts(folder)
         afresh = config.is_quick() if overwrite is None else overwrite
         if afresh:
             runs.clear(folder)
-        else:
+        if precision == "auto":  # a run begun on other hardware goes on as it began
+            begun = runs.saved_definition(folder) or {}
+            precision = begun.get("precision") or config.precision()
+        wanted = runs.definition(model, data, recipe, epochs, seed, precision)
+        if not afresh:
             runs.check_definition(folder, wanted)
             if runs.is_complete(folder):
                 print(f"{name} is finished in {folder}: loaded, not trained again "
@@ -318,7 +324,7 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
         "recipe": dataclasses.asdict(recipe), "epochs": epochs, "epochs_trained": len(table),
         "seed": seed, "mode": config.mode(),
         "smoke_run": config.is_quick() or data.train.is_stand_in,
-        "precision": trainer.precision, "hardware": config.hardware(),
+        "precision": trainer.precision, "hardware": _machines(table),
         "torch": torch.__version__, "lightning": pl.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_seconds": round(float(table["seconds"].sum()), 1),
@@ -337,6 +343,13 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     files.write_text(folder / runs.HISTORY, table.to_csv(index=False))
     files.write_text(folder / runs.RECORD, json.dumps(info, indent=1))  # last: now complete
     return Run(folder.name, model, table, info, folder)
+
+
+def _machines(history: pd.DataFrame) -> str:
+    """The hardware that trained a run's epochs, in order ('A / B' for a run resumed on
+    another machine); this machine's for a history from before epochs recorded it."""
+    machines = history["hardware"].dropna() if "hardware" in history else []
+    return " / ".join(dict.fromkeys(machines)) or config.hardware()
 
 
 class _Signalled(BaseException):

@@ -233,6 +233,27 @@ def test_resume_loses_nothing(course_env):
     assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
 
 
+def test_a_run_resumed_on_other_hardware_goes_on_as_it_began_and_names_both(course_env,
+                                                                          monkeypatch):
+    """Resumed where "auto" would pick another precision, a run keeps the one it began with
+    (not an error, not a mix), and its record names both machines."""
+    monkeypatch.setattr(config, "hardware", lambda: "machine A")
+    monkeypatch.setattr(config, "precision", lambda: "32-true")
+    with pytest.raises(_Killed):
+        training.fit(_model(), _four_steps(), FAST, name="moved", epochs=3, overwrite=False,
+                     callbacks=[_KillAt(epoch=1)])
+    monkeypatch.setattr(config, "hardware", lambda: "machine B")
+    monkeypatch.setattr(config, "precision", lambda: "bf16-mixed")
+    resumed = training.fit(_model(), _four_steps(), FAST, name="moved", epochs=3,
+                           overwrite=False)
+    assert resumed.history["hardware"].tolist() == ["machine A", "machine B", "machine B"]
+    assert resumed.info["hardware"] == "machine A / machine B"
+    assert resumed.info["precision"] == resumed.info["definition"]["precision"] == "32-true"
+    fresh = training.fit(_model(), _four_steps(), FAST, name="new", epochs=1, overwrite=False)
+    assert fresh.info["definition"]["precision"] == "bf16-mixed"
+    assert fresh.info["hardware"] == "machine B"
+
+
 def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_logs(course_env):
     with pytest.raises(_Killed):
         training.fit(_model(), _four_steps(), FAST, name="early", epochs=2, precision="32-true",
