@@ -39,11 +39,15 @@ def data(full: bool, **options) -> ImageDataModule:
 
 def train(model, module: ImageDataModule, recipe: str, *, name: str, full: bool,
           seed: int = 0, **options) -> Run:
-    """Train an exercise run for :data:`EPOCHS` epochs (one for a smoke run) into
-    ``<runs>/exercises/<name>/``, apart from the course's own runs; a finished one is loaded.
+    """Train an exercise run for :data:`EPOCHS` epochs into ``<runs>/exercises/<name>/``, apart
+    from the course's own runs. It is kept, in quick mode too: run again, it is loaded (or an
+    interrupted one resumed), not trained again. A smoke run (one epoch of a few batches) goes
+    to ``<name>-smoke`` and starts afresh each time, so it never replaces the exercise run.
     ``options`` go to :func:`~helpers.training.fit`."""
-    return training.fit(model, module, recipe, name=name, epochs=EPOCHS if full else SMOKE_EPOCHS,
-                        seed=seed, directory=config.runs_dir() / "exercises", **options)
+    options.setdefault("overwrite", not full)
+    return training.fit(model, module, recipe, name=name if full else f"{name}-smoke",
+                        epochs=EPOCHS if full else SMOKE_EPOCHS, seed=seed,
+                        directory=config.runs_dir() / "exercises", **options)
 
 
 def is_full(run: Run) -> bool:

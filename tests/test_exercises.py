@@ -2,7 +2,7 @@
 
 import pytest
 
-from helpers import exercises, training
+from helpers import data, exercises, models, training
 
 
 def _run(accuracy=0.8, train=exercises.SIZES[0], epochs=exercises.EPOCHS,
@@ -43,3 +43,23 @@ def test_the_exercise_data_are_the_stated_subsets(monkeypatch):
     assert not exercises.full()
     monkeypatch.setenv("COURSE_EXERCISES", "full")
     assert exercises.full()
+
+
+def test_an_exercise_run_is_kept_and_a_smoke_run_never_replaces_it(course_env, monkeypatch,
+                                                                    capsys):
+    """Quick mode trains smoke runs afresh; a learner's full exercise run (FULL = True) is kept
+    beside them and loaded when its cell runs again."""
+    monkeypatch.setattr(exercises, "EPOCHS", 1)
+    images = data.ImageDataModule("CIFAR10", val_size=1000, subset=(256, 64, 64))  # stand-in
+
+    def net():
+        training.seed(0)
+        return models.create("allcnn", c=8, num_classes=10, dropout=0.0)
+    done = exercises.train(net(), images, "sgd-cosine", name="width", full=True)
+    smoke = exercises.train(net(), images, "sgd-cosine", name="width", full=False)
+    assert smoke.directory.name == "width-smoke" and done.directory.name == "width"
+    capsys.readouterr()
+    again = exercises.train(net(), images, "sgd-cosine", name="width", full=True)
+    assert "loaded, not trained again" in capsys.readouterr().out
+    assert again.info["date"] == done.info["date"]
+    assert again.info["test_acc"] == done.info["test_acc"]
