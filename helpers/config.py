@@ -119,10 +119,12 @@ def precision() -> str:
     return "32-true"
 
 
-def autocast_dtype() -> torch.dtype | None:
-    """The dtype :func:`precision` autocasts to (None for fp32), for code that runs a model
-    outside Lightning, such as the speed measurements."""
-    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(precision())
+def autocast_dtype(precision_name: str | None = None) -> torch.dtype | None:
+    """The dtype a Lightning precision (default: this machine's, :func:`precision`) autocasts
+    to, None for fp32, for code that runs a model outside Lightning, such as the speed
+    measurements."""
+    return {"bf16-mixed": torch.bfloat16, "16-mixed": torch.float16}.get(
+        precision_name or precision())
 
 
 def hardware() -> str:

@@ -120,17 +120,19 @@ def inference_rate(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: 
 
 
 def training_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 128,
-                        batches: int = 3, batch: tuple | None = None) -> float:
+                        batches: int = 3, batch: tuple | None = None,
+                        precision: str | None = None) -> float:
     """Images per second of a training step of ``model`` (forward, cross-entropy, backward,
     SGD update) with the training path's settings, timed over ``batches`` steps after two
     warm-up steps. ``batch``: real (images, labels) to time with, instead of random images
-    (which some models process markedly slower on a CPU). The steps change the model's
-    weights."""
-    return _throughput(model, input_shape, batch_size, batches, train=True, batch=batch)
+    (which some models process markedly slower on a CPU). ``precision``: the Lightning
+    precision to time in (default: this machine's). The steps change the model's weights."""
+    return _throughput(model, input_shape, batch_size, batches, train=True, batch=batch,
+                       precision=precision)
 
 
 def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
-                batch: tuple | None = None) -> float:
+                batch: tuple | None = None, precision: str | None = None) -> float:
     device = config.device_type()
     model = model.to(device).train(train)
     if batch is not None:
@@ -141,7 +143,7 @@ def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
     if device in ("cuda", "cpu"):
         model = models.layers.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
-    dtype = config.autocast_dtype()
+    dtype = config.autocast_dtype(precision)
     autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     if train:
         labels = (batch[1].to(device) if batch is not None

@@ -81,7 +81,8 @@ class Reference:
         module = self.data()
         module.setup()
         return training.estimate_seconds(self.build(), module, self.training_recipe(),
-                                         self.epochs - runs.epochs_done(self.folder))
+                                         self.epochs - runs.epochs_done(self.folder),
+                                         runs.run_precision(self.folder))
 
     def train(self) -> runs.Run:
         """Train (or resume, or load if finished) this run into ``saved_models/``."""
@@ -166,7 +167,8 @@ class ReferenceSweep:
                     if variant.index not in done)
         return sum(training.estimate_seconds(  # an interrupted variant resumes: its epochs left
             models.create("vgg", widths=variant.widths, num_classes=10), module, recipe,
-            epochs - runs.epochs_done(self.folder / variant.name))
+            epochs - runs.epochs_done(self.folder / variant.name),
+            runs.run_precision(self.folder / variant.name))
             for variant in to_train)
 
     def train(self) -> pd.DataFrame:

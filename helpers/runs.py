@@ -32,7 +32,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import files, measure, models
+from . import config, files, measure, models
 
 DEFINITION, RECORD, HISTORY, LOCK = "definition.json", "run.json", "history.csv", ".lock"
 BEST, LAST, LOGS = "best.ckpt", "last.ckpt", "logs"
@@ -112,6 +112,15 @@ def _from_record(info: dict) -> dict:
              "recipe": recipe or None, "epochs": info.get("epochs"), "seed": info.get("seed"),
              "precision": info.get("precision")}
     return _plain({key: value for key, value in found.items() if value is not None})
+
+
+def run_precision(folder: Path, precision: str = "auto") -> str:
+    """The precision the run in ``folder`` trains in: ``precision`` as given, or for "auto" the
+    run's own when the folder holds one (so that a run begun on other hardware goes on as it
+    began), else this machine's (:func:`~helpers.config.precision`)."""
+    if precision != "auto":
+        return precision
+    return (saved_definition(folder) or {}).get("precision") or config.precision()
 
 
 def saved_definition(folder: Path) -> dict | None:

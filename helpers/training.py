@@ -224,9 +224,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         afresh = config.is_quick() if overwrite is None else overwrite
         if afresh:
             runs.clear(folder)
-        if precision == "auto":  # a run begun on other hardware goes on as it began
-            begun = runs.saved_definition(folder) or {}
-            precision = begun.get("precision") or config.precision()
+        precision = runs.run_precision(folder, precision)
         wanted = runs.definition(model, data, recipe, epochs, seed, precision)
         if not afresh:
             runs.check_definition(folder, wanted)
@@ -235,7 +233,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                       f"(overwrite=True trains it afresh).")
                 return runs.load(folder, model)
         runs.write_definition(folder, wanted)
-        _say_how_long_if_long(model, data, recipe, folder, epochs)
+        _say_how_long_if_long(model, data, recipe, folder, epochs, precision)
         module_class = MemorySafeClassifier if memory_safe else Classifier
         module = module_class(model, recipe, seed, _channels_last(channels_last))
         return _train(module, data, folder, wanted, note, trainer_options, afresh)
@@ -245,26 +243,27 @@ LONG_RUN_SECONDS = 600  # fit says beforehand how long a run will take when it e
 
 
 def estimate_seconds(model: nn.Module, data: ImageDataModule, recipe: Recipe,
-                     epochs: int) -> float:
+                     epochs: int, precision: str | None = None) -> float:
     """How long ``epochs`` of training ``model`` on ``data`` take on this machine: a few timed
     steps of a copy of the model on a real training batch, times the training images, plus the
     images evaluated (each epoch's validation set, its test set too when ``data`` tests every
     epoch as a sweep does, and the final test) at a third of a step's cost per image (a forward
-    pass without the backward), plus a tenth for checkpoints and logging."""
+    pass without the backward), plus a tenth for checkpoints and logging. ``precision``: the
+    one the run trains in (default: this machine's; see :func:`runs.run_precision`)."""
     batch = next(iter(data.loader("train", batch_size=recipe.batch_size)))
-    rate = measure.training_throughput(copy.deepcopy(model), batch=batch)
+    rate = measure.training_throughput(copy.deepcopy(model), batch=batch, precision=precision)
     evaluated = epochs * (len(data.val) + (len(data.test) if data.test_every_epoch else 0))
     return 1.1 * (epochs * len(data.train) + (evaluated + len(data.test)) / 3) / rate
 
 
 def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recipe,
-                          folder: Path, epochs: int) -> None:
+                          folder: Path, epochs: int, precision: str) -> None:
     """Before a full-mode run of more than ``LONG_RUN_SECONDS``, print its measured estimate,
     what it trains, and how to shorten it (quick-mode smoke runs and short runs are not timed)."""
     left = epochs - runs.epochs_done(folder)
     if config.is_quick() or left * (len(data.train) // recipe.batch_size) < 100:
         return
-    seconds = estimate_seconds(model, data, recipe, left)
+    seconds = estimate_seconds(model, data, recipe, left, precision)
     if seconds < LONG_RUN_SECONDS:
         return
     name = getattr(model, "blueprint", {}).get("name", type(model).__name__)

@@ -74,6 +74,19 @@ def test_training_throughput_trains_and_inference_throughput_does_not():
     assert not all(torch.equal(a, b) for a, b in zip(before, model.parameters()))
 
 
+@pytest.mark.parametrize("precision, dtype", [("bf16-mixed", torch.bfloat16),
+                                              ("32-true", torch.float32)])
+def test_training_throughput_times_the_precision_it_is_given(precision, dtype):
+    """A run resumed in the precision it began in is timed in that one, not this machine's."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 10))
+    seen = []
+    model[0].register_forward_hook(lambda module, inputs, output: seen.append(output.dtype))
+    assert measure.training_throughput(model, (3, 8, 8), batch_size=4, batches=1,
+                                       precision=precision) > 0
+    assert set(seen) == {dtype}
+
+
 def test_a_rate_is_timed_several_times_and_shows_its_range(monkeypatch):
     timings = iter([900.0, 1000.0, 1200.0])
     monkeypatch.setattr(measure, "inference_throughput", lambda *args, **kwargs: next(timings))

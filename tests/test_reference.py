@@ -189,7 +189,7 @@ def test_a_sweeps_estimate_counts_only_the_epochs_left(monkeypatch):
     """Finished variants cost nothing more, an interrupted one only its remaining epochs."""
     entry = reference.get("fashionmnist-eighth-sgdr10")
     monkeypatch.setattr(reference.training, "estimate_seconds",
-                        lambda model, data, recipe, epochs: float(epochs))  # one second an epoch
+                        lambda model, data, recipe, epochs, precision: float(epochs))  # 1 s/epoch
     monkeypatch.setattr(reference.sweep, "results", lambda folder: pd.DataFrame({"variant": [-1]}))
     monkeypatch.setattr(reference.runs, "epochs_done",
                         lambda folder: 6 if folder.name == "variant-017" else 0)

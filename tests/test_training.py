@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, data, measure, memory_safe, models, recipes, training
+from helpers import config, data, measure, memory_safe, models, recipes, runs, training
 
 
 def _data(**options):
@@ -244,6 +244,11 @@ def test_a_run_resumed_on_other_hardware_goes_on_as_it_began_and_names_both(cour
                      callbacks=[_KillAt(epoch=1)])
     monkeypatch.setattr(config, "hardware", lambda: "machine B")
     monkeypatch.setattr(config, "precision", lambda: "bf16-mixed")
+    folder = course_env / "saved_models" / "quick"
+    # make reference's time estimate times the precision each run will train in
+    assert runs.run_precision(folder / "moved") == "32-true"
+    assert runs.run_precision(folder / "new") == "bf16-mixed"
+    assert runs.run_precision(folder / "moved", "16-mixed") == "16-mixed"
     resumed = training.fit(_model(), _four_steps(), FAST, name="moved", epochs=3,
                            overwrite=False)
     assert resumed.history["hardware"].tolist() == ["machine A", "machine B", "machine B"]
