@@ -67,10 +67,14 @@ class Reference:
         return runs.differences(saved, wanted, ("model", "data", "recipe", "epochs", "seed"))
 
     def status(self) -> str:
-        """'finished', 'interrupted', 'missing', or 'disagrees: ...'."""
+        """'finished', 'interrupted', 'missing', 'disagrees: ...', or 'in use: ...' while
+        another process trains it."""
         lines = self.disagreements()
         if lines:
             return "disagrees: " + "; ".join(lines)
+        holder = runs.in_use(self.folder)
+        if holder:
+            return f"in use: {holder}"
         if runs.is_complete(self.folder):
             return "finished"
         return "interrupted" if (self.folder / runs.DEFINITION).exists() else "missing"
@@ -152,6 +156,9 @@ class ReferenceSweep:
         lines = sweep.settings_differences(self.folder, self.settings)
         if lines:
             return "disagrees: " + "; ".join(lines)
+        holder = runs.in_use(self.folder)
+        if holder:
+            return f"in use: {holder}"
         done = set(sweep.results(self.folder).get("variant", []))
         todo = [v for v in self.chosen() if v.index not in done]
         return "finished" if not todo else ("missing" if not done else

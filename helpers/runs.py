@@ -232,6 +232,19 @@ def lock(folder: Path) -> Iterator[None]:
         handle.close()  # closing releases the lock
 
 
+def in_use(folder: Path) -> str | None:
+    """Who is training into ``folder`` now (its lock holder's line), or None when no live
+    process holds its lock. It takes the lock for an instant to find out, so that a second
+    ``make reference`` leaves a run that another one is training alone."""
+    path = Path(folder) / LOCK
+    if not path.exists():
+        return None
+    with open(path, "a+") as handle:
+        handle.seek(0)
+        holder = handle.read().strip()
+        return None if _try_lock(handle) else holder or "process unknown"  # closing releases
+
+
 def is_complete(folder: Path) -> bool:
     """Whether ``folder`` holds a finished run (its run record is written last)."""
     return (Path(folder) / RECORD).exists()

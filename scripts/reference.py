@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import config, files, reference, training
+from helpers import config, files, reference, runs, training
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -65,8 +65,11 @@ def main() -> None:
             entry.add_missing_files()
     print(pd.Series(status, name="status").to_string())
     disagreeing = [name for name, state in status.items() if state.startswith("disagrees")]
-    todo = [entry for entry in entries if status[entry.name] not in ("finished",)
-            and entry.name not in disagreeing]
+    busy = [name for name, state in status.items() if state.startswith("in use")]
+    todo = [entry for entry in entries if status[entry.name] != "finished"
+            and entry.name not in disagreeing + busy]
+    if busy:
+        print(f"Left to the process that is training them: {', '.join(busy)}.")
     if not todo:
         print("Nothing to train.")
     else:
@@ -85,6 +88,9 @@ def main() -> None:
                 entry.train()
             except training.RunInterrupted:
                 sys.exit(130)
+            except runs.RunInUse as error:  # another process started it since the status
+                print(f"{entry.name}: skipped, {error}")
+                continue
             print(f"{entry.name}: done in {(time.perf_counter() - start) / 60:.1f} min")
     if disagreeing:
         print(f"\n{len(disagreeing)} run(s) disagree with the list and were not trained: "

@@ -3,6 +3,8 @@
 import http.server
 import os
 import socket
+import subprocess
+import sys
 import threading
 
 os.environ.setdefault("MPLBACKEND", "Agg")
@@ -96,3 +98,32 @@ def server():
 def out_of_memory_above():
     """Wraps a model so that batches above a size fail as on a full GPU: ``wrap(model, limit)``."""
     return memory_safe.OutOfMemoryAbove
+
+
+HOLD_LOCK = """
+import sys, time
+from pathlib import Path
+from helpers import runs
+with runs.lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def hold_lock():
+    """``hold_lock(folder)`` starts a process that holds the folder's run lock, as a training
+    run does, and returns it once it holds it; every such process is ended after the test."""
+    holders = []
+
+    def start(folder):
+        holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)],
+                                  stdout=subprocess.PIPE, text=True)
+        holders.append(holder)
+        assert holder.stdout.readline().strip() == "locked"
+        return holder
+
+    yield start
+    for holder in holders:
+        holder.kill()
+        holder.wait()

@@ -133,6 +133,24 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     assert (entry.folder / "run.json").read_text() == record
 
 
+def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch, hold_lock):
+    """A second `make reference` while the first trains a run: the run is reported in use (by
+    whom) and not touched; once its process ends, it is an ordinary missing run again."""
+    monkeypatch.setenv("COURSE_MODE", "full")
+    entry = reference.get("cnn-toy-fashionmnist-sgd-cosine-s1")
+    holder = hold_lock(entry.folder)
+    assert entry.status().startswith(f"in use: process {holder.pid} on ")
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--only",
+                           entry.name, "--dry-run"], capture_output=True, text=True,
+                          check=False, env={**os.environ})
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert f"Left to the process that is training them: {entry.name}." in done.stdout
+    assert "Nothing to train." in done.stdout
+    holder.kill()
+    holder.wait()
+    assert entry.status() == "missing"
+
+
 def test_the_shipped_reference_files_stay_under_50_mb():
     kept = (runs.WEIGHTS, runs.PROBABILITIES, runs.HISTORY, runs.RECORD, runs.DEFINITION)
     sizes = [(SHIPPED / entry.name / name).stat().st_size for entry in SINGLE_RUNS

@@ -177,42 +177,21 @@ def test_a_sweep_folder_is_bound_to_its_spec(course_env):
 
 # --- 3. one writer per run folder --------------------------------------------------------------
 
-HOLD_LOCK = """
-import sys, time
-from pathlib import Path
-from helpers import runs
-with runs.lock(Path(sys.argv[1])):
-    print("locked", flush=True)
-    time.sleep(120)
-"""
-
-
-def _hold_lock(folder: Path) -> subprocess.Popen:
-    holder = subprocess.Popen([sys.executable, "-c", HOLD_LOCK, str(folder)],
-                              stdout=subprocess.PIPE, text=True)
-    assert holder.stdout.readline().strip() == "locked"
-    return holder
-
-
 @pytest.mark.slow
-def test_a_second_process_cannot_train_into_a_folder_in_use(course_env):
+def test_a_second_process_cannot_train_into_a_folder_in_use(course_env, hold_lock):
     folder = _quick_runs(course_env) / "busy"
-    holder = _hold_lock(folder)
-    try:
-        start = time.perf_counter()
-        with pytest.raises(runs.RunInUse, match=f"in use: another process .*process {holder.pid}"):
-            _fit("busy")
-        assert time.perf_counter() - start < 10  # at once, not after waiting
-        assert not (folder / "definition.json").exists()
-    finally:
-        holder.kill()
-        holder.wait()
+    holder = hold_lock(folder)
+    start = time.perf_counter()
+    with pytest.raises(runs.RunInUse, match=f"in use: another process .*process {holder.pid}"):
+        _fit("busy")
+    assert time.perf_counter() - start < 10  # at once, not after waiting
+    assert not (folder / "definition.json").exists()
 
 
 @pytest.mark.slow
-def test_the_lock_of_a_killed_process_is_taken_over(course_env, capsys):
+def test_the_lock_of_a_killed_process_is_taken_over(course_env, capsys, hold_lock):
     folder = _quick_runs(course_env) / "stale"
-    holder = _hold_lock(folder)
+    holder = hold_lock(folder)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
     run = _fit("stale")
