@@ -269,11 +269,17 @@ def _finished(notebook: str, kind: type) -> dict:
         if entry.notebook != notebook or not isinstance(entry, kind):
             continue
         status = entry.status()
+        what = f"Reference {'sweep' if kind is ReferenceSweep else 'run'} {entry.name}"
         if status == "finished":
             found[entry.name] = entry.load()
+        elif status.startswith("in use: "):
+            print(f"{what} is being trained now ({status.removeprefix('in use: ')}): shown "
+                  f"once it has finished.")
         else:
-            print(f"Reference {'sweep' if kind is ReferenceSweep else 'run'} {entry.name} is "
-                  f"{status}: not shown. Train it with `make reference ONLY={entry.name}`.")
+            state = (f"disagrees with the list ({status.removeprefix('disagrees: ')})"
+                     if status.startswith("disagrees: ") else f"is {status}")
+            print(f"{what} {state}: not shown. Train it with "
+                  f"`make reference ONLY={entry.name}`.")
     return found
 
 

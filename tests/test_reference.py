@@ -133,9 +133,11 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     assert (entry.folder / "run.json").read_text() == record
 
 
-def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch, hold_lock):
+def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch, hold_lock,
+                                                          capsys):
     """A second `make reference` while the first trains a run: the run is reported in use (by
-    whom) and not touched; once its process ends, it is an ordinary missing run again."""
+    whom) and not touched, a notebook says it is being trained; once its process ends, it is an
+    ordinary missing run again."""
     monkeypatch.setenv("COURSE_MODE", "full")
     entry = reference.get("cnn-toy-fashionmnist-sgd-cosine-s1")
     holder = hold_lock(entry.folder)
@@ -146,6 +148,9 @@ def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Left to the process that is training them: {entry.name}." in done.stdout
     assert "Nothing to train." in done.stdout
+    reference.finished("04")  # a notebook meanwhile: the run is not shown, and says why
+    assert (f"Reference run {entry.name} is being trained now (process {holder.pid} on "
+            in capsys.readouterr().out)
     holder.kill()
     holder.wait()
     assert entry.status() == "missing"
@@ -178,8 +183,8 @@ def test_a_notebook_gets_its_finished_runs_and_a_line_for_each_other(course_env,
     lines = capsys.readouterr().out.splitlines()
     notebook_04 = [e for e in SINGLE_RUNS if e.notebook == "04"]
     assert len(lines) == len(notebook_04) - 1
-    assert (f"Reference run {other.name} is disagrees: seed: 7 in the folder vs 1 now: not "
-            f"shown. Train it with `make reference ONLY={other.name}`.") in lines
+    assert (f"Reference run {other.name} disagrees with the list (seed: 7 in the folder vs 1 "
+            f"now): not shown. Train it with `make reference ONLY={other.name}`.") in lines
     assert reference.finished_sweeps("05") == {}
 
 
