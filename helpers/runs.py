@@ -185,15 +185,27 @@ try:
         except BlockingIOError:
             return False
         return True
+
+    def _unlock(handle) -> None:
+        fcntl.flock(handle, fcntl.LOCK_UN)
 except ImportError:  # Windows
     import msvcrt
 
+    # Windows locks a byte range, which other processes then cannot read: every process locks
+    # the same byte, far past the holder's line.
+    _LOCKED_BYTE = 1 << 20
+
     def _try_lock(handle) -> bool:
+        handle.seek(_LOCKED_BYTE)
         try:
             msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
         except OSError:
             return False
         return True
+
+    def _unlock(handle) -> None:
+        handle.seek(_LOCKED_BYTE)
+        msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
 
 
 @contextlib.contextmanager
@@ -228,6 +240,7 @@ def lock(folder: Path) -> Iterator[None]:
             handle.seek(0)
             handle.truncate()  # released cleanly: nothing to take over
             handle.flush()
+            _unlock(handle)
     finally:
         handle.close()  # closing releases the lock
 
@@ -242,7 +255,10 @@ def in_use(folder: Path) -> str | None:
     with open(path, "a+") as handle:
         handle.seek(0)
         holder = handle.read().strip()
-        return None if _try_lock(handle) else holder or "process unknown"  # closing releases
+        if not _try_lock(handle):
+            return holder or "process unknown"
+        _unlock(handle)
+        return None
 
 
 def is_complete(folder: Path) -> bool:
