@@ -100,4 +100,9 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except KeyboardInterrupt:  # Ctrl+C outside training (which stops with RunInterrupted)
+        print("\nStopped (Ctrl+C). Finished runs are kept, and an interrupted one resumes when "
+              "make reference runs again.", file=sys.stderr)
+        sys.exit(130)
