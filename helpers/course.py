@@ -143,13 +143,35 @@ def table(rows: list[dict]) -> str:
                       *(line(r.values()) for r in rows)])
 
 
+def find_notebooks(names: list[str]) -> list[Path]:
+    """The notebooks ``names`` stand for: a path to a notebook, or the start of a course
+    notebook's name ("02", "02_densenet"); every course notebook when ``names`` is empty. A name
+    that matches none, or several, is a ValueError that lists the course's notebooks."""
+    course_notebooks = sorted((config.project_root() / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    if not names:
+        return course_notebooks
+    found = []
+    for name in names:
+        path = Path(name)
+        if path.suffix == ".ipynb" and path.is_file():
+            found.append(path.resolve())
+            continue
+        matches = [nb for nb in course_notebooks if nb.name.startswith(path.name)]
+        if len(matches) != 1:
+            problem = "matches several" if matches else "is not a notebook file and matches none"
+            raise ValueError(
+                f"{name!r} {problem} of the course's notebooks: "
+                f"{', '.join(nb.name for nb in course_notebooks)}. Give a path to a notebook, or "
+                f"the start of one of these names (e.g. 02).")
+        found.append(matches[0])
+    return found
+
+
 def main(arguments: list[str], build: Path | None = None) -> int:
-    """Run the given notebooks (default: every notebooks/NN_*.ipynb) into ``build`` (default:
-    build/); 1 if any failed."""
-    root = config.project_root()
-    build = build or root / "build"
-    notebooks = ([Path(a).resolve() for a in arguments] if arguments
-                 else sorted((root / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+    """Run the given notebooks (see :func:`find_notebooks`; default: every course notebook)
+    into ``build`` (default: build/); 1 if any failed."""
+    build = build or config.project_root() / "build"
+    notebooks = find_notebooks(arguments)
     os.environ["COURSE_MODE"] = config.mode()  # the kernels inherit the same mode
     build.mkdir(exist_ok=True)
     print(f"Running {len(notebooks)} notebook(s) in COURSE_MODE={config.mode()} "

@@ -1,13 +1,23 @@
-"""Run every course notebook headlessly: executed copies and HTML go to build/, then a summary.
+"""Run the course notebooks headlessly: executed copies and HTML go to build/, then a summary.
 
-Usage: python scripts/run_course.py [notebook ...]   (default: every notebooks/NN_*.ipynb)
 The mode is COURSE_MODE (default: full with a GPU, quick without). Exits 1 if a notebook fails.
 The runner itself is helpers.course.
 """
 
+import argparse
 import sys
 
 from helpers import course
 
 if __name__ == "__main__":
-    sys.exit(course.main(sys.argv[1:]))
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split(
+        "\n\n", 1)[1])
+    parser.add_argument("notebooks", nargs="*", metavar="NOTEBOOK",
+                        help="a notebook file, or the start of a course notebook's name (02, "
+                             "02_densenet); default: every notebooks/NN_*.ipynb")
+    args = parser.parse_args()
+    try:
+        course.find_notebooks(args.notebooks)
+    except ValueError as error:
+        parser.error(str(error))
+    sys.exit(course.main(args.notebooks))

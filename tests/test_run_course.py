@@ -4,6 +4,7 @@ summary table."""
 from pathlib import Path
 
 import nbformat
+import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
 from helpers import course as run_course
@@ -32,6 +33,21 @@ def test_runner_writes_copies_html_and_a_summary(tmp_path, capfd):
     assert "broken cell" in err
     assert "without encryption" not in err  # the kernels' start-up warning is silenced
     assert not list(build.glob(".*headline*"))
+
+
+def test_notebooks_are_named_by_path_or_by_the_start_of_their_name(tmp_path):
+    """`make course` / scripts/run_course.py NOTEBOOK: "02" is notebook 02; a name that fits no
+    notebook, or several, lists the course's notebooks; no name means all five."""
+    course_notebooks = run_course.find_notebooks([])
+    assert [nb.name[:2] for nb in course_notebooks] == ["01", "02", "03", "04", "05"]
+    assert run_course.find_notebooks(["02"]) == [course_notebooks[1]]
+    other = _notebook(tmp_path / "mine.ipynb", "1 + 1")
+    assert run_course.find_notebooks([str(other), "05_feature"]) == [other, course_notebooks[4]]
+    for name, problem in (("07", "matches none"), ("0", "matches several"),
+                          ("--help", "matches none")):
+        with pytest.raises(ValueError, match=f"{problem} of the course's notebooks: "
+                                             f"01_allconv_baseline.ipynb, 02_"):
+            run_course.find_notebooks([name])
 
 
 def test_executed_notebooks_keep_a_compact_record(tmp_path):
