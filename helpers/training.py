@@ -158,12 +158,13 @@ def results_table(runs: dict[str, Run]) -> pd.DataFrame:
 
 def show_results(runs: dict[str, Run], caption: str = ""):
     """:func:`results_table` as a notebook shows it: accuracies in percent, parameters with
-    thousands separators, and a caption that warns when a row is a smoke run."""
+    thousands separators, minutes to a tenth, and a caption that warns when a row is a smoke
+    run."""
     if any(run.info.is_smoke_run for run in runs.values()):
         caption = f"{caption} (SMOKE RUN rows are not results: see provenance)".strip()
     return (results_table(runs).style
             .format({"val accuracy": "{:.2%}", "test accuracy": "{:.2%}", "parameters": "{:,}",
-                     "test images": "{:,}"}, na_rep="-")
+                     "test images": "{:,}", "train minutes": "{:.1f}"}, na_rep="-")
             .set_caption(caption))
 
 

@@ -183,6 +183,7 @@ def test_the_results_table_shows_a_run_as_recorded(smoke_run):
     assert table.loc["tiny", "provenance"] == smoke_run.provenance
     shown = training.show_results({"tiny": smoke_run}, caption="tiny run").to_html()
     assert f"{smoke_run.info['test_acc']:.2%}" in shown  # in percent
+    assert f">{smoke_run.wall_minutes:.1f}<" in shown  # minutes to a tenth, not 0.016667
     assert "tiny run (SMOKE RUN rows are not results" in shown
 
 
