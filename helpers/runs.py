@@ -252,8 +252,7 @@ def in_use(folder: Path) -> str | None:
     path = Path(folder) / LOCK
     if not path.exists():
         return None
-    with open(path, "a+") as handle:
-        handle.seek(0)
+    with open(path) as handle:  # read only: a checkout that cannot be written to works too
         holder = handle.read().strip()
         if not _try_lock(handle):
             return holder or "process unknown"
