@@ -133,6 +133,7 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     assert (entry.folder / "run.json").read_text() == record
 
 
+@pytest.mark.slow
 def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch, hold_lock,
                                                           capsys):
     """A second `make reference` while the first trains a run: the run is reported in use (by
