@@ -258,7 +258,7 @@ def estimate_seconds(model: nn.Module, data: ImageDataModule, recipe: Recipe,
 
 
 def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recipe,
-                          folder: Path, epochs: int, precision: str) -> None:
+                          folder: Path, epochs: int, precision: str | None = None) -> None:
     """Before a full-mode run of more than ``LONG_RUN_SECONDS``, print its measured estimate,
     what it trains, and how to shorten it (quick-mode smoke runs and short runs are not timed)."""
     left = epochs - runs.epochs_done(folder)
