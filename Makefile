@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-SMOKE := COURSE_MODE=quick COURSE_OFFLINE=1
+SMOKE := COURSE_MODE=smoke COURSE_OFFLINE=1
 # Where the published Tutorial 5 files are beside the checkout, notebook 03 loads them from there
 # (a file:// mirror needs no network), so that its published-checkpoint path is tested too.
 TUTORIAL5_MIRROR := $(wildcard $(abspath ../shared/reference/uvadlc-tutorial5))
@@ -49,4 +49,4 @@ bench: setup
 	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done
 
 clean:
-	rm -rf build saved_models/quick
+	rm -rf build saved_models/smoke

@@ -3,9 +3,11 @@
 Every notebook and helper asks this module instead of reading environment variables itself,
 so that one variable changes the whole course:
 
-- ``COURSE_MODE``: ``quick`` (small subsets, few steps: a smoke run, never a result) or
-  ``full`` (real data, the papers' recipes). Default: ``full`` when a GPU (CUDA or MPS) is
-  present, else ``quick``.
+- ``COURSE_MODE``: ``full`` (the papers' data and recipes; the default with a GPU, CUDA or
+  MPS), ``cpu`` (every notebook's own runs on the real Fashion-MNIST, sized to minutes on a
+  2-core CPU, in fp32 on every CPU so that results agree between machines; the default
+  without a GPU) or ``smoke`` (tests and CI: small subsets and one epoch; the only mode with a
+  synthetic stand-in for missing data, and never a result).
 - ``COURSE_OFFLINE=1`` (or true/yes): no network access at all; downloads are skipped with one
   line. 0/false/no or unset: online. Any other value is an error.
 - ``DATA_DIR`` (default ``data/``) and ``SAVED_MODELS_DIR`` (default ``saved_models/``).
@@ -22,13 +24,13 @@ from pathlib import Path
 import torch
 
 
-MODES = ("quick", "full")
+MODES = ("full", "cpu", "smoke")
 OFFLINE_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False,
                   "": False}  # COURSE_OFFLINE, lower-cased and stripped
 
-# Sizes of the quick-mode subsets (train, validation, test) and its epoch cap.
-QUICK_SUBSET = (1024, 256, 512)
-QUICK_EPOCHS = 1
+# Sizes of the smoke-mode subsets (train, validation, test) and its epoch cap.
+SMOKE_SUBSET = (1024, 256, 512)
+SMOKE_EPOCHS = 1
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -40,17 +42,23 @@ def project_root() -> Path:
 
 
 def mode() -> str:
-    """``quick`` or ``full``, from ``COURSE_MODE``; unset means full with a GPU, else quick."""
+    """``full``, ``cpu`` or ``smoke``, from ``COURSE_MODE``; unset means full with a GPU, else
+    cpu."""
     value = os.environ.get("COURSE_MODE", "").strip().lower()
     if not value:
-        return "full" if device_type() in ("cuda", "mps") else "quick"
+        return "full" if device_type() in ("cuda", "mps") else "cpu"
+    if value == "quick":
+        raise ValueError("COURSE_MODE=quick is now called smoke (tests and CI: a few hundred "
+                         "images, one epoch); on a CPU, COURSE_MODE=cpu (the default without a "
+                         "GPU) trains on the real Fashion-MNIST in minutes")
     if value not in MODES:
         raise ValueError(f"COURSE_MODE={value!r} is not a mode; valid modes: {', '.join(MODES)}")
     return value
 
 
-def is_quick() -> bool:
-    return mode() == "quick"
+def is_smoke() -> bool:
+    """Smoke mode: the tests' few-step runs, whose numbers are never results."""
+    return mode() == "smoke"
 
 
 def offline() -> bool:
@@ -72,10 +80,12 @@ def saved_models_dir() -> Path:
 
 
 def runs_dir() -> Path:
-    """Where training runs write: quick-mode runs go to a separate, never-loaded folder so a
-    smoke checkpoint can never be mistaken for a real one."""
+    """Where training runs write: each mode but full has a folder of its own under
+    ``saved_models/`` (``smoke/``, never loaded as a result; ``cpu/``, the learner's CPU-mode
+    runs, kept and resumed), so that a small run is never mistaken for a full one."""
     base = saved_models_dir()
-    return base / "quick" if is_quick() else base
+    current = mode()
+    return base if current == "full" else base / current
 
 
 def device_type() -> str:
@@ -107,7 +117,11 @@ def precision() -> str:
     natively: bf16 autocast on GPUs of compute capability 8.0 and newer and on CPUs with
     AVX512-BF16 or AMX; fp16 autocast with gradient scaling on GPUs of capability 7.x, which
     have fp16 tensor cores but only emulate bf16 (``torch.cuda.is_bf16_supported()`` says True
-    there too); fp32 everywhere else, Apple MPS included."""
+    there too); fp32 everywhere else, Apple MPS included. CPU mode computes in fp32 on every
+    machine, so that its runs (and the exercises' expected ranges) agree between the course's
+    CPUs."""
+    if mode() == "cpu":
+        return "32-true"
     kind = device_type()
     if kind == "cuda":
         capability = torch.cuda.get_device_capability()
@@ -164,14 +178,15 @@ def commit() -> str | None:
 def banner() -> None:
     """Print the mode, device and network policy at the top of a notebook."""
     current = mode()
-    what = ("smoke run: small subsets and few epochs; its numbers are NOT results"
-            if current == "quick" else "real data and full recipes")
+    what = {"smoke": "smoke run: small subsets and one epoch; its numbers are NOT results",
+            "cpu": "real Fashion-MNIST, runs sized to minutes on a CPU, fp32",
+            "full": "the papers' data and recipes"}[current]
     print(f"COURSE_MODE={current} ({what})")
     print(f"device: {device_type()} ({hardware()}), precision {precision()} | offline: "
           f"{'yes' if offline() else 'no'} | {versions()}")
     if "google.colab" in sys.modules and device_type() == "cpu":
         print("No GPU is attached: Runtime > Change runtime type > T4 GPU gives one (then run "
-              "the notebook from the top); on the CPU, quick mode is the one to use.")
+              "the notebook from the top); without one, CPU mode trains on Fashion-MNIST in minutes.")
 
 
 def versions() -> str:

@@ -1,7 +1,7 @@
 """Running the whole course: ``make course`` executes every notebook headlessly, writes executed
 copies and HTML to build/, and prints a summary table with each notebook's wall time and the
 headline result it reported with :func:`headline`. The mode is COURSE_MODE (default: full with a
-GPU, quick without).
+GPU, cpu without).
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ def run(notebook: Path, build: Path) -> dict:
     os.environ["COURSE_HEADLINE_FILE"] = str(headline_file)
     nb = nbformat.read(notebook, as_version=4)
     # The kernel's start-up warning about unencrypted local TCP is noise in make course's output.
-    client = NotebookClient(nb, timeout=900 if config.is_quick() else None, kernel_name="python3",
+    client = NotebookClient(nb, timeout=900 if config.is_smoke() else None, kernel_name="python3",
                             resources={"metadata": {"path": str(notebook.parent)}},
                             extra_arguments=["--IPKernelApp.log_level=ERROR"])
     start = time.perf_counter()

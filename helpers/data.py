@@ -190,7 +190,7 @@ def _check_sizes(val_size, subset, eval_batch_size) -> None:
                                              and len(subset) == 3 and all(map(_whole, subset))):
         raise ValueError(f"subset={subset!r} is not valid: give (train, val, test) image counts "
                          f"> 0, None for everything, or 'auto' (everything in full mode, "
-                         f"{config.QUICK_SUBSET} in quick mode)")
+                         f"{config.SMOKE_SUBSET} in smoke mode)")
     if not _whole(eval_batch_size):
         raise ValueError(f"eval_batch_size={eval_batch_size!r} is not valid: a whole number > 0")
 
@@ -200,7 +200,7 @@ class ImageDataModule(pl.LightningDataModule):
 
     The validation set is a seeded part of the official training split (never the test split).
     ``subset`` = (train, val, test) sizes, ``None`` for everything, or ``"auto"``: everything in
-    full mode, ``config.QUICK_SUBSET`` in quick mode. ``test_every_epoch`` also evaluates the
+    the full and CPU modes, ``config.SMOKE_SUBSET`` in smoke mode. ``test_every_epoch`` also evaluates the
     test set after every epoch (for protocols that report it; selection stays on validation).
     ``size`` and ``channels`` resize the images and repeat a single channel (e.g. MNIST-type
     data for 3-channel 32x32 networks); their statistics are then taken from the resized
@@ -254,7 +254,7 @@ class ImageDataModule(pl.LightningDataModule):
         train_index, val_index = split_indices(len(full_train), self.val_size, self.seed)
         sizes = self.subset
         if sizes == "auto":
-            sizes = config.QUICK_SUBSET if config.is_quick() else None
+            sizes = config.SMOKE_SUBSET if config.is_smoke() else None
         test_index = torch.arange(len(test))
         if sizes is not None:
             train_index = train_index[:sizes[0]]

@@ -7,8 +7,9 @@ class names, where it came from) from the first source that has it:
 2. the Debian package ``dataset-fashion-mnist`` (Fashion-MNIST only);
 3. a torchvision download (with its checksums) unless ``COURSE_OFFLINE`` is set.
 
-If none has it, full mode raises :class:`DatasetNotFoundError` saying how to get it; quick mode
-uses a small synthetic, learnable stand-in of the same shape and says so in a banner.
+If none has it, :class:`DatasetNotFoundError` says in one line how to get it. Smoke mode alone
+(tests, CI) uses a small synthetic, learnable stand-in of the same shape instead, and says so
+in a banner; the full and CPU modes never do.
 :func:`channel_stats` gives the per-channel mean and std that batches are normalised with.
 """
 
@@ -73,7 +74,11 @@ SPLITS = ("train", "test")
 
 
 class DatasetNotFoundError(FileNotFoundError):
-    """No source has the data set; the message says how to get it."""
+    """No source has the data set; the message says how to get it. A notebook shows that one
+    message, not a traceback (IPython's ``_render_traceback_``)."""
+
+    def _render_traceback_(self) -> list[str]:
+        return [str(self)]
 
 
 @dataclass(frozen=True)
@@ -132,23 +137,19 @@ def _load_both_splits(name: str) -> dict[str, ImageSet]:
                 reason = f"the torchvision download failed ({error})"
     if found is not None:
         return found
-    if config.is_quick():
+    if config.is_smoke():
         return _stand_in(name, reason)
     raise DatasetNotFoundError(_how_to_get(name, root, reason))
 
 
 def _how_to_get(name: str, root: Path, reason: str) -> str:
+    """One line: what is missing, why, and every way to get it."""
     s = info(name)
-    lines = [f"{name} was not found: not in {root / s.folder}, and {reason}.", "To get it:",
-             f"  - run with network access and without COURSE_OFFLINE: torchvision downloads it "
-             f"(about {s.size_mb} MB) into {root}/;",
-             f"  - or place torchvision's extracted folder '{s.folder}' in {root}/ "
-             f"(or point DATA_DIR at a folder that has it);"]
-    if name == "FashionMNIST":
-        lines.append("  - or install the Debian package: apt-get install dataset-fashion-mnist;")
-    lines.append("  - or set COURSE_MODE=quick to run on a synthetic stand-in (a smoke run, not a "
-                 "result).")
-    return "\n".join(lines)
+    debian = ("install the Debian package (apt-get install dataset-fashion-mnist), "
+              if name == "FashionMNIST" else "")
+    return (f"{name} is not here (not in {root / s.folder}; {reason}). To get it: {debian}run "
+            f"once with network access and without COURSE_OFFLINE (torchvision downloads about "
+            f"{s.size_mb} MB into {root}/), or put torchvision's folder '{s.folder}' in {root}/.")
 
 
 def _from_data_dir(name: str, root: Path) -> dict[str, ImageSet] | None:
@@ -245,7 +246,7 @@ def _stand_in(name: str, reason: str) -> dict[str, ImageSet]:
         noise = torch.randn(n, channels, height, width, generator=generator) * 0.25
         images = ((patterns[labels] + noise).clamp(0, 1) * 255).round().to(torch.uint8)
         out[split] = ImageSet(images, labels, list(s.classes), f"synthetic stand-in for {name}")
-    print(f"*** {name} is not available ({reason}).\n*** Quick mode uses a SYNTHETIC STAND-IN of "
+    print(f"*** {name} is not available ({reason}).\n*** Smoke mode uses a SYNTHETIC STAND-IN of "
           f"the same shape ({STAND_IN_SIZES['train']:,} train / {STAND_IN_SIZES['test']:,} test "
           f"images, {len(s.classes)} classes): it proves the code runs; nothing learned on it is "
           f"a result.")

@@ -1,33 +1,41 @@
-"""The notebooks' exercises: small Fashion-MNIST runs that take minutes on a laptop CPU, and a
-check of the learner's result against the range the course measured for the same settings.
+"""The notebooks' exercises, and the check of a learner's CPU-mode run against what the course
+measured for the same run.
 
-Every exercise trains on the same data (5,000 training, 1,000 validation and all 10,000 test
-images of the real Fashion-MNIST) for the same few epochs, so that the range the course measured
-applies on another machine too, within the margin the range allows for seeds and hardware. In
-quick mode an exercise cell makes a smoke run of a few batches instead, which :func:`check` does
-not judge; set ``FULL = True`` in the cell (or ``COURSE_EXERCISES=full`` in the environment) to
-do the exercise.
+Every exercise, like every run a notebook trains in CPU mode, sees the CPU mode's data
+(:data:`SIZES`: 5,000 training, 1,000 validation and all 10,000 test images of the real
+Fashion-MNIST) for :data:`EPOCHS` epochs, in fp32 on every machine, so that the course's
+measurements apply on any CPU it supports. The measurements are run records committed in
+``saved_models/exercise-records/`` (one file per run name and seed, written by
+``scripts/measure_exercises.py``); :func:`expected` turns them into a range, and :func:`check`
+judges a run by it, after the run. In smoke mode the cells make smoke runs of a few batches
+instead, which :func:`check` does not judge.
 """
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
+from pathlib import Path
 
-from . import config, training
+from . import config, runs, training
 from .data import ImageDataModule
+from .modes import CPU_DATA as DATA, CPU_EPOCHS as EPOCHS, CPU_SIZES as SIZES
 from .runs import Run
 
-DATA = "FashionMNIST"
-SIZES = (5_000, 1_000, 10_000)       # training, validation, test images of a full exercise
+CLASSES = 10
 SMOKE_SIZES = (256, 128, 256)
-EPOCHS = 3
 SMOKE_EPOCHS = 1
+PRECISION = "32-true"                # on every machine: the measured ranges hold on any CPU
+MARGIN = 0.03                        # the range reaches this far past the measured seeds
+ABOVE_CHANCE = 0.05                  # a result must beat chance (1 / CLASSES) by this much
+RECORDS = config.project_root() / "saved_models" / "exercise-records"
 
 
 def full() -> bool:
-    """Whether exercise cells do the exercise (full mode, or ``COURSE_EXERCISES=full``) rather
-    than a smoke run (quick mode)."""
-    return not config.is_quick() or os.environ.get("COURSE_EXERCISES") == "full"
+    """Whether exercise cells do the exercise (the full and CPU modes, or
+    ``COURSE_EXERCISES=full``) rather than a smoke run (smoke mode)."""
+    return not config.is_smoke() or os.environ.get("COURSE_EXERCISES") == "full"
 
 
 def data(full: bool, **options) -> ImageDataModule:
@@ -39,38 +47,119 @@ def data(full: bool, **options) -> ImageDataModule:
 
 def train(model, module: ImageDataModule, recipe: str, *, name: str, full: bool,
           seed: int = 0, **options) -> Run:
-    """Train an exercise run for :data:`EPOCHS` epochs into ``<runs>/exercises/<name>/``, apart
-    from the course's own runs. It is kept, in quick mode too: run again, it is loaded (or an
-    interrupted one resumed), not trained again. A smoke run (one epoch of a few batches) goes
-    to ``<name>-smoke`` and starts afresh each time, so it never replaces the exercise run.
+    """Train an exercise run for :data:`EPOCHS` epochs in fp32 into ``<runs>/exercises/<name>/``,
+    apart from the course's own runs. It is kept: run again, it is loaded (or an interrupted one
+    resumed), not trained again. A smoke run (one epoch of a few batches) goes to
+    ``<name>-smoke`` and starts afresh each time, so it never replaces the exercise run.
     ``options`` go to :func:`~helpers.training.fit`."""
     options.setdefault("overwrite", not full)
     return training.fit(model, module, recipe, name=name if full else f"{name}-smoke",
-                        epochs=EPOCHS if full else SMOKE_EPOCHS, seed=seed,
+                        epochs=EPOCHS if full else SMOKE_EPOCHS, seed=seed, precision=PRECISION,
                         directory=config.runs_dir() / "exercises", **options)
 
 
-def is_full(run: Run) -> bool:
-    """Was ``run`` trained with the exercises' settings on the real data (so its expected range
-    applies)?"""
-    info = run.info
+def is_full(info: dict) -> bool:
+    """Was the run of record ``info`` trained with the exercises' settings on the real data, so
+    that the course's range applies to it?"""
     return (info.get("images", {}).get("train") == SIZES[0] and info.get("epochs") == EPOCHS
-            and info.get("data") == DATA and "stand-in" not in str(info.get("data_source")))
+            and info.get("data") == DATA and "stand-in" not in str(info.get("data_source"))
+            and info.get("precision") == PRECISION)
 
 
-def check(run: Run, between: tuple[float, float], measured: str, hint: str = "") -> None:
-    """Assert that an exercise run's test accuracy lies in ``between`` (fractions), the range
-    the course measured (``measured`` says where and how: hardware, time, seeds). A miss names
-    the run, the range and ``hint`` (what a miss most likely means). A run with other settings
-    (a smoke run) is not judged: one line says so."""
-    low, high = between
+@dataclass(frozen=True)
+class Expected:
+    """What the course measured for one exercise: the test accuracy of each seed's run, where,
+    and the range a correct run lands in (the seeds' results, :data:`MARGIN` either way, and
+    never within :data:`ABOVE_CHANCE` of chance)."""
+    exercise: str
+    results: dict          # seed -> test accuracy
+    hardware: str
+    low: float
+    high: float
+    definition: dict       # of the measured runs: model, data, recipe, epochs (seed apart)
+
+    def describe(self) -> str:
+        seeds = ", ".join(f"{accuracy:.2%}" for accuracy in self.results.values())
+        return (f"{self.low:.1%}–{self.high:.1%}: the course's runs reached {seeds} with seeds "
+                f"{', '.join(map(str, self.results))} ({self.hardware}, fp32; records in "
+                f"saved_models/exercise-records/{self.exercise}-s*.json)")
+
+
+def expected(exercise: str, records: Path | None = None) -> Expected:
+    """The range of exercise ``exercise`` from its committed run records. A missing record is a
+    FileNotFoundError, and a record of a run at chance level a ValueError: such an exercise
+    could not tell a correct run from a broken one."""
+    folder = Path(records or RECORDS)
+    paths = sorted(folder.glob(f"{exercise}-s*.json"))
+    if not paths:
+        raise FileNotFoundError(f"no measured runs of exercise {exercise!r} in {folder}: run "
+                                f"`python scripts/measure_exercises.py {exercise}`")
+    infos = [json.loads(path.read_text()) for path in paths]
+    definition = infos[0].get("definition", {})
+    if bad := [path.name for path, info in zip(paths, infos) if not is_full(info)]:
+        raise ValueError(f"{', '.join(bad)} in {folder} were not trained with the exercises' "
+                         f"settings ({SIZES[0]:,} images, {EPOCHS} epochs, {PRECISION})")
+    results = {info["seed"]: info["test_acc"] for info in sorted(infos, key=lambda i: i["seed"])}
+    floor = 1 / CLASSES + ABOVE_CHANCE
+    if min(results.values()) < floor:
+        raise ValueError(f"a measured run of exercise {exercise!r} reached only "
+                         f"{min(results.values()):.2%}, within {ABOVE_CHANCE:.0%} of chance: "
+                         f"the exercise cannot tell a correct run from a broken one")
+    hardware = " / ".join(sorted({info["hardware"].split(",")[0] for info in infos}))
+    return Expected(exercise, results, hardware, max(min(results.values()) - MARGIN, floor),
+                    max(results.values()) + MARGIN, definition)
+
+
+def check(run: Run, hint: str = "", like: str | None = None, records: Path | None = None) -> bool:
+    """Say whether a CPU-mode run's test accuracy lies in the range the course measured for the
+    run of the same name (or of name ``like``: a run that should do as well), and return it. A
+    miss prints what was expected, what the run got and the likely cause (``hint``; chance
+    level and changed settings have their own), and does not stop the notebook. A run at
+    another scale (a smoke run, a full-mode run) is not judged: one line says so (False)."""
     accuracy = run.info["test_acc"]
-    if not is_full(run):
-        print(f"{run.name}: {accuracy:.1%} — not checked: a smoke run (the range "
-              f"{low:.1%}–{high:.1%} is for {SIZES[0]:,} real training images and {EPOCHS} "
-              f"epochs; set FULL = True in the cell to do the exercise).")
-        return
-    assert low <= accuracy <= high, (
-        f"{run.name}: test accuracy {accuracy:.2%} is outside the expected {low:.1%}–{high:.1%} "
-        f"({measured}). {hint}".strip())
-    print(f"{run.name}: {accuracy:.2%}, inside the expected {low:.1%}–{high:.1%} ({measured}).")
+    if not is_full(run.info):
+        what = "a smoke run" if run.info.is_smoke_run else "not a CPU-mode run"
+        print(f"{run.name}: {accuracy:.1%}, not checked: {what} (the course measured "
+              f"{SIZES[0]:,} real training images, {EPOCHS} epochs, fp32: COURSE_MODE=cpu).")
+        return False
+    wanted = expected(like or run.name, records)
+    if wanted.low <= accuracy <= wanted.high:
+        print(f"PASS {run.name}: {accuracy:.2%}, inside the expected {wanted.describe()}.")
+        return True
+    if accuracy < 1 / CLASSES + ABOVE_CHANCE:
+        cause = ("chance level: the network learned nothing (a learning rate of 0, "
+                 "labels or images that do not match, or an output that ignores the input)")
+    elif changed := runs.differences(wanted.definition, run.info.get("definition", {}),
+                                     ("model", "data", "recipe", "epochs"),
+                                     labels=("measured", "in yours")):
+        cause = "your run differs from the measured one: " + "; ".join(changed)
+    elif accuracy < wanted.low:
+        cause = hint or "a setting other than the exercise's, or a bug in the changed code"
+    else:
+        cause = "better than every measured seed: check that the run uses the exercise's data"
+    print(f"MISS {run.name}: {accuracy:.2%}, outside the expected {wanted.describe()}. "
+          f"Likely cause: {cause}.")
+    return False
+
+
+def check_parameters(model, expected_count: int, input_shape=(1, 28, 28), classes: int = CLASSES
+                     ) -> bool:
+    """Before training code a learner wrote: does ``model`` have ``expected_count`` parameters,
+    and does a batch of two ``input_shape`` images give (2, ``classes``) scores? Says what it
+    found either way, and returns whether both hold."""
+    import torch
+
+    from .measure import count_parameters
+    found = count_parameters(model)
+    with torch.no_grad():
+        shape = tuple(model.eval()(torch.zeros(2, *input_shape)).shape)
+    model.train()
+    problems = ([f"{found:,} parameters, expected {expected_count:,} ({found - expected_count:+,})"]
+                if found != expected_count else [])
+    if shape != (2, classes):
+        problems.append(f"output shape {shape} for two images, expected (2, {classes})")
+    if problems:
+        print("MISS your model: " + "; ".join(problems) + ".")
+        return False
+    print(f"PASS your model: {found:,} parameters and scores of shape {shape}, as expected.")
+    return True

@@ -470,3 +470,60 @@ def feature_maps(model: torch.nn.Module, image: torch.Tensor, layers: dict,
         figure.suptitle(title, fontsize=10)
     figure.tight_layout()
     return figure
+
+
+def against_reference(yours: dict, reference: dict, title: str | None = None) -> plt.Figure | None:
+    """Your runs beside the course's reference runs of the same models, on one plot each for
+    validation accuracy and training loss, against the training images seen (log axis: the
+    reference runs see many times more). ``yours`` and ``reference`` map a model's label to
+    its run; one colour per label, yours solid, the reference dashed. A run of one epoch (a
+    smoke run) is a single point."""
+    labels = list(dict.fromkeys([*yours, *reference]))
+    colours = dict(zip(labels, sns.color_palette(n_colors=max(len(labels), 1))))
+    figure, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 3.8))
+    drawn = False
+    for runs, style, whose in ((reference, "--", "reference"), (yours, "-", "yours")):
+        for label, run in runs.items():
+            if run is None or run.history is None:
+                continue
+            seen = run.history["epoch"] * run.info["images"]["train"]
+            for ax, column, scale in ((acc_ax, "val_acc", 100), (loss_ax, "train_loss", 1)):
+                ax.plot(seen, scale * run.history[column], style, color=colours[label],
+                        marker="o", markersize=4, label=f"{label} ({whose})")
+            drawn = True
+    if not drawn:
+        plt.close(figure)
+        return None
+    for ax in (acc_ax, loss_ax):
+        ax.set_xscale("log")
+        ax.set_xlabel("training images seen (log scale)")
+    acc_ax.set(ylabel="validation accuracy (%)", title="validation accuracy")
+    loss_ax.set(ylabel="cross-entropy", title="training loss")
+    loss_ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    if title:
+        figure.suptitle(title)
+    figure.tight_layout()
+    return figure
+
+
+def against_reference_table(yours: dict, reference: dict):
+    """One row per run, yours and the reference's: what each trained on and for how long, and
+    what it reached, with how many times more training images the reference run saw."""
+    rows = []
+    for whose, runs in (("yours", yours), ("reference", reference)):
+        for label, run in runs.items():
+            info = run.info
+            train = info["images"]["train"]
+            rows.append({"model": label, "run": whose, "parameters": info.get("parameters"),
+                         "training images": train, "epochs": info["epochs"],
+                         "images seen": train * info["epochs"], "test accuracy": info["test_acc"],
+                         "minutes": run.wall_minutes, "precision": info.get("precision"),
+                         "hardware": info.get("hardware")})
+    table = pd.DataFrame(rows)
+    seen = table.groupby("model")["images seen"]
+    table["reference saw"] = [
+        f"{seen.max()[model] / images:.0f}x yours" if whose == "yours" and images else ""
+        for model, whose, images in zip(table["model"], table["run"], table["images seen"])]
+    return (table.set_index(["model", "run"]).sort_index(level=0, sort_remaining=False)
+            .style.format({"test accuracy": "{:.2%}", "parameters": "{:,}", "minutes": "{:.1f}",
+                           "training images": "{:,}", "images seen": "{:,}"}, na_rep="-"))

@@ -179,7 +179,7 @@ def lr_factor(recipe: Recipe, epoch: float, total_epochs: int) -> float:
 
 def planned_epochs(recipe: Recipe, epochs: int | None = None) -> int:
     """How many epochs a run trains: ``epochs`` when given, else the recipe's, capped at
-    ``config.QUICK_EPOCHS`` in quick mode. The one place this rule lives."""
+    ``config.SMOKE_EPOCHS`` in smoke mode. The one place this rule lives."""
     if epochs is not None:
         return positive_int(epochs, "epochs")
-    return min(recipe.epochs, config.QUICK_EPOCHS) if config.is_quick() else recipe.epochs
+    return min(recipe.epochs, config.SMOKE_EPOCHS) if config.is_smoke() else recipe.epochs

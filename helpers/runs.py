@@ -139,19 +139,20 @@ def saved_definition(folder: Path) -> dict | None:
     return None
 
 
-def differences(saved: dict, wanted: dict, fields=None, prefix: str = "") -> list[str]:
+def differences(saved: dict, wanted: dict, fields=None, prefix: str = "",
+                labels: tuple[str, str] = ("in the folder", "now")) -> list[str]:
     """Lines 'field: saved value (in the folder) vs wanted value (now)' for every leaf that
-    differs; only ``fields`` (top-level names) when given. A field the saved definition does
-    not have (an older record) is not compared."""
+    differs; only ``fields`` (top-level names) when given; ``labels`` name the two sides. A field
+    the saved definition does not have (an older record) is not compared."""
     lines = []
     for key, value in wanted.items():
         if (fields is not None and not prefix and key not in fields) or key not in saved:
             continue
         old = saved[key]
         if isinstance(value, dict) and isinstance(old, dict):
-            lines += differences(old, value, None, f"{prefix}{key}.")
+            lines += differences(old, value, None, f"{prefix}{key}.", labels)
         elif old != value:
-            lines.append(f"{prefix}{key}: {old!r} in the folder vs {value!r} now")
+            lines.append(f"{prefix}{key}: {old!r} {labels[0]} vs {value!r} {labels[1]}")
     return lines
 
 
@@ -308,7 +309,7 @@ class Record(dict):
 
     @property
     def is_smoke_run(self) -> bool:
-        """Trained in quick mode or on the synthetic stand-in: proves the code runs, no more."""
+        """Trained in smoke mode or on the synthetic stand-in: proves the code runs, no more."""
         return bool(self.get("smoke_run"))
 
     @property

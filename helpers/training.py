@@ -193,7 +193,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     run with the same settings resumes from its last completed epoch; a finished one is loaded,
     not trained again; a run with other settings is an error that names the differences.
     ``overwrite=True`` deletes the run in the folder and trains afresh; it is the default in
-    quick mode, whose smoke runs are never kept. ``epochs``: see
+    smoke mode, whose runs are never kept. ``epochs``: see
     :func:`~helpers.recipes.planned_epochs`. The recipe decides the batch size. ``note`` is kept
     in the run record (e.g. how a recipe was shortened). ``precision="auto"`` is this
     machine's (:func:`~helpers.config.precision`) for a new run, and the run's own for one
@@ -222,7 +222,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     folder = Path(directory or config.runs_dir()) / name
     with runs.lock(folder):
         runs.remove_stray_parts(folder)
-        afresh = config.is_quick() if overwrite is None else overwrite
+        afresh = config.is_smoke() if overwrite is None else overwrite
         if afresh:
             runs.clear(folder)
         precision = runs.run_precision(folder, precision)
@@ -260,9 +260,9 @@ def estimate_seconds(model: nn.Module, data: ImageDataModule, recipe: Recipe,
 def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recipe,
                           folder: Path, epochs: int, precision: str | None = None) -> None:
     """Before a full-mode run of more than ``LONG_RUN_SECONDS``, print its measured estimate,
-    what it trains, and how to shorten it (quick-mode smoke runs and short runs are not timed)."""
+    what it trains, and how to shorten it (smoke runs and short runs are not timed)."""
     left = epochs - runs.epochs_done(folder)
-    if config.is_quick() or left * (len(data.train) // recipe.batch_size) < 100:
+    if config.is_smoke() or left * (len(data.train) // recipe.batch_size) < 100:
         return
     seconds = estimate_seconds(model, data, recipe, left, precision)
     if seconds < LONG_RUN_SECONDS:
@@ -275,7 +275,7 @@ def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recip
           f"{recipe.name}, {done}{left} epoch(s) to train.\n"
           f"It can be stopped at any time (Ctrl+C, or the notebook's stop button) and resumes "
           f"from its last completed epoch when started again. To shorten it, train fewer "
-          f"epochs (epochs=...) or run in COURSE_MODE=quick (a smoke run); the course's own "
+          f"epochs (epochs=...) or run in COURSE_MODE=cpu (minutes per run); the course's own "
           f"reference runs are shown in every notebook without training.")
 
 
@@ -323,7 +323,7 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
         "images": definition["data"]["images"],
         "recipe": dataclasses.asdict(recipe), "epochs": epochs, "epochs_trained": len(table),
         "seed": seed, "mode": config.mode(),
-        "smoke_run": config.is_quick() or data.train.is_stand_in,
+        "smoke_run": config.is_smoke() or data.train.is_stand_in,
         "precision": trainer.precision, "hardware": _machines(table),
         "torch": torch.__version__, "lightning": pl.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -372,7 +372,7 @@ def _stopped_by_signals(folder: Path, module: Classifier, epochs: int, afresh: b
         yield
     except (_Signalled, SIGTERMException) as error:
         number = error.args[0] if isinstance(error, _Signalled) else signal.SIGTERM
-        again = ("started again as it was, it starts afresh in quick mode or with overwrite=True; "
+        again = ("started again as it was, it starts afresh in smoke mode or with overwrite=True; "
                  "pass overwrite=False to resume it" if afresh else
                  "start the same run again to resume it")
         message = (f"{signal.Signals(number).name}: training of {folder.name} stopped in epoch "

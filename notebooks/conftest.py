@@ -1,4 +1,4 @@
-"""Notebooks under pytest run as a smoke test: quick mode, no network (unless set otherwise).
+"""Notebooks under pytest run as a smoke test: smoke mode, no network (unless set otherwise).
 
 Each executed cell's outputs are also read as a reader of ``make course``'s build/ would see them
 (:func:`helpers.course.output_problems`): a cell that leaves a line per progress-bar refresh, a
@@ -8,7 +8,7 @@ import os
 
 import pytest
 
-os.environ.setdefault("COURSE_MODE", "quick")
+os.environ.setdefault("COURSE_MODE", "smoke")
 os.environ.setdefault("COURSE_OFFLINE", "1")
 
 

@@ -3,7 +3,7 @@
 Prints one PASS / FAIL / SKIP line per check and writes what it measured to
 ``benchmarks/results/gpu_check-<device>.json``; exits 1 if a check fails. On a machine without
 CUDA the CUDA-only checks are reported as skipped and the rest run on the CPU, so the script
-itself is tested everywhere. It trains on the synthetic stand-in (quick mode, offline), since
+itself is tested everywhere. It trains on the synthetic stand-in (smoke mode, offline), since
 what it checks is the code path, not accuracy.
 
     python scripts/gpu_check.py [--skip-bench]
@@ -22,7 +22,7 @@ import traceback
 from datetime import datetime, timezone
 from pathlib import Path
 
-os.environ.setdefault("COURSE_MODE", "quick")
+os.environ.setdefault("COURSE_MODE", "smoke")
 os.environ.setdefault("COURSE_OFFLINE", "1")
 
 import torch  # noqa: E402

@@ -1,6 +1,6 @@
 """Run the course notebooks headlessly: executed copies and HTML go to build/, then a summary.
 
-The mode is COURSE_MODE (default: full with a GPU, quick without). Exits 1 if a notebook fails.
+The mode is COURSE_MODE (default: full with a GPU, cpu without). Exits 1 if a notebook fails.
 The runner itself is helpers.course.
 """
 

@@ -1,4 +1,4 @@
-"""Every test runs offline, in quick mode, with its own empty data and saved_models folders."""
+"""Every test runs offline, in smoke mode, with its own empty data and saved_models folders."""
 
 import http.server
 import os
@@ -16,7 +16,7 @@ from helpers import datasets, memory_safe  # noqa: E402
 
 @pytest.fixture(autouse=True)
 def course_env(tmp_path, monkeypatch):
-    monkeypatch.setenv("COURSE_MODE", "quick")
+    monkeypatch.setenv("COURSE_MODE", "smoke")
     monkeypatch.setenv("COURSE_OFFLINE", "1")
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path / "saved_models"))

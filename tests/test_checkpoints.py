@@ -159,7 +159,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(course_env):
 
 def test_an_interrupted_run_is_resumed_not_loaded(course_env, monkeypatch):
     module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(128, 64, 64))
-    module.setup()  # on the quick-mode stand-in
+    module.setup()  # on the smoke-mode stand-in
     monkeypatch.setenv("COURSE_MODE", "full")  # so that the run lands in saved_models/
     recipe = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=2)
     training.fit(_fresh(), module, recipe, name="tiny", enable_progress_bar=False)

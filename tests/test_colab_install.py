@@ -81,10 +81,10 @@ def _fresh_venv(tmp_path: Path) -> Path:
 
 
 def _env() -> dict:
-    """Offline, quick mode, with the course's own folders (not the tests' empty ones), and pip
+    """Offline, smoke mode, with the course's own folders (not the tests' empty ones), and pip
     told to build without downloading (Colab's pip is online; this machine's is not)."""
     env = {key: value for key, value in os.environ.items()
            if key not in ("SAVED_MODELS_DIR", "DATA_DIR", "PYTHONPATH", "VIRTUAL_ENV")}
-    env.update(COURSE_MODE="quick", COURSE_OFFLINE="1", PIP_NO_INDEX="1",
+    env.update(COURSE_MODE="smoke", COURSE_OFFLINE="1", PIP_NO_INDEX="1",
                PIP_NO_BUILD_ISOLATION="0", PIP_DISABLE_PIP_VERSION_CHECK="1")
     return env

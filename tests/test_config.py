@@ -8,21 +8,41 @@ from helpers import config, course
 
 def test_mode_reads_the_environment(monkeypatch):
     monkeypatch.setenv("COURSE_MODE", "full")
-    assert config.mode() == "full" and not config.is_quick()
-    monkeypatch.setenv("COURSE_MODE", " Quick ")
-    assert config.mode() == "quick" and config.is_quick()
+    assert config.mode() == "full" and not config.is_smoke()
+    monkeypatch.setenv("COURSE_MODE", " Smoke ")
+    assert config.mode() == "smoke" and config.is_smoke()
+    monkeypatch.setenv("COURSE_MODE", "CPU")
+    assert config.mode() == "cpu" and not config.is_smoke()
 
 
-def test_default_mode_is_full_only_with_a_gpu(monkeypatch):
+@pytest.mark.parametrize("device, expected", [("cuda", "full"), ("mps", "full"), ("cpu", "cpu")])
+def test_the_default_mode_is_full_with_a_gpu_and_cpu_without(monkeypatch, device, expected):
     monkeypatch.delenv("COURSE_MODE")
-    expected = "full" if config.device_type() in ("cuda", "mps") else "quick"
+    monkeypatch.setattr(config, "device_type", lambda: device)
     assert config.mode() == expected
 
 
 def test_unknown_mode_lists_the_valid_ones(monkeypatch):
     monkeypatch.setenv("COURSE_MODE", "fast")
-    with pytest.raises(ValueError, match="'fast'.*quick, full"):
+    with pytest.raises(ValueError, match="'fast'.*full, cpu, smoke"):
         config.mode()
+
+
+def test_the_old_quick_mode_names_its_successors(monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "quick")
+    with pytest.raises(ValueError, match="now called smoke.*COURSE_MODE=cpu"):
+        config.mode()
+
+
+@pytest.mark.parametrize("cpu_has_bf16", [True, False])
+def test_cpu_mode_computes_in_fp32_on_every_cpu(monkeypatch, cpu_has_bf16):
+    """So that a CPU-mode run, and the exercises' ranges, agree between the course's CPUs."""
+    monkeypatch.setattr(config, "device_type", lambda: "cpu")
+    monkeypatch.setattr(config, "cpu_has_bf16", lambda: cpu_has_bf16)
+    monkeypatch.setenv("COURSE_MODE", "full")
+    assert config.precision() == ("bf16-mixed" if cpu_has_bf16 else "32-true")
+    monkeypatch.setenv("COURSE_MODE", "cpu")
+    assert config.precision() == "32-true"
 
 
 @pytest.mark.parametrize("value, expected", [("1", True), ("yes", True), ("true", True),
@@ -45,8 +65,10 @@ def test_offline_flag_rejects_anything_else(monkeypatch, value):
         config.offline()
 
 
-def test_quick_runs_never_land_beside_real_checkpoints(monkeypatch, tmp_path):
-    assert config.runs_dir() == tmp_path / "saved_models" / "quick"
+def test_smoke_and_cpu_runs_never_land_beside_real_checkpoints(monkeypatch, tmp_path):
+    assert config.runs_dir() == tmp_path / "saved_models" / "smoke"
+    monkeypatch.setenv("COURSE_MODE", "cpu")
+    assert config.runs_dir() == tmp_path / "saved_models" / "cpu"
     monkeypatch.setenv("COURSE_MODE", "full")
     assert config.runs_dir() == tmp_path / "saved_models"
 
@@ -62,7 +84,7 @@ def test_headline_is_printed_and_recorded(monkeypatch, tmp_path, capsys):
 def test_banner_names_mode_and_device(capsys):
     config.banner()
     out = capsys.readouterr().out
-    assert "COURSE_MODE=quick" in out and "NOT results" in out
+    assert "COURSE_MODE=smoke" in out and "NOT results" in out
     assert f"device: {config.device_type()}" in out and "offline: yes" in out
 
 

@@ -108,7 +108,7 @@ def _damage(path, how):
                                        ("t10k-labels-idx1-ubyte.gz", "empty"),
                                        ("train-labels-idx1-ubyte.gz", "delete"),
                                        ("t10k-images-idx3-ubyte.gz", "corrupt the header")])
-@pytest.mark.parametrize("mode", ["quick", "full"])
+@pytest.mark.parametrize("mode", ["smoke", "full"])
 def test_a_damaged_debian_fashion_mnist_names_the_file_and_the_fix(monkeypatch, tmp_path, file,
                                                                    how, mode):
     _no_network(monkeypatch)
@@ -136,25 +136,32 @@ def test_data_dir_comes_first_and_is_read_by_torchvision(course_env, monkeypatch
     assert len(datasets.load("FashionMNIST", "test")) == 12
 
 
-def test_full_mode_offline_without_data_says_how_to_get_it(monkeypatch):
+@pytest.mark.parametrize("mode", ["full", "cpu"])
+def test_offline_without_data_stops_with_one_line_that_says_how_to_get_it(monkeypatch, mode):
+    """Only smoke mode falls back to the stand-in; in a notebook the error shows as its one
+    line, not a traceback (IPython's _render_traceback_)."""
     _no_network(monkeypatch)
-    monkeypatch.setenv("COURSE_MODE", "full")
+    monkeypatch.setenv("COURSE_MODE", mode)
     with pytest.raises(datasets.DatasetNotFoundError) as error:
         datasets.load("CIFAR100")
     message = str(error.value)
+    assert "\n" not in message and error.value._render_traceback_() == [message]
     assert "cifar-100-python" in message and "COURSE_OFFLINE" in message
-    assert "COURSE_MODE=quick" in message and "161 MB" in message
+    assert "161 MB" in message and "stand-in" not in message
 
 
-def test_missing_fashion_mnist_points_to_the_debian_package(monkeypatch, tmp_path):
-    monkeypatch.setenv("COURSE_MODE", "full")
+def test_cpu_mode_without_fashion_mnist_points_to_the_debian_package(monkeypatch, tmp_path,
+                                                                     capsys):
+    _no_network(monkeypatch)
+    monkeypatch.setenv("COURSE_MODE", "cpu")
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "absent")
     with pytest.raises(datasets.DatasetNotFoundError,
                        match="apt-get install dataset-fashion-mnist"):
         datasets.load("FashionMNIST")
+    assert "STAND-IN" not in capsys.readouterr().out
 
 
-def test_quick_mode_offline_uses_an_announced_stand_in(monkeypatch, capsys):
+def test_smoke_mode_offline_uses_an_announced_stand_in(monkeypatch, capsys):
     _no_network(monkeypatch)
     train = datasets.load("CIFAR100", "train")
     assert "SYNTHETIC STAND-IN" in capsys.readouterr().out
@@ -347,7 +354,7 @@ def test_data_module_splits_train_only_and_keeps_test_whole():
     assert torch.equal(module.train.labels, full_train.labels[train_index])
 
 
-def test_quick_mode_takes_the_quick_subset():
+def test_smoke_mode_takes_the_quick_subset():
     module = data.ImageDataModule("CIFAR10")
     module.setup()
     assert (len(module.train), len(module.val), len(module.test)) == (1024, 256, 512)

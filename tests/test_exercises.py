@@ -1,54 +1,128 @@
-"""The notebooks' exercises: their data, and the check of a learner's result."""
+"""The notebooks' exercises: their data, precision, and a check that judges fairly."""
+
+import json
 
 import pytest
 
-from helpers import data, exercises, models, training
+from helpers import config, data, exercises, models, training
+
+CPU = "CPU AMD EPYC, 2 threads"
 
 
-def _run(accuracy=0.8, train=exercises.SIZES[0], epochs=exercises.EPOCHS,
-         source="/usr/share/datasets/fashion-mnist"):
-    info = {"test_acc": accuracy, "images": {"train": train}, "epochs": epochs,
-            "data": exercises.DATA, "data_source": source}
-    return training.Run("allcnn-c16", None, None, info, None)
+def _info(accuracy, seed=0, train=exercises.SIZES[0], epochs=exercises.EPOCHS,
+          source="/usr/share/datasets/fashion-mnist", precision=exercises.PRECISION):
+    return {"test_acc": accuracy, "images": {"train": train}, "epochs": epochs, "seed": seed,
+            "data": exercises.DATA, "data_source": source, "precision": precision,
+            "hardware": CPU}
 
 
-def test_a_full_exercise_run_inside_its_range_passes(capsys):
-    exercises.check(_run(0.8), between=(0.78, 0.82), measured="one run")
-    printed = capsys.readouterr().out
-    assert "allcnn-c16: 80.00%, inside the expected 78.0%–82.0% (one run)" in printed
+def _run(accuracy=0.8, name="width", **info):
+    return training.Run(name, None, None, _info(accuracy, **info), None)
 
 
-def test_a_miss_names_the_run_the_range_and_the_hint():
-    with pytest.raises(AssertionError) as miss:
-        exercises.check(_run(0.7), between=(0.78, 0.82), measured="2-core CPU, 1 min",
-                        hint="Check the learning rate.")
-    message = str(miss.value)
-    assert "allcnn-c16: test accuracy 70.00% is outside the expected 78.0%–82.0%" in message
-    assert "2-core CPU, 1 min" in message and "Check the learning rate." in message
+@pytest.fixture
+def records(tmp_path):
+    """Three measured seeds of exercise 'width': 61, 62 and 63 %."""
+    folder = tmp_path / "records"
+    folder.mkdir()
+    for seed, accuracy in enumerate((0.61, 0.62, 0.63)):
+        (folder / f"width-s{seed}.json").write_text(json.dumps(_info(accuracy, seed=seed)))
+    return folder
 
 
-@pytest.mark.parametrize("run", [_run(0.1, train=256), _run(0.1, epochs=1),
-                                 _run(0.1, source="synthetic stand-in for FashionMNIST")])
-def test_a_smoke_run_is_not_judged(run, capsys):
-    assert not exercises.is_full(run)
-    exercises.check(run, between=(0.78, 0.82), measured="one run")  # no AssertionError
-    assert "not checked: a smoke run" in capsys.readouterr().out
+def test_the_range_is_the_measured_seeds_and_the_margin(records):
+    wanted = exercises.expected("width", records)
+    assert wanted.results == {0: 0.61, 1: 0.62, 2: 0.63}
+    assert wanted.low == pytest.approx(0.58) and wanted.high == pytest.approx(0.66)
+    assert "seeds 0, 1, 2" in wanted.describe() and "AMD EPYC" in wanted.describe()
+
+
+def test_a_correct_run_passes_and_the_result_is_revealed_after_it(records, capsys):
+    assert exercises.check(_run(0.625), records=records) is True
+    out = capsys.readouterr().out
+    assert out.startswith("PASS width: 62.50%, inside the expected 58.0%–66.0%")
+    assert "61.00%, 62.00%, 63.00%" in out
+
+
+@pytest.mark.parametrize("accuracy, cause", [
+    (0.10, "chance level"), (0.12, "chance level"), (0.40, "Check the learning rate"),
+    (0.90, "better than every measured seed")])
+def test_a_miss_says_what_was_expected_what_came_and_why_and_does_not_stop(records, capsys,
+                                                                          accuracy, cause):
+    assert exercises.check(_run(accuracy), hint="Check the learning rate",
+                           records=records) is False  # no exception: the notebook goes on
+    out = capsys.readouterr().out
+    assert out.startswith(f"MISS width: {100 * accuracy:.2f}%, outside the expected 58.0%–66.0%")
+    assert f"Likely cause: {cause}" in out
+
+
+def test_chance_never_passes_even_where_the_measured_runs_came_close(tmp_path, capsys):
+    folder = tmp_path / "low"
+    folder.mkdir()
+    for seed, accuracy in enumerate((0.16, 0.18)):
+        (folder / f"weak-s{seed}.json").write_text(json.dumps(_info(accuracy, seed=seed)))
+    assert exercises.expected("weak", folder).low == pytest.approx(1 / 10 + 0.05)
+    assert exercises.check(_run(0.10, name="weak"), records=folder) is False
+    (folder / "weak-s2.json").write_text(json.dumps(_info(0.10, seed=2)))
+    with pytest.raises(ValueError, match="within 5% of chance"):
+        exercises.expected("weak", folder)
+
+
+def test_records_of_other_settings_or_none_at_all_are_errors(records):
+    (records / "width-s3.json").write_text(json.dumps(_info(0.6, seed=3, precision="bf16-mixed")))
+    with pytest.raises(ValueError, match="width-s3.json.*not trained with the exercises"):
+        exercises.expected("width", records)
+    with pytest.raises(FileNotFoundError, match="no measured runs of exercise 'depth'"):
+        exercises.expected("depth", records)
+
+
+@pytest.mark.parametrize("info", [dict(train=256), dict(epochs=1),
+                                  dict(source="synthetic stand-in for FashionMNIST")])
+def test_a_run_at_another_scale_is_not_judged(records, capsys, info):
+    assert exercises.check(_run(0.1, **info), records=records) is False
+    assert "not checked: not a CPU-mode run" in capsys.readouterr().out
+
+
+def test_every_committed_range_comes_from_records_of_correct_runs():
+    """The records the notebooks' checks use: three seeds each, fp32, well above chance, and
+    each one passes its own check."""
+    names = sorted({path.name.rsplit("-s", 1)[0] for path in exercises.RECORDS.glob("*.json")})
+    assert names, f"no exercise records in {exercises.RECORDS}"
+    for name in names:
+        wanted = exercises.expected(name)
+        assert sorted(wanted.results) == [0, 1, 2], name
+        for seed in wanted.results:
+            info = json.loads((exercises.RECORDS / f"{name}-s{seed}.json").read_text())
+            assert exercises.check(training.Run(name, None, None, info, None)), (name, seed)
 
 
 def test_the_exercise_data_are_the_stated_subsets(monkeypatch):
-    monkeypatch.setenv("COURSE_MODE", "quick")
     module = exercises.data(full=False, augment=None)
     assert module.subset == exercises.SMOKE_SIZES and module.augment is None
     assert exercises.data(full=True).subset == exercises.SIZES == (5_000, 1_000, 10_000)
     assert not exercises.full()
     monkeypatch.setenv("COURSE_EXERCISES", "full")
     assert exercises.full()
+    monkeypatch.delenv("COURSE_EXERCISES")
+    monkeypatch.setenv("COURSE_MODE", "cpu")
+    assert exercises.full()
+
+
+def test_an_exercise_trains_in_fp32_even_where_the_machine_would_pick_bf16(course_env,
+                                                                           monkeypatch):
+    monkeypatch.setattr(config, "precision", lambda: "bf16-mixed")
+    monkeypatch.setattr(exercises, "EPOCHS", 1)
+    images = data.ImageDataModule("CIFAR10", val_size=64, subset=(128, 64, 64))  # stand-in
+    training.seed(0)
+    run = exercises.train(models.create("allcnn", c=8, dropout=0.0), images, "sgd-cosine",
+                          name="fp32", full=True)
+    assert run.info["precision"] == "32-true"
 
 
 def test_an_exercise_run_is_kept_and_a_smoke_run_never_replaces_it(course_env, monkeypatch,
                                                                     capsys):
-    """Quick mode trains smoke runs afresh; a learner's full exercise run (FULL = True) is kept
-    beside them and loaded when its cell runs again."""
+    """Smoke mode trains smoke runs afresh; a learner's full exercise run is kept beside them
+    and loaded when its cell runs again."""
     monkeypatch.setattr(exercises, "EPOCHS", 1)
     images = data.ImageDataModule("CIFAR10", val_size=1000, subset=(256, 64, 64))  # stand-in
 

@@ -39,8 +39,8 @@ def _fit(name, model=None, recipe=RECIPE, **options):
                         enable_progress_bar=False, **options)
 
 
-def _quick_runs(course_env) -> Path:
-    return course_env / "saved_models" / "quick"
+def _smoke_runs(course_env) -> Path:
+    return course_env / "saved_models" / "smoke"
 
 
 # --- 1. a run name is a name, not a path ---------------------------------------------------
@@ -51,7 +51,7 @@ BAD_NAMES = ["..", ".", "", "a/b", "/tmp", "../saved_models", "run name", "ü"]
 @pytest.mark.parametrize("name", BAD_NAMES)
 def test_a_run_name_that_is_not_a_name_is_refused_and_nothing_is_deleted(course_env, name):
     saved = course_env / "saved_models"
-    sentinel, other = saved / "keep-me.txt", saved / "quick" / "other-run" / "run.json"
+    sentinel, other = saved / "keep-me.txt", saved / "smoke" / "other-run" / "run.json"
     other.parent.mkdir(parents=True)
     sentinel.write_text("a finished run's neighbour")
     other.write_text("{}")
@@ -79,7 +79,7 @@ def test_a_sweep_folder_must_have_a_valid_name(course_env):
 
 
 def test_overwrite_deletes_only_the_run_s_own_files(course_env):
-    folder = _quick_runs(course_env) / "mine"
+    folder = _smoke_runs(course_env) / "mine"
     folder.mkdir(parents=True)
     (folder / "notes.txt").write_text("not the course's")
     with pytest.raises(ValueError, match="not a run folder .*notes.txt.*nothing was deleted"):
@@ -155,7 +155,7 @@ def test_load_or_train_tells_a_learner_who_changed_the_model(course_env):
 
 
 def test_load_or_train_loads_a_full_run_from_quick_mode_data(course_env):
-    """A notebook in quick mode asks with its small subset; the saved full run still loads."""
+    """A notebook in smoke mode asks with its small subset; the saved full run still loads."""
     training.fit(_model(), _data(subset=(256, 64, 64)), RECIPE, name="full", epochs=1,
                  precision="32-true", directory=config.saved_models_dir(),
                  enable_progress_bar=False)
@@ -179,7 +179,7 @@ def test_a_sweep_folder_is_bound_to_its_spec(course_env):
 
 @pytest.mark.slow
 def test_a_second_process_cannot_train_into_a_folder_in_use(course_env, hold_lock):
-    folder = _quick_runs(course_env) / "busy"
+    folder = _smoke_runs(course_env) / "busy"
     holder = hold_lock(folder)
     start = time.perf_counter()
     with pytest.raises(runs.RunInUse, match=f"in use: another process .*process {holder.pid}"):
@@ -190,7 +190,7 @@ def test_a_second_process_cannot_train_into_a_folder_in_use(course_env, hold_loc
 
 @pytest.mark.slow
 def test_the_lock_of_a_killed_process_is_taken_over(course_env, capsys, hold_lock):
-    folder = _quick_runs(course_env) / "stale"
+    folder = _smoke_runs(course_env) / "stale"
     holder = hold_lock(folder)
     holder.send_signal(signal.SIGKILL)
     holder.wait()
@@ -277,7 +277,7 @@ def test_a_diverging_run_stops_records_nothing_and_keeps_the_last_good_checkpoin
                              "step 3 of 4.*learning rate") as info:
         _fit("diverges", epochs=3, callbacks=[_PoisonInSecondEpoch()])
     assert "checkpoint of epoch 1" in str(info.value)
-    folder = _quick_runs(course_env) / "diverges"
+    folder = _smoke_runs(course_env) / "diverges"
     assert not (folder / "run.json").exists() and not runs.is_complete(folder)
     last = torch.load(folder / "last.ckpt", weights_only=True)
     assert last["epoch"] == 0  # the first epoch, counted from 0
@@ -298,7 +298,7 @@ def test_weights_that_blew_up_in_the_last_step_are_never_checkpointed(course_env
     with pytest.raises(training.TrainingDiverged, match="diverged in epoch 1: the validation "
                                                         "loss became NaN or infinite"):
         _fit("blown", callbacks=[_PoisonAfterTheLastStep()])
-    folder = _quick_runs(course_env) / "blown"
+    folder = _smoke_runs(course_env) / "blown"
     assert not (folder / "last.ckpt").exists() and not (folder / "best.ckpt").exists()
 
 
@@ -307,7 +307,7 @@ def test_a_huge_learning_rate_stops_the_run(course_env):
     recipe = recipes.get_recipe("sgd-cosine", batch_size=32, lr=1e6, warmup_epochs=0)
     with pytest.raises(training.TrainingDiverged, match="diverged in epoch .*lr=100000"):
         _fit("huge", recipe=recipe, epochs=3)
-    assert not (_quick_runs(course_env) / "huge" / "run.json").exists()
+    assert not (_smoke_runs(course_env) / "huge" / "run.json").exists()
 
 
 # --- 6. signals --------------------------------------------------------------------------------
@@ -315,7 +315,7 @@ def test_a_huge_learning_rate_stops_the_run(course_env):
 @pytest.mark.parametrize("signal_number", [signal.SIGTERM, signal.SIGINT])
 def test_a_signal_ends_training_with_a_failure_status_and_how_to_resume(course_env,
                                                                           signal_number):
-    folder = _quick_runs(course_env) / "signalled"
+    folder = _smoke_runs(course_env) / "signalled"
     command = [sys.executable, str(TRAIN_SCRIPT), "cnn-toy", "CIFAR10", "sgd-cosine",
                "--name", "signalled", "--epochs", "200"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -328,7 +328,7 @@ def test_a_signal_ends_training_with_a_failure_status_and_how_to_resume(course_e
     assert process.returncode == 128 + signal_number, err[-2000:]
     name = signal.Signals(signal_number).name
     assert f"{name}: training of signalled stopped in epoch" in out
-    assert "starts afresh in quick mode" in out  # what starting it again would do here
+    assert "starts afresh in smoke mode" in out  # what starting it again would do here
     assert not (folder / "run.json").exists() and (folder / "last.ckpt").exists()
 
 
@@ -343,7 +343,7 @@ def test_an_interrupted_run_resumes_when_started_again(course_env):
     with pytest.raises(training.RunInterrupted, match="SIGINT: .*stopped in epoch 2 of 3"):
         _fit("resumable", epochs=3, callbacks=[_Interrupt()])
     assert signal.getsignal(signal.SIGINT) is before  # Ctrl+C works as before, not ignored
-    folder = config.saved_models_dir() / "quick" / "resumable"
+    folder = config.saved_models_dir() / "smoke" / "resumable"
     assert runs.epochs_done(folder) == 1  # what make reference's estimate leaves out
     assert runs.epochs_done(config.saved_models_dir() / "never-trained") == 0
     run = _fit("resumable", epochs=3)
@@ -363,7 +363,7 @@ def test_a_kill_between_the_last_files_leaves_no_complete_run(course_env, monkey
     monkeypatch.setattr(files, "write_text", killed_at_the_record)
     with pytest.raises(KeyboardInterrupt):
         _fit("almost")
-    folder = _quick_runs(course_env) / "almost"
+    folder = _smoke_runs(course_env) / "almost"
     assert (folder / "history.csv").exists() and not runs.is_complete(folder)
     monkeypatch.setattr(files, "write_text", write)
     run = _fit("almost")  # finishes it: nothing left to train, the record is written
@@ -387,7 +387,7 @@ def test_a_damaged_run_is_named_with_the_remedy(course_env, damage, message):
 
 
 def test_stray_part_files_are_removed_at_the_next_start(course_env):
-    folder = _quick_runs(course_env) / "stray"
+    folder = _smoke_runs(course_env) / "stray"
     folder.mkdir(parents=True)
     stray = [folder / ".best.ckpt.4242.part", folder / "logs" / ".x.4242.part"]
     stray[1].parent.mkdir()
@@ -429,15 +429,15 @@ def test_a_finished_run_ships_plain_weights_and_its_test_probabilities(course_en
     assert run.info["commit"] and run.info["wall_seconds"] > 0
 
 
-def test_quick_mode_starts_a_smoke_run_afresh_each_time(course_env, capsys):
-    """A notebook in quick mode exercises training every time: an identical smoke run from
+def test_smoke_mode_starts_a_smoke_run_afresh_each_time(course_env, capsys):
+    """A notebook in smoke mode exercises training every time: an identical smoke run from
     before is replaced, not loaded."""
     first = checkpoints.load_or_train(_model(), _data(), RECIPE, epochs=1,
                                       precision="32-true", enable_progress_bar=False, name="smoke")
     again = checkpoints.load_or_train(_model(), _data(), RECIPE, epochs=1,
                                       precision="32-true", enable_progress_bar=False, name="smoke")
     assert "is finished in" not in capsys.readouterr().out
-    assert again.directory == first.directory == _quick_runs(course_env) / "smoke"
+    assert again.directory == first.directory == _smoke_runs(course_env) / "smoke"
     assert again.info["date"] >= first.info["date"] and runs.is_complete(again.directory)
 
 

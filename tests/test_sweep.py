@@ -181,7 +181,7 @@ def test_a_sweep_writes_one_table_with_histories(course_env, capsys):
 def test_a_sweep_without_epochs_trains_the_quick_mode_epochs_it_plans(course_env):
     settings = sweep.SweepSettings("CIFAR10", "mundt-sgdr", subset=(128, 64, 64))  # 150 planned
     table = sweep.run_sweep([_tiny(0)], settings, course_env / "quick-sweep")
-    assert table["epochs_planned"][0] == table["epochs"][0] == config.QUICK_EPOCHS
+    assert table["epochs_planned"][0] == table["epochs"][0] == config.SMOKE_EPOCHS
 
 
 def test_a_sweep_survives_out_of_memory(course_env, monkeypatch, out_of_memory_above):

@@ -16,7 +16,7 @@ def test_train_script_records_a_run(course_env):
         capture_output=True, text=True, env={**os.environ}, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "scripted: test accuracy" in done.stdout
-    info = json.loads((course_env / "saved_models" / "quick" / "scripted" / "run.json").read_text())
+    info = json.loads((course_env / "saved_models" / "smoke" / "scripted" / "run.json").read_text())
     assert info["note"] == "a smoke test" and info["seed"] == 3 and info["epochs"] == 1
     assert info["model"] == {"name": "cnn-toy", "hparams": {"num_classes": 10, "in_channels": 3}}
 

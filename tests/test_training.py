@@ -127,10 +127,10 @@ def test_flip_test_time_augmentation_averages_an_image_and_its_mirror():
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
-    """One quick-mode run, trained once for the tests below that each check one thing of it."""
+    """One smoke-mode run, trained once for the tests below that each check one thing of it."""
     folder = tmp_path_factory.mktemp("smoke-run")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("COURSE_MODE", "quick")
+        patch.setenv("COURSE_MODE", "smoke")
         patch.setenv("COURSE_OFFLINE", "1")
         patch.setenv("DATA_DIR", str(folder / "data"))
         patch.setenv("SAVED_MODELS_DIR", str(folder / "saved_models"))
@@ -140,7 +140,7 @@ def smoke_run(tmp_path_factory):
 
 def test_a_run_folder_holds_its_checkpoints_logs_history_and_record(smoke_run):
     folder = smoke_run.directory
-    assert folder.parent.name == "quick" and folder.name == "artefacts"  # quick-mode runs apart
+    assert folder.parent.name == "smoke" and folder.name == "artefacts"  # smoke-mode runs apart
     for name in ("best.ckpt", "last.ckpt", "history.csv", "run.json", "logs/csv/metrics.csv"):
         assert (folder / name).exists(), name
     assert list((folder / "logs" / "tensorboard").glob("events.out.tfevents.*"))
@@ -154,10 +154,10 @@ def test_the_saved_history_is_the_one_returned(smoke_run):
 
 def test_a_smoke_run_is_recorded_and_labelled_as_one(smoke_run):
     info = smoke_run.info
-    assert info["smoke_run"] is True and info["mode"] == "quick"
+    assert info["smoke_run"] is True and info["mode"] == "smoke"
     assert info.is_smoke_run and not info.is_result and not info.is_published
     assert smoke_run.provenance.startswith(
-        "SMOKE RUN (quick mode, synthetic stand-in for CIFAR10)")
+        "SMOKE RUN (smoke mode, synthetic stand-in for CIFAR10)")
     assert info.smoke_label == " — " + smoke_run.provenance  # for figure titles
 
 
@@ -218,7 +218,7 @@ def test_resume_loses_nothing(course_env):
     with pytest.raises(_Killed):
         training.fit(_model(), _four_steps(), FAST, name="killed", epochs=3, precision="32-true",
                      callbacks=[_KillAt(epoch=1)])
-    assert (course_env / "saved_models" / "quick" / "killed" / "last.ckpt").exists()
+    assert (course_env / "saved_models" / "smoke" / "killed" / "last.ckpt").exists()
     resumed = training.fit(_model(seed=99), _four_steps(), FAST, name="killed", epochs=3,
                            precision="32-true", overwrite=False)
     assert resumed.history["epoch"].tolist() == [1, 2, 3]
@@ -230,7 +230,7 @@ def test_resume_loses_nothing(course_env):
     # its wall time counts the first process's finished epoch, not only the second process
     assert resumed.info["resumed_after_epoch"] == 1 and whole.info["resumed_after_epoch"] == 0
     assert resumed.info["wall_seconds"] >= round(resumed.history["seconds"].sum(), 1)
-    logs = course_env / "saved_models" / "quick" / "killed" / "logs"
+    logs = course_env / "saved_models" / "smoke" / "killed" / "logs"
     assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
 
 
@@ -245,7 +245,7 @@ def test_a_run_resumed_on_other_hardware_goes_on_as_it_began_and_names_both(cour
                      callbacks=[_KillAt(epoch=1)])
     monkeypatch.setattr(config, "hardware", lambda: "machine B")
     monkeypatch.setattr(config, "precision", lambda: "bf16-mixed")
-    folder = course_env / "saved_models" / "quick"
+    folder = course_env / "saved_models" / "smoke"
     # make reference's time estimate times the precision each run will train in
     assert runs.run_precision(folder / "moved") == "32-true"
     assert runs.run_precision(folder / "new") == "bf16-mixed"
@@ -264,7 +264,7 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_log
     with pytest.raises(_Killed):
         training.fit(_model(), _four_steps(), FAST, name="early", epochs=2, precision="32-true",
                      callbacks=[_KillAt(epoch=0)])
-    folder = course_env / "saved_models" / "quick" / "early"
+    folder = course_env / "saved_models" / "smoke" / "early"
     assert not (folder / "last.ckpt").exists()
     dead = set((folder / "logs" / "tensorboard").glob("events.*"))  # the dead attempt's
     assert dead
@@ -289,11 +289,11 @@ def test_the_time_estimate_counts_every_image_each_epoch_evaluates(monkeypatch):
         training.estimate_seconds(_model(), plain, FAST, 4) + 1.1 * 4 * 250 / 3 / 100)
 
 
-def test_quick_mode_caps_the_epochs(course_env):
+def test_smoke_mode_caps_the_epochs(course_env):
     recipe = recipes.get_recipe("sgd-cosine", batch_size=64)
     assert recipe.epochs == 30
     run = training.fit(_model(), _data(subset=(128, 64, 64)), recipe, name="capped")
-    assert len(run.history) == run.info["epochs"] == config.QUICK_EPOCHS == 1
+    assert len(run.history) == run.info["epochs"] == config.SMOKE_EPOCHS == 1
     assert math.isfinite(run.info["test_loss"])
 
 
@@ -382,7 +382,7 @@ def test_a_long_run_says_beforehand_how_long_it_will_take(monkeypatch, capsys, t
     model = _model()
     before = {key: value.clone() for key, value in model.state_dict().items()}
     module = _data().with_batch_size(64)  # 512 images: 8 steps per epoch
-    monkeypatch.setattr(training.config, "is_quick", lambda: False)
+    monkeypatch.setattr(training.config, "is_smoke", lambda: False)
     monkeypatch.setattr(training, "LONG_RUN_SECONDS", 0)  # every run counts as long here
     training._say_how_long_if_long(model, module, FAST, tmp_path / "long", epochs=13)
     said = capsys.readouterr().out

@@ -1,0 +1,74 @@
+"""What each mode trains in each notebook (``COURSE_MODE``, see :mod:`helpers.config`).
+
+- **full**: the paper's data set and recipe, every image, every epoch.
+- **cpu**: the real Fashion-MNIST at one small scale for everything a learner trains on a CPU
+  (:data:`CPU_SIZES` images, :data:`CPU_EPOCHS` epochs, fp32): a minute or two per run on two
+  cores. The course measured each of these runs at three seeds (``saved_models/exercise-records``),
+  so a learner's run is checked against what a correct run reaches (:func:`exercises.check`).
+- **smoke**: the CPU mode's data cut to a few hundred images and one epoch: the tests' proof
+  that the code runs, never a result.
+
+A notebook asks :func:`scale` once and trains its own runs at that scale; the course's reference
+runs (:mod:`helpers.reference`) are the same kind of models trained longer on more data.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+from . import config
+from .data import ImageDataModule
+
+CPU_DATA = "FashionMNIST"
+CPU_SIZES = (5_000, 1_000, 10_000)   # training, validation and test images in CPU mode
+CPU_EPOCHS = 3
+
+
+@dataclass(frozen=True)
+class Scale:
+    """The data and length of a notebook's own runs in one mode."""
+    data: str                    # data set name (helpers.datasets)
+    subset: tuple | None         # (train, validation, test) images; None: all of them
+    val_size: int                # validation images cut from the training split
+    epochs: int | None           # None: the recipe's own
+    augment: str | None = "crop-flip"
+
+    def module(self, **options) -> ImageDataModule:
+        """The data at this scale (``options`` go to :class:`ImageDataModule`)."""
+        options = {"augment": self.augment, **options}
+        return ImageDataModule(self.data, val_size=self.val_size, seed=0, subset=self.subset,
+                               **options)
+
+    def name(self, stem: str) -> str:
+        """A run name that says the data and, outside full mode, the mode, so that a CPU-mode
+        run never shares its name (or folder) with a full run or a reference run."""
+        suffix = "" if config.mode() == "full" else f"-{config.mode()}"
+        return f"{stem}-{self.data.lower()}{suffix}"
+
+    def describe(self) -> str:
+        images = (f"all {self.data} training images" if self.subset is None
+                  else f"{self.subset[0]:,} {self.data} training images")
+        epochs = "the recipe's epochs" if self.epochs is None else f"{self.epochs} epochs"
+        return f"{config.mode()} mode: {images}, {epochs}"
+
+
+FULL = {
+    "01": Scale("CIFAR100", None, 5000, None),
+    "02": Scale("CIFAR10", None, 5000, None),
+    "03": Scale("CIFAR10", None, 5000, None, augment="resized-crop-flip"),
+    "04": Scale(CPU_DATA, None, 5000, None, augment="rotate-crop"),
+}
+AUGMENT = {notebook: scale.augment for notebook, scale in FULL.items()}
+
+
+def scale(notebook: str) -> Scale:
+    """The scale of notebook ``notebook``'s own runs ('01' ... '04') in the current mode."""
+    if notebook not in FULL:
+        raise ValueError(f"no scale for notebook {notebook!r}; valid: {', '.join(FULL)}")
+    current = config.mode()
+    if current == "full":
+        return FULL[notebook]
+    sizes, epochs = ((config.SMOKE_SUBSET, config.SMOKE_EPOCHS) if current == "smoke"
+                     else (CPU_SIZES, CPU_EPOCHS))
+    return Scale(CPU_DATA, sizes, sizes[1], epochs, AUGMENT[notebook])

@@ -1,0 +1,136 @@
+"""Measure what a correct CPU-mode run reaches: train each run a notebook makes in CPU mode (its
+own runs and its exercises) at seeds 0, 1 and 2, and commit each run's record as
+``saved_models/exercise-records/<name>-s<seed>.json``. ``helpers.exercises.expected`` turns
+them into the range a learner's run is checked against.
+
+Every run here must be built exactly as its notebook builds it (a check that finds other
+settings in a learner's run names them). Runs in CPU mode: the exercises' data, 3 epochs, fp32.
+
+    python scripts/measure_exercises.py                 # every run, every seed
+    python scripts/measure_exercises.py allcnn-c32-dropout0 --seeds 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+os.environ["COURSE_MODE"] = "cpu"
+
+from helpers import exercises, files, models, sweep, training  # noqa: E402
+from helpers.models.densenet import TransitionLayer, densenet  # noqa: E402
+from torch import nn  # noqa: E402
+
+
+def _vgg(variant):
+    return lambda: models.create("vgg", widths=variant.widths, num_classes=10, in_channels=1)
+
+
+def _equal_macs() -> dict:
+    """Notebook 05, exercise 1: VGG-D at an eighth of its width, and the most early- and
+    late-heavy representatives scaled to its MACs."""
+    vgg_d_eighth = sweep.scaled(sweep.vgg_d(), 1 / 8)
+    by_location = sorted(sweep.representatives(sweep.skew_normal_variants(16)),
+                         key=lambda v: v.xi)
+    chosen = [vgg_d_eighth, *(sweep.scaled_to_macs(v, vgg_d_eighth.macs)
+                              for v in (by_location[0], by_location[-1]))]
+    return {f"equal-macs-{v.name}": (_vgg(v), "mundt-sgdr", {"size": 32}) for v in chosen}
+
+
+def _create(name, **hparams):
+    return lambda: models.create(name, num_classes=10, in_channels=1, **hparams)
+
+
+def _lean_allcnn():
+    """Notebook 01, exercise 2 (a solution): every unit's convolution without its bias."""
+    net = models.create("allcnn", c=32, num_classes=10, in_channels=1)
+    for unit in net.units:
+        conv = unit[0]
+        unit[0] = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
+                            stride=conv.stride, padding=conv.padding, bias=False)
+    return net
+
+
+def _max_transition_densenet():
+    """Notebook 02, exercise 2 (a solution): both transitions with 2x2 max pooling."""
+    net = densenet(22, 12, bc=True, num_classes=10, in_channels=1)
+    for block in net.blocks:
+        if isinstance(block, TransitionLayer):  # a new convolution, as a learner's layer has
+            conv = block.transition[2]
+            block.transition[2] = nn.Conv2d(conv.in_channels, conv.out_channels, 1, bias=False)
+            block.transition[3] = nn.MaxPool2d(2, stride=2)
+    return net
+
+
+# name -> (model builder, recipe, data options); the names are the notebooks' run names
+RUNS = {
+    # 01: the notebook's own runs, and exercise 1
+    "allcnn-c32-plain-fashionmnist-cpu": (_create("allcnn", c=32), "allcnn-seed", {}),
+    "allcnn-c32-residual-fashionmnist-cpu": (_create("allcnn", c=32, residual=True),
+                                             "allcnn-seed", {}),
+    "allcnn-c32-dropout0": (_create("allcnn", c=32, dropout=0.0), "allcnn-seed", {}),
+    "allcnn-c32-lean": (_lean_allcnn, "allcnn-seed", {}),
+    # 02
+    "densenet-16-k12-fashionmnist-cpu": (
+        lambda: densenet(16, 12, num_classes=10, in_channels=1), "densenet-fast", {}),
+    "densenet-bc-22-k12-fashionmnist-cpu": (
+        lambda: densenet(22, 12, bc=True, num_classes=10, in_channels=1), "densenet-fast", {}),
+    "densenet-bc-22-k6": (lambda: densenet(22, 6, bc=True, num_classes=10, in_channels=1),
+                          "densenet-fast", {}),
+    "densenet-bc-22-k12-max-transition": (_max_transition_densenet, "densenet-fast", {}),
+    # 03: the tutorial's augmentation
+    "resnet-fashionmnist-cpu": (_create("resnet"), "tutorial5-sgd",
+                                {"augment": "resized-crop-flip"}),
+    "preact-resnet-fashionmnist-cpu": (_create("preact-resnet"), "tutorial5-sgd",
+                                       {"augment": "resized-crop-flip"}),
+    "resnet-tutorial5-adamw": (_create("resnet"), "tutorial5-adamw",
+                               {"augment": "resized-crop-flip"}),
+    "resnet-tanh": (_create("resnet", act_fn="tanh"), "tutorial5-sgd",
+                    {"augment": "resized-crop-flip"}),
+    # 04: the checkered-CNN demo's augmentation, and none
+    "cnn-toy-fashionmnist-cpu": (_create("cnn-toy"), "sgd-cosine", {"augment": "rotate-crop"}),
+    "cnn-toy-checkered-fashionmnist-cpu": (_create("cnn-toy-checkered"), "sgd-cosine",
+                                           {"augment": "rotate-crop"}),
+    "cnn-toy-no-augment": (_create("cnn-toy"), "sgd-cosine", {"augment": None}),
+    "cnn-toy-checkered-no-augment": (_create("cnn-toy-checkered"), "sgd-cosine",
+                                     {"augment": None}),
+    # 05
+    **_equal_macs(),
+}
+
+
+def measure(name: str, seed: int, work: Path) -> float:
+    build, recipe, options = RUNS[name]
+    training.seed(seed)
+    run = training.fit(build(), exercises.data(full=True, **options), recipe, name=name,
+                       epochs=exercises.EPOCHS, seed=seed, precision=exercises.PRECISION,
+                       directory=work, overwrite=True, enable_progress_bar=False)
+    target = exercises.RECORDS / f"{name}-s{seed}.json"
+    files.write_text(target, (work / name / "run.json").read_text())
+    shutil.rmtree(work / name)
+    return run.info["test_acc"]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("names", nargs="*", help=f"runs to measure (default: all): "
+                                                 f"{', '.join(RUNS)}")
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    args = parser.parse_args()
+    unknown = [name for name in args.names if name not in RUNS]
+    if unknown:
+        parser.error(f"unknown run(s) {', '.join(unknown)}; valid: {', '.join(RUNS)}")
+    with tempfile.TemporaryDirectory() as work:
+        for name in args.names or RUNS:
+            for seed in args.seeds:
+                accuracy = measure(name, seed, Path(work))
+                print(f"{name} seed {seed}: {accuracy:.2%}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
