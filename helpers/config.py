@@ -186,7 +186,8 @@ def banner() -> None:
           f"{'yes' if offline() else 'no'} | {versions()}")
     if "google.colab" in sys.modules and device_type() == "cpu":
         print("No GPU is attached: Runtime > Change runtime type > T4 GPU gives one (then run "
-              "the notebook from the top); without one, CPU mode trains on Fashion-MNIST in minutes.")
+              "the notebook from the top); without one, CPU mode trains on Fashion-MNIST in "
+              "minutes.")
 
 
 def versions() -> str:

@@ -48,18 +48,38 @@ def run(notebook: Path, build: Path) -> dict:
         status = "FAILED"
         print(f"{notebook.name} failed:\n{error}", file=sys.stderr)
     seconds = time.perf_counter() - start
+    untidy = 0
     for number, cell in enumerate(nb.cells):
         if cell.cell_type == "code":
-            for problem in output_problems(cell.outputs):
+            problems = output_problems(cell.outputs)
+            untidy += bool(problems)
+            for problem in problems:
                 print(f"{notebook.name}, cell {number}: {problem}", file=sys.stderr)
             cell.outputs = compact(cell.outputs)
+    if untidy and status == "ok":
+        status = f"untidy output in {untidy} cell(s)"
+    slowest, longest = max(((number, cell_seconds(cell)) for number, cell in
+                                 enumerate(nb.cells) if cell.cell_type == "code"),
+                                key=lambda item: item[1], default=(None, 0.0))
     files.write_text(build / notebook.name, nbformat.writes(nb))
     html, _ = HTMLExporter().from_notebook_node(nb)
     files.write_text(build / f"{notebook.stem}.html", html)
     headline = json.loads(headline_file.read_text())["headline"] if headline_file.exists() else "-"
     headline_file.unlink(missing_ok=True)
     return {"notebook": notebook.name, "status": status, "wall time": f"{seconds:.0f} s",
-            "headline": headline}
+            "slowest cell": f"{longest:.0f} s (cell {slowest})", "headline": headline}
+
+
+def cell_seconds(cell) -> float:
+    """How long a code cell of an executed notebook ran (nbclient's timing metadata), 0 if it
+    did not run."""
+    from datetime import datetime
+    timing = cell.get("metadata", {}).get("execution", {})
+    begin, end = timing.get("iopub.execute_input"), timing.get("shell.execute_reply")
+    if not (begin and end):
+        return 0.0
+    parse = lambda stamp: datetime.fromisoformat(stamp.replace("Z", "+00:00"))  # noqa: E731
+    return (parse(end) - parse(begin)).total_seconds()
 
 
 def compact(outputs: list) -> list:

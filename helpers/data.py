@@ -200,8 +200,9 @@ class ImageDataModule(pl.LightningDataModule):
 
     The validation set is a seeded part of the official training split (never the test split).
     ``subset`` = (train, val, test) sizes, ``None`` for everything, or ``"auto"``: everything in
-    the full and CPU modes, ``config.SMOKE_SUBSET`` in smoke mode. ``test_every_epoch`` also evaluates the
-    test set after every epoch (for protocols that report it; selection stays on validation).
+    the full and CPU modes, ``config.SMOKE_SUBSET`` in smoke mode. ``test_every_epoch`` also
+    evaluates the test set after every epoch (for protocols that report it; selection stays on
+    validation).
     ``size`` and ``channels`` resize the images and repeat a single channel (e.g. MNIST-type
     data for 3-channel 32x32 networks); their statistics are then taken from the resized
     training part. ``augment`` names the training-batch

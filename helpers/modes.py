@@ -14,7 +14,6 @@ runs (:mod:`helpers.reference`) are the same kind of models trained longer on mo
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 
 from . import config

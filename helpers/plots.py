@@ -64,7 +64,7 @@ def training_curves(histories: pd.DataFrame | dict, title: str | None = None) ->
     histories = {label: h for label, h in histories.items() if label not in short}
     if not histories:
         return None
-    figure, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(14, 3.8))
+    figure, (loss_ax, acc_ax, lr_ax) = plt.subplots(1, 3, figsize=(15, 3.8), layout="constrained")
     colours = sns.color_palette(n_colors=max(len(histories), 1))
     for colour, (label, history) in zip(colours, histories.items()):
         prefix = f"{label} " if label else ""
@@ -73,17 +73,19 @@ def training_curves(histories: pd.DataFrame | dict, title: str | None = None) ->
                          marker=".", label=f"{prefix}{split}")
             acc_ax.plot(history["epoch"], 100 * history[f"{split}_acc"], style, color=colour,
                         marker=".", label=f"{prefix}{split}")
-        lr_ax.plot(history["epoch"], history["lr"], color=colour, marker=".", label=label or None)
+        lr_ax.plot(history["epoch"], history["lr"], color=colour, marker=".")
     for ax in (loss_ax, acc_ax, lr_ax):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     loss_ax.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
     acc_ax.set(xlabel="epoch", ylabel="accuracy (%)", title="accuracy")
     lr_ax.set(xlabel="epoch", ylabel="learning rate", title="learning rate (epoch start)")
-    loss_ax.legend(fontsize=8)
-    acc_ax.legend(fontsize=8)
+    rates = pd.concat([history["lr"] for history in histories.values()])
+    if (rates > 0).all() and rates.max() / rates.min() > 20:  # recipes orders of magnitude apart
+        lr_ax.set(yscale="log", ylabel="learning rate (log scale)")
+    figure.legend(*acc_ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8,
+                  title="train solid,\nvalidation dashed", title_fontsize=8)  # beside the data
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 
@@ -480,7 +482,7 @@ def against_reference(yours: dict, reference: dict, title: str | None = None) ->
     smoke run) is a single point."""
     labels = list(dict.fromkeys([*yours, *reference]))
     colours = dict(zip(labels, sns.color_palette(n_colors=max(len(labels), 1))))
-    figure, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 3.8))
+    figure, (acc_ax, loss_ax) = plt.subplots(1, 2, figsize=(13, 3.8), layout="constrained")
     drawn = False
     for runs, style, whose in ((reference, "--", "reference"), (yours, "-", "yours")):
         for label, run in runs.items():
@@ -499,10 +501,9 @@ def against_reference(yours: dict, reference: dict, title: str | None = None) ->
         ax.set_xlabel("training images seen (log scale)")
     acc_ax.set(ylabel="validation accuracy (%)", title="validation accuracy")
     loss_ax.set(ylabel="cross-entropy", title="training loss")
-    loss_ax.legend(fontsize=8, bbox_to_anchor=(1.02, 1), loc="upper left")
+    figure.legend(*acc_ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
     if title:
         figure.suptitle(title)
-    figure.tight_layout()
     return figure
 
 

@@ -170,8 +170,9 @@ def show_results(runs: dict[str, Run], caption: str = ""):
 
 def last_batch_table(probabilities: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
                      caption: str = ""):
-    """The seed's evaluation bug on real predictions: the accuracy of the last batch alone (what
-    the seed reported) beside the accuracy over every image, as a notebook shows it."""
+    """The original notebook's evaluation bug on real predictions: the accuracy of the last
+    batch alone (what it reported) beside the accuracy over every image, as a notebook shows
+    it."""
     correct = (probabilities.argmax(1) == labels).float()
     last = len(correct) % batch_size or batch_size
     return (pd.DataFrame({"images counted": [last, len(correct)],
@@ -268,6 +269,8 @@ def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recip
     if seconds < LONG_RUN_SECONDS:
         return
     name = getattr(model, "blueprint", {}).get("name", type(model).__name__)
+    shorter = (" or run in COURSE_MODE=cpu (a minute or two per run)" if config.mode() == "full"
+               else " or close what else is using this CPU")
     done = f"{epochs - left} of {epochs} epochs done, " if left < epochs else ""
     print(f"{folder.name}: about {seconds / 60:.0f} min of training on {config.hardware()} "
           f"(measured from a few steps): {name} ({measure.count_parameters(model):,} "
@@ -275,8 +278,8 @@ def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recip
           f"{recipe.name}, {done}{left} epoch(s) to train.\n"
           f"It can be stopped at any time (Ctrl+C, or the notebook's stop button) and resumes "
           f"from its last completed epoch when started again. To shorten it, train fewer "
-          f"epochs (epochs=...) or run in COURSE_MODE=cpu (minutes per run); the course's own "
-          f"reference runs are shown in every notebook without training.")
+          f"epochs (epochs=...){shorter}; the course's own reference runs are shown in every "
+          f"notebook without training.")
 
 
 def _channels_last(wanted: bool | None) -> bool:

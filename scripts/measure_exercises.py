@@ -8,11 +8,13 @@ settings in a learner's run names them). Runs in CPU mode: the exercises' data, 
 
     python scripts/measure_exercises.py                 # every run, every seed
     python scripts/measure_exercises.py allcnn-c32-dropout0 --seeds 1 2
+    python scripts/measure_exercises.py --table         # the records, for docs/measurements.md
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import sys
@@ -21,7 +23,7 @@ from pathlib import Path
 
 os.environ["COURSE_MODE"] = "cpu"
 
-from helpers import exercises, files, models, sweep, training  # noqa: E402
+from helpers import checkered, exercises, files, models, sweep, training  # noqa: E402
 from helpers.models.densenet import TransitionLayer, densenet  # noqa: E402
 from torch import nn  # noqa: E402
 
@@ -53,6 +55,36 @@ def _lean_allcnn():
         unit[0] = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size,
                             stride=conv.stride, padding=conv.padding, bias=False)
     return net
+
+
+def _plain_resnet():
+    """Notebook 03, exercise 3 (a solution): every block without its shortcut."""
+    net = models.create("resnet", num_classes=10, in_channels=1)
+    for index, block in enumerate(net.blocks):
+        conv = block.net[0]
+        net.blocks[index] = nn.Sequential(
+            nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1, stride=conv.stride,
+                      bias=False), nn.BatchNorm2d(conv.out_channels), nn.ReLU(inplace=True),
+            nn.Conv2d(conv.out_channels, conv.out_channels, 3, padding=1, bias=False),
+            nn.BatchNorm2d(conv.out_channels), nn.ReLU(inplace=True))
+    return net
+
+
+def _small_cnn_checkered():
+    """Notebook 04, exercise 2 (a solution): a small CNN, converted."""
+    net = nn.Sequential(
+        nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+        nn.Conv2d(16, 32, 3, stride=2, padding=1), nn.BatchNorm2d(32), nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    return checkered.convert_to_checkered(net, input_shape=(1, 28, 28))
+
+
+def _ramp_vgg():
+    """Notebook 05, exercise 3 (a solution): VGG-D / 8's 656 features as a straight ramp."""
+    step = (656 - 15 * 8) / (15 * 14 / 2)
+    widths = [round(8 + step * k) for k in range(15)]
+    return models.create("vgg", widths=widths, num_classes=10, in_channels=1)
 
 
 def _max_transition_densenet():
@@ -91,6 +123,7 @@ RUNS = {
                                {"augment": "resized-crop-flip"}),
     "resnet-tanh": (_create("resnet", act_fn="tanh"), "tutorial5-sgd",
                     {"augment": "resized-crop-flip"}),
+    "resnet-plain-blocks": (_plain_resnet, "tutorial5-sgd", {"augment": "resized-crop-flip"}),
     # 04: the checkered-CNN demo's augmentation, and none
     "cnn-toy-fashionmnist-cpu": (_create("cnn-toy"), "sgd-cosine", {"augment": "rotate-crop"}),
     "cnn-toy-checkered-fashionmnist-cpu": (_create("cnn-toy-checkered"), "sgd-cosine",
@@ -98,8 +131,10 @@ RUNS = {
     "cnn-toy-no-augment": (_create("cnn-toy"), "sgd-cosine", {"augment": None}),
     "cnn-toy-checkered-no-augment": (_create("cnn-toy-checkered"), "sgd-cosine",
                                      {"augment": None}),
+    "small-cnn-checkered": (_small_cnn_checkered, "sgd-cosine", {"augment": "rotate-crop"}),
     # 05
     **_equal_macs(),
+    "vgg-ramp-8": (_ramp_vgg, "mundt-sgdr", {"size": 32}),
 }
 
 
@@ -115,12 +150,35 @@ def measure(name: str, seed: int, work: Path) -> float:
     return run.info["test_acc"]
 
 
+def table() -> str:
+    """The committed records as a Markdown table: each run's results, range, time, machine."""
+    lines = ["| run | test accuracy, seeds 0 / 1 / 2 | range a run is checked against | "
+             "wall seconds | hardware, precision, date |", "|---|---|---|---|---|"]
+    for name in RUNS:
+        wanted = exercises.expected(name)
+        infos = [json.loads((exercises.RECORDS / f"{name}-s{seed}.json").read_text())
+                 for seed in wanted.results]
+        judged = (f"{wanted.low:.1%} to {wanted.high:.1%}" if wanted.judgeable
+                  else "not judged: a run came within 5 points of chance")
+        machines = sorted({f"{info['hardware']}, {info['precision']}" for info in infos})
+        dates = sorted({info["date"][:10] for info in infos})
+        lines.append(f"| `{name}` | {' / '.join(f'{v:.2%}' for v in wanted.results.values())} | "
+                     f"{judged} | {' / '.join(str(round(i['wall_seconds'])) for i in infos)} | "
+                     f"{'; '.join(machines)}, {' / '.join(dates)} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"runs to measure (default: all): "
                                                  f"{', '.join(RUNS)}")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--table", action="store_true",
+                        help="print the committed records as a Markdown table, and exit")
     args = parser.parse_args()
+    if args.table:
+        print(table())
+        return 0
     unknown = [name for name in args.names if name not in RUNS]
     if unknown:
         parser.error(f"unknown run(s) {', '.join(unknown)}; valid: {', '.join(RUNS)}")

@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import plots
+from helpers import plots, training
 
 matplotlib.use("Agg")
 CLASSES = ["cat", "dog", "bird"]
@@ -41,6 +41,41 @@ def test_training_curves_one_line_per_split_and_run():
     loss, accuracy, lr = figure.axes
     assert len(loss.lines) == len(accuracy.lines) == 4 and len(lr.lines) == 2
     assert list(accuracy.lines[1].get_ydata()) == [25.0, 50.0, 75.0]  # plain val, in percent
+
+
+def test_the_legend_stands_beside_the_data_and_rates_far_apart_are_on_a_log_axis():
+    adam = _history(3).assign(lr=[1e-3] * 3)
+    figure = plots.training_curves({"sgd": _history(3), "adamw": adam})
+    loss, accuracy, lr = figure.axes
+    assert loss.get_legend() is None and accuracy.get_legend() is None
+    assert len(figure.legends) == 1 and lr.get_yscale() == "log"
+    figure.canvas.draw()
+    legend_box = figure.legends[0].get_window_extent()
+    assert all(legend_box.x0 >= ax.get_window_extent().x1 for ax in figure.axes)
+    assert plots.training_curves({"a": _history(3), "b": _history(3)}).axes[2].get_yscale() \
+        == "linear"
+
+
+def _run(history, train_images, accuracy=0.8):
+    info = {"images": {"train": train_images}, "epochs": len(history), "test_acc": accuracy,
+            "parameters": 1000, "precision": "32-true", "hardware": "CPU test"}
+    return training.Run("run", None, history, info, None)
+
+
+def test_your_runs_beside_the_reference_runs_on_images_seen():
+    yours = {"ResNet": _run(_history(3), 5_000, 0.75)}
+    theirs = {"ResNet": _run(_history(10), 20_000, 0.90)}
+    figure = plots.against_reference(yours, theirs)
+    accuracy, loss = figure.axes
+    assert accuracy.get_xscale() == "log" and len(accuracy.lines) == 2
+    reference, mine = accuracy.lines
+    assert list(mine.get_xdata()) == [5_000, 10_000, 15_000] and mine.get_linestyle() == "-"
+    assert reference.get_xdata()[-1] == 200_000 and reference.get_linestyle() == "--"
+    assert mine.get_color() == reference.get_color()  # one colour per model
+    table = plots.against_reference_table(yours, theirs).data
+    assert table.loc[("ResNet", "yours"), "reference saw"] == "13x yours"
+    assert table.loc[("ResNet", "reference"), "images seen"] == 200_000
+    assert plots.against_reference({}, {}) is None
 
 
 def test_a_smoke_run_is_text_not_a_curve(capsys):

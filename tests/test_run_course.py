@@ -20,15 +20,18 @@ def test_runner_writes_copies_html_and_a_summary(tmp_path, capfd):
     good = _notebook(tmp_path / "01_good.ipynb",
                      "from helpers import course\ncourse.headline('accuracy 12% (smoke run)')")
     bad = _notebook(tmp_path / "02_bad.ipynb", "raise RuntimeError('broken cell')")
+    untidy = _notebook(tmp_path / "03_untidy.ipynb",
+                       "import sys, time\ntime.sleep(1.2)\nsys.stderr.write('a warning\\n')")
     build = tmp_path / "build"
-    assert run_course.main([str(good), str(bad)], build=build) == 1  # a failure fails the run
+    assert run_course.main([str(good), str(bad), str(untidy)], build=build) == 1  # fails the run
     for name in ("01_good.ipynb", "01_good.html", "02_bad.ipynb", "02_bad.html", "summary.md"):
         assert (build / name).exists(), name
     rows = [[cell.strip() for cell in line.split("|")[1:-1]]
             for line in (build / "summary.md").read_text().splitlines()]
-    assert rows[0] == ["notebook", "status", "wall time", "headline"]
-    assert rows[2][:2] == ["01_good.ipynb", "ok"] and rows[2][3] == "accuracy 12% (smoke run)"
-    assert rows[3][:2] == ["02_bad.ipynb", "FAILED"] and rows[3][3] == "-"
+    assert rows[0] == ["notebook", "status", "wall time", "slowest cell", "headline"]
+    assert rows[2][:2] == ["01_good.ipynb", "ok"] and rows[2][4] == "accuracy 12% (smoke run)"
+    assert rows[3][:2] == ["02_bad.ipynb", "FAILED"] and rows[3][4] == "-"
+    assert rows[4][1] == "untidy output in 1 cell(s)" and rows[4][3] == "1 s (cell 0)"
     err = capfd.readouterr().err
     assert "broken cell" in err
     assert "without encryption" not in err  # the kernels' start-up warning is silenced
@@ -55,7 +58,7 @@ def test_executed_notebooks_keep_a_compact_record(tmp_path):
     styled table keeps its HTML without the '<Styler at 0x...>' text."""
     source = ("import sys, time\n"
               "for step in range(40):\n"
-              "    sys.stderr.write(f'\\rtraining {step + 1}/40'); sys.stderr.flush()\n"
+              "    sys.stderr.write(f'\\rtraining {step + 1}/40 [00:00<00:00'); sys.stderr.flush()\n"
               "    time.sleep(0.005)\n"
               "sys.stderr.write('\\n'); print(end='')\n"
               "import pandas as pd\n"
@@ -64,7 +67,7 @@ def test_executed_notebooks_keep_a_compact_record(tmp_path):
     assert run_course.main([str(notebook)], build=tmp_path / "build") == 0
     outputs = nbformat.read(tmp_path / "build" / "01_bar.ipynb", as_version=4).cells[0].outputs
     streams = [o for o in outputs if o["output_type"] == "stream"]
-    assert len(streams) == 1 and streams[0]["text"] == "training 40/40\n"
+    assert len(streams) == 1 and streams[0]["text"] == "training 40/40 [00:00<00:00\n"
     styled = [o for o in outputs if o["output_type"] == "display_data"]
     assert len(styled) == 1 and "text/html" in styled[0]["data"]
     assert "text/plain" not in styled[0]["data"]

@@ -1,10 +1,11 @@
-"""All-convolutional networks: the course's AllCNN (seed 001) and All-CNN-C (Springenberg et al.).
+"""All-convolutional networks: the course's AllCNN (from the original notebook, "The AllConv
+Net") and All-CNN-C (Springenberg et al.).
 
 Both replace max-pooling by stride-2 convolutions and the fully connected classifier by a 1x1
 convolution to one map per class followed by global average pooling.
 
-``AllCNN`` keeps the seed notebook's layer layout and parameter count exactly (1,387,044 for
-c=64 and 100 classes) but fixes its bugs: the head ends with a plain 1x1 convolution (the seed
+``AllCNN`` keeps the original notebook's layer layout and parameter count exactly (1,387,044 for
+c=64 and 100 classes) but fixes its bugs: the head ends with a plain 1x1 convolution (the original
 applied Dropout2d and ReLU to the class maps; ``seed_head=True`` restores that for comparison),
 the output is flattened instead of squeezed (batch size 1 works), and shortcuts are only added
 where they are switched on.
@@ -20,8 +21,8 @@ from .registry import register
 
 
 class ConvUnit(nn.Sequential):
-    """Conv (with bias, as in the seed) -> BatchNorm -> Dropout2d. The ReLU is applied by the
-    network, after an optional shortcut is added."""
+    """Conv (with bias, as in the original notebook) -> BatchNorm -> Dropout2d. The ReLU is
+    applied by the network, after an optional shortcut is added."""
 
     def __init__(self, c_in: int, c_out: int, kernel_size: int = 3, stride: int = 1,
                  dropout: float = 0.2):
@@ -36,7 +37,7 @@ class ConvUnit(nn.Sequential):
 
 @register("allcnn")
 class AllCNN(nn.Module):
-    """The seed's all-convolutional net: widths c, 2c, 4c; downsampling by stride-2 convs.
+    """The original notebook's all-convolutional net: widths c, 2c, 4c; stride-2 downsampling.
 
     Layers: conv1 3->c, conv2 c->c, conv3 c->2c (stride 2), conv4, conv5 2c->2c,
     conv6 2c->4c (stride 2), conv7 4c->4c, conv8 4c->4c (1x1), classifier 4c->classes (1x1),
@@ -69,7 +70,7 @@ class AllCNN(nn.Module):
                 y = y + x
             x = F.relu(y)
         maps = self.classifier(x)
-        if self.seed_head:  # the seed's head: dropout and ReLU on the class maps
+        if self.seed_head:  # the original's head: dropout and ReLU on the class maps
             maps = F.relu(self.head_dropout(maps))
         return maps.mean(dim=(2, 3))  # global average pooling -> (N, classes), also for N = 1
 

@@ -1,9 +1,9 @@
 """DenseNet for small images (Huang et al., "Densely Connected Convolutional Networks", CVPR 2017).
 
 One configurable class builds every DenseNet of the course: the paper's DenseNet (L=40, k=12),
-DenseNet-BC (L=100, k=12), seed 002's variants and UvA Tutorial 5's four-block model (the class
-defaults). Inside a dense block each layer sees the concatenation of the block's input and all
-earlier layers' outputs, and adds ``growth_rate`` new feature maps.
+DenseNet-BC (L=100, k=12), the original notebook's variants and UvA Tutorial 5's four-block
+model (the class defaults). Inside a dense block each layer sees the concatenation of the
+block's input and all earlier layers' outputs, and adds ``growth_rate`` new feature maps.
 
 Module names follow UvA Tutorial 5 (``input_net``, ``blocks.N.block.K.net``,
 ``blocks.N.transition``, ``output_net``) so that its published weights load unchanged; a layer
