@@ -206,8 +206,9 @@ def sampled_pixels_figure(size: int = 16, steps: int = 3,
     """Which input pixels are still sampled after 1..steps stride-2 subsamplings, per method
     (rows) and step (columns); each colour is one submap, white is not sampled."""
     from .checkered import sampled_pixels
-    figure, axes = plt.subplots(len(methods), steps, figsize=(2.3 * steps, 2.4 * len(methods)),
-                                squeeze=False)
+    side = 2.3 if size <= 16 else 2.8  # larger maps need larger squares to show their pixels
+    figure, axes = plt.subplots(len(methods), steps, squeeze=False, layout="constrained",
+                                figsize=(side * steps, (side + 0.4) * len(methods)))
     for row, method in enumerate(methods):
         for column in range(steps):
             kept = sampled_pixels(size, column + 1, method).float()
@@ -222,7 +223,6 @@ def sampled_pixels_figure(size: int = 16, steps: int = 3,
             if column == 0:
                 ax.set_ylabel(method)
     figure.suptitle(f"pixels of a {size}x{size} input still sampled (colour: submap)")
-    figure.tight_layout()
     return figure
 
 
