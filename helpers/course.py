@@ -58,9 +58,9 @@ def run(notebook: Path, build: Path) -> dict:
             cell.outputs = compact(cell.outputs)
     if untidy and status == "ok":
         status = f"untidy output in {untidy} cell(s)"
-    slowest, longest = max(((number, cell_seconds(cell)) for number, cell in
-                                 enumerate(nb.cells) if cell.cell_type == "code"),
-                                key=lambda item: item[1], default=(None, 0.0))
+    slowest, longest = max(((number, cell_seconds(cell)) for number, cell in enumerate(nb.cells)
+                            if cell.cell_type == "code"),
+                           key=lambda item: item[1], default=(None, 0.0))
     files.write_text(build / notebook.name, nbformat.writes(nb))
     html, _ = HTMLExporter().from_notebook_node(nb)
     files.write_text(build / f"{notebook.stem}.html", html)

@@ -520,6 +520,9 @@ def against_reference_table(yours: dict, reference: dict):
                          "images seen": train * info["epochs"], "test accuracy": info["test_acc"],
                          "minutes": run.wall_minutes, "precision": info.get("precision"),
                          "hardware": info.get("hardware")})
+    if not rows:
+        print("no runs to compare: no reference runs here, and no runs of yours on their data")
+        return None
     table = pd.DataFrame(rows)
     seen = table.groupby("model")["images seen"]
     table["reference saw"] = [

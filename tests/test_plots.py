@@ -76,6 +76,7 @@ def test_your_runs_beside_the_reference_runs_on_images_seen():
     assert table.loc[("ResNet", "yours"), "reference saw"] == "13x yours"
     assert table.loc[("ResNet", "reference"), "images seen"] == 200_000
     assert plots.against_reference({}, {}) is None
+    assert plots.against_reference_table({}, {}) is None
 
 
 def test_a_smoke_run_is_text_not_a_curve(capsys):
