@@ -19,8 +19,11 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from . import config, runs, training
 from .data import ImageDataModule
+from .measure import count_parameters
 from .modes import CPU_DATA as DATA, CPU_EPOCHS as EPOCHS, CPU_SIZES as SIZES
 from .runs import Run
 
@@ -30,6 +33,7 @@ SMOKE_EPOCHS = 1
 PRECISION = "32-true"                # on every machine: the measured ranges hold on any CPU
 MARGIN = 0.03                        # the range reaches this far past the measured seeds
 ABOVE_CHANCE = 0.05                  # a result must beat chance (1 / CLASSES) by this much
+CHANCE_FLOOR = 1 / CLASSES + ABOVE_CHANCE
 RECORDS = config.project_root() / "saved_models" / "exercise-records"
 
 
@@ -83,7 +87,7 @@ class Expected:
     @property
     def judgeable(self) -> bool:
         """Whether every measured run beat chance by :data:`ABOVE_CHANCE`."""
-        return min(self.results.values()) >= 1 / CLASSES + ABOVE_CHANCE
+        return min(self.results.values()) >= CHANCE_FLOOR
 
     @property
     def seeds(self) -> list[int]:
@@ -93,10 +97,10 @@ class Expected:
         """'72.43%, 72.65%, 71.92% with seeds 0, 1, 2 on 1 thread; ... on 2 threads'."""
         parts = []
         for threads in sorted({threads for _, threads in self.results}):
-            runs = sorted((seed, value) for (seed, count), value in self.results.items()
-                          if count == threads)
-            parts.append(f"{', '.join(f'{value:.2%}' for _, value in runs)} with seeds "
-                         f"{', '.join(str(seed) for seed, _ in runs)} on {threads} "
+            measured = sorted((seed, value) for (seed, count), value in self.results.items()
+                              if count == threads)
+            parts.append(f"{', '.join(f'{value:.2%}' for _, value in measured)} with seeds "
+                         f"{', '.join(str(seed) for seed, _ in measured)} on {threads} "
                          f"thread{'s' * (threads > 1)}")
         return "; ".join(parts)
 
@@ -121,9 +125,8 @@ def expected(exercise: str, records: Path | None = None) -> Expected:
         raise ValueError(f"{', '.join(bad)} in {folder} were not trained with the exercises' "
                          f"settings ({SIZES[0]:,} images, {EPOCHS} epochs, {PRECISION})")
     results = {(info["seed"], _threads(info["hardware"])): info["test_acc"] for info in infos}
-    floor = 1 / CLASSES + ABOVE_CHANCE
     hardware = " / ".join(sorted({info["hardware"].split(",")[0] for info in infos}))
-    return Expected(exercise, results, hardware, max(min(results.values()) - MARGIN, floor),
+    return Expected(exercise, results, hardware, max(min(results.values()) - MARGIN, CHANCE_FLOOR),
                     max(results.values()) + MARGIN, definition)
 
 
@@ -160,7 +163,7 @@ def check(run: Run, hint: str = "", like: str | None = None, records: Path | Non
     if wanted.low <= accuracy <= wanted.high:
         print(f"PASS {run.name}: {accuracy:.2%}, inside the expected {wanted.describe()}.")
         return True
-    if accuracy < 1 / CLASSES + ABOVE_CHANCE:
+    if accuracy < CHANCE_FLOOR:
         cause = ("chance level: the network learned nothing (a learning rate of 0, "
                  "labels or images that do not match, or an output that ignores the input)")
     elif changed := runs.differences(wanted.definition, run.info.get("definition", {}),
@@ -181,9 +184,6 @@ def check_parameters(model, expected_count: int, input_shape=(1, 28, 28), classe
     """Before training code a learner wrote: does ``model`` have ``expected_count`` parameters,
     and does a batch of two ``input_shape`` images give (2, ``classes``) scores? Says what it
     found either way, and returns whether both hold."""
-    import torch
-
-    from .measure import count_parameters
     found = count_parameters(model)
     with torch.no_grad():
         shape = tuple(model.eval()(torch.zeros(2, *input_shape)).shape)
