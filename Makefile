@@ -9,7 +9,7 @@ SMOKE := COURSE_MODE=smoke COURSE_OFFLINE=1
 TUTORIAL5_MIRROR := $(wildcard $(abspath ../shared/reference/uvadlc-tutorial5))
 NOTEBOOK_ENV := $(if $(TUTORIAL5_MIRROR),COURSE_TUTORIAL5_URL=file://$(TUTORIAL5_MIRROR)/)
 
-.PHONY: setup test unit-tests notebook-tests course lab bench reference gpu-check clean
+.PHONY: setup test unit-tests notebook-tests course site address lab bench reference gpu-check clean
 
 setup: $(STAMP)
 
@@ -22,9 +22,15 @@ $(STAMP): pyproject.toml
 # The unit tests and the notebooks run side by side with one thread each: the tests' small models
 # train hardly faster on two threads, so two single-threaded runs use both cores better (README,
 # "Measured"). Each one's output is printed when it ends; `make unit-tests` runs one alone.
+# It must leave the checkout as it found it (nbval never writes the notebooks' outputs back).
 test: setup
 	@echo "unit tests and notebook tests run side by side; each one's output follows when it ends"
-	@$(MAKE) --no-print-directory -j2 --output-sync=target unit-tests notebook-tests
+	@before="$$(git status --porcelain 2>/dev/null)"; \
+	$(MAKE) --no-print-directory -j2 --output-sync=target unit-tests notebook-tests || exit 1; \
+	after="$$(git status --porcelain 2>/dev/null)"; \
+	if [ "$$before" != "$$after" ]; then \
+		echo "make test changed the checkout; git status before:"; echo "$$before"; \
+		echo "and after:"; echo "$$after"; exit 1; fi
 
 unit-tests: setup
 	$(SMOKE) OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ --durations=5
@@ -33,10 +39,20 @@ notebook-tests: setup
 	$(SMOKE) OMP_NUM_THREADS=1 $(NOTEBOOK_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \
 		--nbval-cell-timeout=600 notebooks/ --durations=5
 
-# Without a GPU the course runs in CPU mode (COURSE_MODE=cpu); notebook 03 loads the published
-# Tutorial 5 files from the mirror beside the checkout where there is one, as make test does.
+# Without a GPU the course runs in CPU mode (COURSE_MODE=cpu), and writes each notebook that ran
+# cleanly back into notebooks/ with its outputs (the committed outputs come from this). Notebook
+# 03 loads the published Tutorial 5 files from the mirror beside the checkout where there is one,
+# as make test does.
 course: setup
 	$(NOTEBOOK_ENV) $(BIN)/python scripts/run_course.py
+
+# The course website, from the executed notebooks (nothing re-runs): build/site/index.html.
+site: setup
+	$(BIN)/python scripts/build_site.py
+
+# After setting [tool.course] repository in pyproject.toml: the Colab badges and REPO lines.
+address: setup
+	$(BIN)/python scripts/set_address.py
 
 lab: setup
 	$(BIN)/jupyter lab notebooks/

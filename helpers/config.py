@@ -157,7 +157,22 @@ def hardware() -> str:
     except OSError:
         pass
     threads = torch.get_num_threads()
-    return f"CPU {name}, {threads} thread{'' if threads == 1 else 's'}"
+    # the vector instructions PyTorch's kernels use (AVX512, AVX2, ...): fp32 sums, and so the
+    # results, differ between them
+    kernels = torch.backends.cpu.get_cpu_capability()
+    return f"CPU {name} ({kernels}), {threads} thread{'' if threads == 1 else 's'}"
+
+
+PLACEHOLDER_REPOSITORY = "https://github.com/OWNER/cnn-architectures-course"
+
+
+def repository(root: Path | None = None) -> str:
+    """The course's public git address: ``[tool.course] repository`` in pyproject.toml, the one
+    place it is set (the Colab badges and the setup cells' REPO line are written from it by
+    ``make address``). :data:`PLACEHOLDER_REPOSITORY` until the course is published."""
+    import tomllib
+    settings = tomllib.loads(((root or project_root()) / "pyproject.toml").read_text())
+    return settings["tool"]["course"]["repository"]
 
 
 def commit() -> str | None:
@@ -175,19 +190,39 @@ def commit() -> str | None:
     return head + ("+changes" if changes.strip() else "")
 
 
+def run_provenance() -> dict:
+    """What made this run's outputs: mode, hardware, precision, commit, date and versions.
+    ``make course`` stores it in each notebook it writes back; :func:`banner` prints it."""
+    import datetime
+    return {"mode": mode(), "hardware": hardware(), "precision": precision(),
+            "commit": commit() or "not a git checkout",
+            "date": datetime.date.today().isoformat(), "versions": versions()}
+
+
 def banner() -> None:
-    """Print the mode, device and network policy at the top of a notebook."""
+    """Print the mode, the run's provenance (one line) and the network policy at the top of a
+    notebook."""
     current = mode()
     what = {"smoke": "smoke run: small subsets and one epoch; its numbers are NOT results",
             "cpu": "real Fashion-MNIST, runs sized to minutes on a CPU, fp32",
             "full": "the papers' data and recipes"}[current]
     print(f"COURSE_MODE={current} ({what})")
-    print(f"device: {device_type()} ({hardware()}), precision {precision()} | offline: "
-          f"{'yes' if offline() else 'no'} | {versions()}")
+    print(provenance_line(run_provenance()))
+    print(f"device: {device_type()}, precision {precision()} | offline: "
+          f"{'yes' if offline() else 'no'}")
     if "google.colab" in sys.modules and device_type() == "cpu":
         print("No GPU is attached: Runtime > Change runtime type > T4 GPU gives one (then run "
               "the notebook from the top); without one, CPU mode trains on Fashion-MNIST in "
               "minutes.")
+
+
+def provenance_line(provenance: dict) -> str:
+    """'This run: cpu mode on CPU AMD EPYC (AVX512), 2 threads, commit 1a2b3c4, 2026-12-02,
+    torch ...'."""
+    sha, plus, changes = provenance["commit"].partition("+")
+    short = (sha[:7] if len(sha) == 40 else sha) + plus + changes
+    return (f"This run: {provenance['mode']} mode on {provenance['hardware']}, commit {short}, "
+            f"{provenance['date']}, {provenance['versions']}")
 
 
 def versions() -> str:

@@ -1,12 +1,18 @@
 """Running the whole course: ``make course`` executes every notebook headlessly, writes executed
-copies and HTML to build/, and prints a summary table with each notebook's wall time and the
-headline result it reported with :func:`headline`. The mode is COURSE_MODE (default: full with a
-GPU, cpu without).
+copies to build/, and prints a summary table with each notebook's wall time and the headline
+result it reported with :func:`headline`. The mode is COURSE_MODE (default: full with a GPU, cpu
+without).
+
+In CPU mode it is also the one way outputs get into notebooks/: each notebook whose every cell
+ran, with tidy output, is written back there with its outputs, and its metadata records the run
+(:func:`helpers.config.run_provenance`) and a fingerprint of its code cells
+(:func:`code_fingerprint`), so that a test can tell when outputs no longer fit the code.
 """
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import os
 import re
@@ -25,12 +31,28 @@ def headline(text: str) -> None:
         files.write_text(target, json.dumps({"headline": text}))
 
 
-def run(notebook: Path, build: Path) -> dict:
-    """Execute one notebook in its own folder; write <build>/<name>.ipynb and .html."""
+# The committed outputs' mode, and the key of their record in a notebook's metadata.
+OUTPUTS_MODE = "cpu"
+OUTPUTS_RECORD = "course_outputs"
+# The setup cell's REPO line is written from pyproject.toml (scripts/set_address.py); setting
+# the course's address changes no output, so the fingerprint leaves that line out.
+_ADDRESS_LINE = re.compile(r'^REPO = .*$', re.M)
+
+
+def code_fingerprint(notebook) -> str:
+    """sha256 of a notebook's code cells, in order (the REPO line left out): what its outputs
+    depend on. Markdown cells are not in it: editing prose needs no re-run."""
+    sources = [_ADDRESS_LINE.sub("REPO = ...", cell.source) for cell in notebook.cells
+               if cell.cell_type == "code"]
+    return hashlib.sha256(json.dumps(sources).encode()).hexdigest()
+
+
+def run(notebook: Path, build: Path):
+    """Execute one notebook in its own folder; write <build>/<name>.ipynb. Returns its summary
+    row and the executed notebook."""
     import nbformat
     from nbclient import NotebookClient
     from nbclient.exceptions import CellExecutionError
-    from nbconvert import HTMLExporter
 
     headline_file = build / f".{notebook.stem}.headline.json"
     headline_file.unlink(missing_ok=True)
@@ -62,12 +84,23 @@ def run(notebook: Path, build: Path) -> dict:
                             if cell.cell_type == "code"),
                            key=lambda item: item[1], default=(None, 0.0))
     files.write_text(build / notebook.name, nbformat.writes(nb))
-    html, _ = HTMLExporter().from_notebook_node(nb)
-    files.write_text(build / f"{notebook.stem}.html", html)
     headline = json.loads(headline_file.read_text())["headline"] if headline_file.exists() else "-"
     headline_file.unlink(missing_ok=True)
     return {"notebook": notebook.name, "status": status, "wall time": f"{seconds:.0f} s",
-            "slowest cell": f"{longest:.0f} s (cell {slowest})", "headline": headline}
+            "slowest cell": f"{longest:.0f} s (cell {slowest})", "headline": headline}, nb
+
+
+def write_back(notebook: Path, executed, provenance: dict) -> None:
+    """Replace ``notebook`` by its executed copy, bound to the run that made its outputs: the
+    provenance and the code fingerprint in its metadata; no widget state and no per-cell timings
+    (they would change every diff)."""
+    import nbformat
+    executed = copy.deepcopy(executed)
+    executed.metadata.pop("widgets", None)
+    executed.metadata[OUTPUTS_RECORD] = {**provenance, "code_sha256": code_fingerprint(executed)}
+    for cell in executed.cells:
+        cell.metadata.pop("execution", None)
+    files.write_text(notebook, nbformat.writes(executed))
 
 
 def cell_seconds(cell) -> float:
@@ -189,17 +222,33 @@ def find_notebooks(names: list[str]) -> list[Path]:
 
 def main(arguments: list[str], build: Path | None = None) -> int:
     """Run the given notebooks (see :func:`find_notebooks`; default: every course notebook)
-    into ``build`` (default: build/); 1 if any failed."""
+    into ``build`` (default: build/); in CPU mode, write each one whose cells all ran cleanly
+    back into its file (:func:`write_back`), after all have run, so that every run sees the same
+    checkout. 1 if any failed."""
     build = build or config.project_root() / "build"
     notebooks = find_notebooks(arguments)
     os.environ["COURSE_MODE"] = config.mode()  # the kernels inherit the same mode
+    provenance = config.run_provenance()
+    writes_back = config.mode() == OUTPUTS_MODE
     build.mkdir(exist_ok=True)
     print(f"Running {len(notebooks)} notebook(s) in COURSE_MODE={config.mode()} "
-          f"on {config.hardware()}; executed copies and HTML go to {build}/")
-    rows = []
+          f"on {config.hardware()}; executed copies go to {build}/"
+          + ("; each notebook that runs cleanly is written back with its outputs" if writes_back
+             else f"; notebooks/ is left as it is (its outputs come from "
+                  f"COURSE_MODE={OUTPUTS_MODE})"))
+    rows, executed = [], []
     for notebook in notebooks:
         print(f"  {notebook.name} ...", flush=True)
-        rows.append(run(notebook, build))
+        row, nb = run(notebook, build)
+        rows.append(row)
+        executed.append((notebook, nb, row["status"] == "ok"))
+    if writes_back:
+        for notebook, nb, ok in executed:
+            if ok:
+                write_back(notebook, nb, provenance)
+        kept = [notebook.name for notebook, _, ok in executed if not ok]
+        if kept:
+            print(f"Kept the earlier outputs of {', '.join(kept)}: not every cell ran cleanly.")
     summary = table(rows)
     files.write_text(build / "summary.md", summary + "\n")
     print(f"\n{summary}")

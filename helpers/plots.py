@@ -186,6 +186,21 @@ def _show_now(figure: plt.Figure) -> None:
     plt.close(figure)
 
 
+def interactive(figure) -> None:
+    """Show a plotly figure so that it draws wherever the course is read, offline too: JupyterLab
+    draws its JSON (plotly's extension), the course website its HTML with the plotly.js the site
+    ships, and Colab its own renderer (plotly.js from the web). No script is fetched from a CDN."""
+    import json
+    import sys
+    from IPython.display import display
+    if "google.colab" in sys.modules:
+        figure.show(renderer="colab")
+        return
+    html = figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False)
+    display({"application/vnd.plotly.v1+json": json.loads(figure.to_json()), "text/html": html},
+            raw=True)
+
+
 def channel_growth(networks: dict, title: str | None = None) -> plt.Figure:
     """Input channels of every dense layer, in order, for DenseNets: the width grows by the
     growth rate with each layer and drops at each transition (with compression)."""

@@ -1,6 +1,7 @@
-"""Run the course notebooks headlessly: executed copies and HTML go to build/, then a summary.
+"""Run the course notebooks headlessly: executed copies go to build/, then a summary.
 
-The mode is COURSE_MODE (default: full with a GPU, cpu without). Exits 1 if a notebook fails.
+The mode is COURSE_MODE (default: full with a GPU, cpu without); in CPU mode each notebook that
+runs cleanly is written back with its outputs. Exits 1 if a notebook fails.
 The runner itself is helpers.course.
 """
 

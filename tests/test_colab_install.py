@@ -5,6 +5,7 @@ notebooks 03 and 04 load from the clone without training."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -13,6 +14,8 @@ import textwrap
 from pathlib import Path
 
 import pytest
+
+from helpers import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,12 +34,13 @@ def test_every_notebook_has_the_same_setup_cell_with_one_repo_line():
         assert any("".join(c["source"]) == first for c in cells), path.name
 
 
-def test_without_a_repo_the_cell_says_what_to_set(tmp_path):
+def test_with_the_placeholder_address_the_cell_says_what_to_set(tmp_path):
     python = _fresh_venv(tmp_path)
-    done = subprocess.run([str(python), "-c", _setup_cell()], capture_output=True, text=True,
+    cell = _with_repo(_setup_cell(), config.PLACEHOLDER_REPOSITORY)
+    done = subprocess.run([str(python), "-c", cell], capture_output=True, text=True,
                           cwd=tmp_path, env=_env())
     assert done.returncode != 0
-    assert "put its git URL in REPO at the top of this cell" in done.stderr
+    assert "does not know its public address yet: put its git URL in REPO" in done.stderr
     assert "ModuleNotFoundError" not in done.stderr
 
 
@@ -45,7 +49,7 @@ def test_the_setup_cell_installs_the_course_and_its_reference_runs(tmp_path):
     if not (ROOT / ".git").exists() or shutil.which("git") is None:
         pytest.skip("needs the course as a git checkout")
     python = _fresh_venv(tmp_path)
-    cell = _setup_cell().replace('REPO = ""', f'REPO = "{ROOT.as_uri()}"', 1)
+    cell = _with_repo(_setup_cell(), ROOT.as_uri())
     check = textwrap.dedent("""
         import helpers
         from helpers import config, reference
@@ -64,6 +68,13 @@ def test_the_setup_cell_installs_the_course_and_its_reference_runs(tmp_path):
     assert f"saved models in {clone / 'saved_models'}" in done.stdout
     assert "03 4 reference runs" in done.stdout
     assert "Epoch" not in done.stdout + done.stderr  # nothing was trained
+
+
+def _with_repo(cell: str, repository: str) -> str:
+    """The setup cell with ``repository`` on its REPO line."""
+    changed, count = re.subn(r'^REPO = ".*"', f'REPO = "{repository}"', cell, flags=re.M)
+    assert count == 1
+    return changed
 
 
 def _fresh_venv(tmp_path: Path) -> Path:

@@ -86,6 +86,7 @@ def test_banner_names_mode_and_device(capsys):
     out = capsys.readouterr().out
     assert "COURSE_MODE=smoke" in out and "NOT results" in out
     assert f"device: {config.device_type()}" in out and "offline: yes" in out
+    assert f"This run: smoke mode on {config.hardware()}, commit " in out
 
 
 # --- precision: reduced only where the hardware computes it natively ------------------------

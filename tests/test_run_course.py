@@ -1,12 +1,13 @@
-"""`make course` runs helpers.course (scripts/run_course.py): executed copies, HTML and a
-summary table."""
+"""`make course` runs helpers.course (scripts/run_course.py): executed copies, a summary table,
+and in CPU mode the outputs written back into the notebooks that ran cleanly."""
 
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbformat.v4 import new_code_cell, new_notebook
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
+from helpers import config
 from helpers import course as run_course
 
 
@@ -16,7 +17,7 @@ def _notebook(path: Path, source: str) -> Path:
     return path
 
 
-def test_runner_writes_copies_html_and_a_summary(tmp_path, capfd):
+def test_runner_writes_copies_and_a_summary(tmp_path, capfd):
     good = _notebook(tmp_path / "01_good.ipynb",
                      "from helpers import course\ncourse.headline('accuracy 12% (smoke run)')")
     bad = _notebook(tmp_path / "02_bad.ipynb", "raise RuntimeError('broken cell')")
@@ -24,8 +25,11 @@ def test_runner_writes_copies_html_and_a_summary(tmp_path, capfd):
                        "import sys, time\ntime.sleep(1.2)\nsys.stderr.write('a warning\\n')")
     build = tmp_path / "build"
     assert run_course.main([str(good), str(bad), str(untidy)], build=build) == 1  # fails the run
-    for name in ("01_good.ipynb", "01_good.html", "02_bad.ipynb", "02_bad.html", "summary.md"):
+    for name in ("01_good.ipynb", "02_bad.ipynb", "summary.md"):
         assert (build / name).exists(), name
+    assert not list(build.glob("*.html"))  # the course website (make site) is the HTML
+    # smoke mode leaves the notebooks as they were
+    assert not nbformat.read(good, as_version=4).cells[0].outputs
     rows = [[cell.strip() for cell in line.split("|")[1:-1]]
             for line in (build / "summary.md").read_text().splitlines()]
     assert rows[0] == ["notebook", "status", "wall time", "slowest cell", "headline"]
@@ -36,6 +40,35 @@ def test_runner_writes_copies_html_and_a_summary(tmp_path, capfd):
     assert "broken cell" in err
     assert "without encryption" not in err  # the kernels' start-up warning is silenced
     assert not list(build.glob(".*headline*"))
+
+
+def test_cpu_mode_writes_back_only_the_notebooks_that_ran_cleanly(tmp_path, monkeypatch):
+    monkeypatch.setenv("COURSE_MODE", "cpu")
+    good = _notebook(tmp_path / "01_good.ipynb", "REPO = \"x\"\nprint('fine')")
+    bad = _notebook(tmp_path / "02_bad.ipynb", "print('half')\nraise RuntimeError('broken')")
+    untidy = _notebook(tmp_path / "03_untidy.ipynb", "import sys\nsys.stderr.write('warn\\n')")
+    before = {path: path.read_text() for path in (bad, untidy)}
+    assert run_course.main([str(good), str(bad), str(untidy)], build=tmp_path / "build") == 1
+    for path, text in before.items():
+        assert path.read_text() == text, path.name  # failed runs never replace outputs
+    written = nbformat.read(good, as_version=4)
+    assert written.cells[0].outputs[0]["text"] == "fine\n"
+    assert "execution" not in written.cells[0].metadata and "widgets" not in written.metadata
+    record = written.metadata[run_course.OUTPUTS_RECORD]
+    assert record["mode"] == "cpu" and record["hardware"] == config.hardware()
+    assert record["date"] and record["commit"] and record["versions"].startswith("torch ")
+    assert record["code_sha256"] == run_course.code_fingerprint(written)
+
+
+def test_the_code_fingerprint_follows_code_cells_but_not_prose_or_the_address():
+    notebook = new_notebook(cells=[new_markdown_cell("# prose"),
+                                   new_code_cell('REPO = "https://github.com/a/b"\nx = 1')])
+    fingerprint = run_course.code_fingerprint(notebook)
+    notebook.cells[0].source = "# other prose"
+    notebook.cells[1].source = 'REPO = "https://github.com/c/d"\nx = 1'
+    assert run_course.code_fingerprint(notebook) == fingerprint
+    notebook.cells[1].source = 'REPO = "https://github.com/c/d"\nx = 2'
+    assert run_course.code_fingerprint(notebook) != fingerprint
 
 
 def test_notebooks_are_named_by_path_or_by_the_start_of_their_name(tmp_path):
