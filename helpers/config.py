@@ -16,6 +16,7 @@ so that one variable changes the whole course:
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import os
 import platform
 import sys
@@ -207,7 +208,12 @@ def banner() -> None:
             "cpu": "real Fashion-MNIST, runs sized to minutes on a CPU, fp32",
             "full": "the papers' data and recipes"}[current]
     print(f"COURSE_MODE={current} ({what})")
-    print(provenance_line(run_provenance()))
+    provenance = run_provenance()
+    print(provenance_line(provenance))
+    target = os.environ.get("COURSE_PROVENANCE_FILE")  # make course records what the kernel saw
+    if target:
+        from . import files
+        files.write_text(target, json.dumps(provenance))
     print(f"device: {device_type()}, precision {precision()} | offline: "
           f"{'yes' if offline() else 'no'}")
     if "google.colab" in sys.modules and device_type() == "cpu":

@@ -55,8 +55,11 @@ def run(notebook: Path, build: Path):
     from nbclient.exceptions import CellExecutionError
 
     headline_file = build / f".{notebook.stem}.headline.json"
-    headline_file.unlink(missing_ok=True)
+    provenance_file = build / f".{notebook.stem}.provenance.json"
+    for stale in (headline_file, provenance_file):
+        stale.unlink(missing_ok=True)
     os.environ["COURSE_HEADLINE_FILE"] = str(headline_file)
+    os.environ["COURSE_PROVENANCE_FILE"] = str(provenance_file)
     nb = nbformat.read(notebook, as_version=4)
     # The kernel's start-up warning about unencrypted local TCP is noise in make course's output.
     client = NotebookClient(nb, timeout=900 if config.is_smoke() else None, kernel_name="python3",
@@ -85,19 +88,26 @@ def run(notebook: Path, build: Path):
                            key=lambda item: item[1], default=(None, 0.0))
     files.write_text(build / notebook.name, nbformat.writes(nb))
     headline = json.loads(headline_file.read_text())["headline"] if headline_file.exists() else "-"
-    headline_file.unlink(missing_ok=True)
+    # what the notebook's kernel saw when it printed its banner (the checkout can change while
+    # the course runs); the runner's own view for a notebook without one
+    provenance = (json.loads(provenance_file.read_text()) if provenance_file.exists()
+                  else config.run_provenance())
+    for done in (headline_file, provenance_file):
+        done.unlink(missing_ok=True)
+    nb.metadata[OUTPUTS_RECORD] = provenance
     return {"notebook": notebook.name, "status": status, "wall time": f"{seconds:.0f} s",
             "slowest cell": f"{longest:.0f} s (cell {slowest})", "headline": headline}, nb
 
 
-def write_back(notebook: Path, executed, provenance: dict) -> None:
+def write_back(notebook: Path, executed) -> None:
     """Replace ``notebook`` by its executed copy, bound to the run that made its outputs: the
-    provenance and the code fingerprint in its metadata; no widget state and no per-cell timings
-    (they would change every diff)."""
+    provenance (as :func:`run` recorded it) and the code fingerprint in its metadata; no widget
+    state and no per-cell timings (they would change every diff)."""
     import nbformat
     executed = copy.deepcopy(executed)
     executed.metadata.pop("widgets", None)
-    executed.metadata[OUTPUTS_RECORD] = {**provenance, "code_sha256": code_fingerprint(executed)}
+    executed.metadata[OUTPUTS_RECORD] = {**executed.metadata[OUTPUTS_RECORD],
+                                         "code_sha256": code_fingerprint(executed)}
     for cell in executed.cells:
         cell.metadata.pop("execution", None)
     files.write_text(notebook, nbformat.writes(executed))
@@ -223,12 +233,11 @@ def find_notebooks(names: list[str]) -> list[Path]:
 def main(arguments: list[str], build: Path | None = None) -> int:
     """Run the given notebooks (see :func:`find_notebooks`; default: every course notebook)
     into ``build`` (default: build/); in CPU mode, write each one whose cells all ran cleanly
-    back into its file (:func:`write_back`), after all have run, so that every run sees the same
-    checkout. 1 if any failed."""
+    back into its file (:func:`write_back`), after all have run (a notebook written back earlier
+    would make the later ones' checkout look changed). 1 if any failed."""
     build = build or config.project_root() / "build"
     notebooks = find_notebooks(arguments)
     os.environ["COURSE_MODE"] = config.mode()  # the kernels inherit the same mode
-    provenance = config.run_provenance()
     writes_back = config.mode() == OUTPUTS_MODE
     build.mkdir(exist_ok=True)
     print(f"Running {len(notebooks)} notebook(s) in COURSE_MODE={config.mode()} "
@@ -245,7 +254,7 @@ def main(arguments: list[str], build: Path | None = None) -> int:
     if writes_back:
         for notebook, nb, ok in executed:
             if ok:
-                write_back(notebook, nb, provenance)
+                write_back(notebook, nb)
         kept = [notebook.name for notebook, _, ok in executed if not ok]
         if kept:
             print(f"Kept the earlier outputs of {', '.join(kept)}: not every cell ran cleanly.")

@@ -44,7 +44,8 @@ def test_runner_writes_copies_and_a_summary(tmp_path, capfd):
 
 def test_cpu_mode_writes_back_only_the_notebooks_that_ran_cleanly(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_MODE", "cpu")
-    good = _notebook(tmp_path / "01_good.ipynb", "REPO = \"x\"\nprint('fine')")
+    good = _notebook(tmp_path / "01_good.ipynb",
+                     "REPO = \"x\"\nfrom helpers import config\nconfig.banner()\nprint('fine')")
     bad = _notebook(tmp_path / "02_bad.ipynb", "print('half')\nraise RuntimeError('broken')")
     untidy = _notebook(tmp_path / "03_untidy.ipynb", "import sys\nsys.stderr.write('warn\\n')")
     before = {path: path.read_text() for path in (bad, untidy)}
@@ -52,12 +53,15 @@ def test_cpu_mode_writes_back_only_the_notebooks_that_ran_cleanly(tmp_path, monk
     for path, text in before.items():
         assert path.read_text() == text, path.name  # failed runs never replace outputs
     written = nbformat.read(good, as_version=4)
-    assert written.cells[0].outputs[0]["text"] == "fine\n"
+    printed = written.cells[0].outputs[0]["text"]
+    assert printed.endswith("fine\n")
     assert "execution" not in written.cells[0].metadata and "widgets" not in written.metadata
     record = written.metadata[run_course.OUTPUTS_RECORD]
     assert record["mode"] == "cpu" and record["hardware"] == config.hardware()
     assert record["date"] and record["commit"] and record["versions"].startswith("torch ")
     assert record["code_sha256"] == run_course.code_fingerprint(written)
+    # the metadata is what the notebook's own kernel printed in its one line
+    assert config.provenance_line(record) in printed
 
 
 def test_the_code_fingerprint_follows_code_cells_but_not_prose_or_the_address():
