@@ -298,10 +298,17 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     seed = definition["seed"]
     steps = len(data.train) // recipe.batch_size
     history = History()
-    checkpoints = ModelCheckpoint(dirpath=folder, filename="best", monitor="val_acc",
-                                  mode="max", save_last=True, save_on_train_epoch_end=True,
-                                  enable_version_counter=False)
-    callbacks = [history, StopIfDiverged(), checkpoints, *trainer_options.pop("callbacks", [])]
+    # The best epoch's weights, and every completed epoch's full state to resume from: two
+    # callbacks, since Lightning's save_last writes last.ckpt only at epochs that saved a new
+    # best (a kill would lose every epoch since).
+    keep_best = ModelCheckpoint(dirpath=folder, filename=Path(runs.BEST).stem, monitor="val_acc",
+                                mode="max", save_on_train_epoch_end=True,
+                                enable_version_counter=False)
+    keep_every_epoch = ModelCheckpoint(dirpath=folder, filename=Path(runs.LAST).stem,
+                                       monitor=None, every_n_epochs=1,
+                                       save_on_train_epoch_end=True, enable_version_counter=False)
+    callbacks = [history, StopIfDiverged(), keep_best, keep_every_epoch,
+                 *trainer_options.pop("callbacks", [])]
     if trainer_options.get("enable_progress_bar", True):
         callbacks.append(_lightning.ProgressBar(refresh_rate=max(1, steps // 20)))
     last = folder / runs.LAST
@@ -313,10 +320,15 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     start = time.perf_counter()
     with _lightning.quiet():
         with _stopped_by_signals(folder, module, epochs, afresh):
-            trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None)
+            # weights_only: a checkpoint is never unpickled, whatever
+            # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says (it overrides only an unset argument)
+            trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None,
+                        weights_only=True)
         table = pd.DataFrame(history.rows)  # before testing "best" restores an older state
         module.test_probabilities = []
-        test = trainer.test(module, datamodule=data, ckpt_path="best", verbose=False)[0]
+        # the best epoch's weights from this folder (never a path recorded elsewhere)
+        test = trainer.test(module, datamodule=data, ckpt_path=folder / runs.BEST,
+                            verbose=False, weights_only=True)[0]
     model.eval()  # with the best epoch's weights, which the test loaded
     best = table.loc[table["val_acc"].idxmax()]
     info = {

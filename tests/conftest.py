@@ -21,6 +21,7 @@ def course_env(tmp_path, monkeypatch):
     monkeypatch.setenv("DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path / "saved_models"))
     monkeypatch.delenv("COURSE_HEADLINE_FILE", raising=False)
+    monkeypatch.delenv("COURSE_PROVENANCE_FILE", raising=False)
     datasets._loaded.clear()
     yield tmp_path
     datasets._loaded.clear()

@@ -1,4 +1,5 @@
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -232,6 +233,60 @@ def test_resume_loses_nothing(course_env):
     assert resumed.info["wall_seconds"] >= round(resumed.history["seconds"].sum(), 1)
     logs = course_env / "saved_models" / "smoke" / "killed" / "logs"
     assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
+
+
+def test_every_completed_epoch_is_kept_even_when_it_did_not_improve(course_env):
+    """A learning rate of 1e-12 leaves a linear model's validation accuracy where the first epoch
+    put it, so no later epoch is a new best; killed in epoch 3, the run still resumes after
+    epoch 2 (it retrains nothing) and ends exactly as an uninterrupted one."""
+    def linear():
+        training.seed(0)
+        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+
+    still = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=3, lr=1e-12)
+    whole = training.fit(linear(), _four_steps(), still, name="whole", epochs=3,
+                         precision="32-true")
+    assert whole.history["val_acc"].nunique() == 1 and whole.info["best_epoch"] == 1
+    with pytest.raises(_Killed):
+        training.fit(linear(), _four_steps(), still, name="killed", epochs=3, precision="32-true",
+                     callbacks=[_KillAt(epoch=2, batch=1)])
+    assert runs.epochs_done(course_env / "saved_models" / "smoke" / "killed") == 2
+    resumed = training.fit(linear(), _four_steps(), still, name="killed", epochs=3,
+                           precision="32-true", overwrite=False)
+    assert resumed.info["resumed_after_epoch"] == 2
+    columns = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    pd.testing.assert_frame_equal(whole.history[columns], resumed.history[columns])
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.info["test_acc"] == whole.info["test_acc"]
+    # a finished run's resume checkpoint holds all its epochs, not only those up to the best
+    assert runs.epochs_done(course_env / "saved_models" / "smoke" / "whole") == 3
+
+
+class _RunsCode:
+    """Unpickling this creates a marker file: proof that a load ran code."""
+    marker = None
+
+    def __reduce__(self):
+        return (Path.touch, (Path(self.marker),))
+
+
+def test_a_crafted_checkpoint_is_never_unpickled(course_env, monkeypatch):
+    """Even with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, resuming from a last.ckpt whose unpickling
+    would run code refuses it instead (and the marker file is never made)."""
+    with pytest.raises(_Killed):
+        training.fit(_model(), _four_steps(), FAST, name="crafted", epochs=3,
+                     precision="32-true", callbacks=[_KillAt(epoch=1)])
+    last = course_env / "saved_models" / "smoke" / "crafted" / "last.ckpt"
+    state = torch.load(last, weights_only=True)
+    _RunsCode.marker = course_env / "ran-code"
+    state["hostile"] = _RunsCode()
+    torch.save(state, last)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with pytest.raises(Exception, match="(?i)weights.only|unsupported global|_RunsCode"):
+        training.fit(_model(), _four_steps(), FAST, name="crafted", epochs=3,
+                     precision="32-true", overwrite=False)
+    assert not _RunsCode.marker.exists()
 
 
 def test_a_run_resumed_on_other_hardware_goes_on_as_it_began_and_names_both(course_env,
