@@ -1,6 +1,7 @@
 """Lightning plumbing that a learner never needs to read: quieter logs and warnings, the
-progress bar, a checkpoint writer that never leaves half a file, the Trainer's fixed settings,
-and log folders that a resumed run adds beside the earlier ones."""
+progress bar, a checkpoint writer that never leaves half a file, checkpoint callbacks that do
+not depend on where the run folder is, the Trainer's fixed settings, and log folders that a
+resumed run adds beside the earlier ones."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import TQDMProgressBar
+from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
@@ -63,6 +64,33 @@ class AtomicCheckpointIO(TorchCheckpointIO):
     def save_checkpoint(self, checkpoint, path, storage_options=None):
         with files.atomic_path(path) as temporary:
             torch.save(checkpoint, temporary)
+
+
+class FolderCheckpoint(ModelCheckpoint):
+    """Lightning's checkpoint callback, writing ``<folder>/<name>.ckpt``, whose saved state does
+    not depend on the folder's absolute path. Lightning drops its record of the best epoch when
+    a run resumes from another path (the folder moved or renamed, ``saved_models/`` on a new
+    machine), and the next epoch would then count as the best; here the recorded paths are
+    taken to mean this folder's files of the same names."""
+
+    def __init__(self, folder: Path, name: str, **options):
+        super().__init__(dirpath=folder, filename=name, save_on_train_epoch_end=True,
+                         enable_version_counter=False, **options)
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        here = Path(self.dirpath)
+
+        def moved(path):
+            return str(here / Path(path).name) if path else path
+
+        state = dict(state_dict, dirpath=str(here))
+        for key in ("best_model_path", "kth_best_model_path", "last_model_path"):
+            if key in state:
+                state[key] = moved(state[key])
+        if "best_k_models" in state:
+            state["best_k_models"] = {moved(path): score
+                                      for path, score in state["best_k_models"].items()}
+        super().load_state_dict(state)
 
 
 def trainer(precision: str, **options) -> pl.Trainer:

@@ -26,7 +26,6 @@ from pathlib import Path
 import pandas as pd
 import pytorch_lightning as pl
 import torch
-from pytorch_lightning.callbacks import ModelCheckpoint
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
@@ -301,12 +300,10 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     # The best epoch's weights, and every completed epoch's full state to resume from: two
     # callbacks, since Lightning's save_last writes last.ckpt only at epochs that saved a new
     # best (a kill would lose every epoch since).
-    keep_best = ModelCheckpoint(dirpath=folder, filename=Path(runs.BEST).stem, monitor="val_acc",
-                                mode="max", save_on_train_epoch_end=True,
-                                enable_version_counter=False)
-    keep_every_epoch = ModelCheckpoint(dirpath=folder, filename=Path(runs.LAST).stem,
-                                       monitor=None, every_n_epochs=1,
-                                       save_on_train_epoch_end=True, enable_version_counter=False)
+    keep_best = _lightning.FolderCheckpoint(folder, Path(runs.BEST).stem, monitor="val_acc",
+                                            mode="max")
+    keep_every_epoch = _lightning.FolderCheckpoint(folder, Path(runs.LAST).stem, monitor=None,
+                                                   every_n_epochs=1)
     callbacks = [history, StopIfDiverged(), keep_best, keep_every_epoch,
                  *trainer_options.pop("callbacks", [])]
     if trainer_options.get("enable_progress_bar", True):

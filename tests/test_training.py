@@ -235,23 +235,28 @@ def test_resume_loses_nothing(course_env):
     assert (logs / "csv" / "metrics.csv").exists() and (logs / "csv-2" / "metrics.csv").exists()
 
 
+def _linear():
+    training.seed(0)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
+
+
+# a learning rate that leaves a linear model's validation accuracy where epoch 1 put it: no
+# later epoch is a new best
+_STILL = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=3, lr=1e-12)
+
+
 def test_every_completed_epoch_is_kept_even_when_it_did_not_improve(course_env):
     """A learning rate of 1e-12 leaves a linear model's validation accuracy where the first epoch
     put it, so no later epoch is a new best; killed in epoch 3, the run still resumes after
     epoch 2 (it retrains nothing) and ends exactly as an uninterrupted one."""
-    def linear():
-        training.seed(0)
-        return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(3 * 32 * 32, 10))
-
-    still = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=3, lr=1e-12)
-    whole = training.fit(linear(), _four_steps(), still, name="whole", epochs=3,
+    whole = training.fit(_linear(), _four_steps(), _STILL, name="whole", epochs=3,
                          precision="32-true")
     assert whole.history["val_acc"].nunique() == 1 and whole.info["best_epoch"] == 1
     with pytest.raises(_Killed):
-        training.fit(linear(), _four_steps(), still, name="killed", epochs=3, precision="32-true",
+        training.fit(_linear(), _four_steps(), _STILL, name="killed", epochs=3, precision="32-true",
                      callbacks=[_KillAt(epoch=2, batch=1)])
     assert runs.epochs_done(course_env / "saved_models" / "smoke" / "killed") == 2
-    resumed = training.fit(linear(), _four_steps(), still, name="killed", epochs=3,
+    resumed = training.fit(_linear(), _four_steps(), _STILL, name="killed", epochs=3,
                            precision="32-true", overwrite=False)
     assert resumed.info["resumed_after_epoch"] == 2
     columns = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
@@ -261,6 +266,35 @@ def test_every_completed_epoch_is_kept_even_when_it_did_not_improve(course_env):
     assert resumed.info["test_acc"] == whole.info["test_acc"]
     # a finished run's resume checkpoint holds all its epochs, not only those up to the best
     assert runs.epochs_done(course_env / "saved_models" / "smoke" / "whole") == 3
+
+
+def test_a_moved_and_renamed_run_folder_resumes_as_if_it_had_never_moved(course_env,
+                                                                         monkeypatch):
+    """Killed in epoch 3, then saved_models/ moved and the run folder renamed: the resumed run
+    keeps its best epoch (epoch 1, not the first epoch after the move), ends exactly as an
+    uninterrupted run, and reads nothing at the old path (a decoy best.ckpt lies there)."""
+    whole = training.fit(_linear(), _four_steps(), _STILL, name="whole", epochs=3,
+                         precision="32-true")
+    with pytest.raises(_Killed):
+        training.fit(_linear(), _four_steps(), _STILL, name="killed", epochs=3,
+                     precision="32-true", callbacks=[_KillAt(epoch=2, batch=1)])
+    old = course_env / "saved_models" / "smoke" / "killed"
+    (course_env / "saved_models").rename(course_env / "moved")
+    (course_env / "moved" / "smoke" / "killed").rename(course_env / "moved" / "smoke" / "renamed")
+    old.mkdir(parents=True)
+    (old / "best.ckpt").write_bytes(b"a decoy: another run's file at the old path")
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(course_env / "moved"))
+    resumed = training.fit(_linear(), _four_steps(), _STILL, name="renamed", epochs=3,
+                           precision="32-true", overwrite=False)
+    assert resumed.info["resumed_after_epoch"] == 2
+    columns = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    pd.testing.assert_frame_equal(whole.history[columns], resumed.history[columns])
+    assert resumed.info["best_epoch"] == whole.info["best_epoch"] == 1
+    best = torch.load(course_env / "moved" / "smoke" / "renamed" / "best.ckpt", weights_only=True)
+    assert best["epoch"] == 0  # Lightning counts from 0: the weights are epoch 1's
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert resumed.info["test_acc"] == whole.info["test_acc"]
 
 
 class _RunsCode:
