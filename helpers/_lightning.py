@@ -71,11 +71,17 @@ class FolderCheckpoint(ModelCheckpoint):
     not depend on the folder's absolute path. Lightning drops its record of the best epoch when
     a run resumes from another path (the folder moved or renamed, ``saved_models/`` on a new
     machine), and the next epoch would then count as the best; here the recorded paths are
-    taken to mean this folder's files of the same names."""
+    taken to mean this folder's files of the same names. ``before_saving`` is called before
+    every write (the run folder's lock check: it raises if the lock was lost)."""
 
-    def __init__(self, folder: Path, name: str, **options):
+    def __init__(self, folder: Path, name: str, before_saving=lambda: None, **options):
         super().__init__(dirpath=folder, filename=name, save_on_train_epoch_end=True,
                          enable_version_counter=False, **options)
+        self._before_saving = before_saving
+
+    def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        self._before_saving()
+        super()._save_checkpoint(trainer, filepath)
 
     def load_state_dict(self, state_dict: dict) -> None:
         here = Path(self.dirpath)

@@ -516,7 +516,10 @@ def against_reference(yours: dict, reference: dict, title: str | None = None) ->
         ax.set_xlabel("training images seen (log scale)")
     acc_ax.set(ylabel="validation accuracy (%)", title="validation accuracy")
     loss_ax.set(ylabel="cross-entropy", title="training loss")
-    figure.legend(*acc_ax.get_legend_handles_labels(), loc="outside right upper", fontsize=8)
+    # below the plots: beside them, a long title would run into it
+    handles, labels = acc_ax.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4),
+                  fontsize=8)
     if title:
         figure.suptitle(title)
     return figure

@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import json
 import os
 import re
 import shutil
 import socket
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -209,34 +211,107 @@ except ImportError:  # Windows
         msvcrt.locking(handle.fileno(), msvcrt.LK_UNLCK, 1)
 
 
+class LockLost(RuntimeError):
+    """A run folder's lock file was removed or replaced, or the folder deleted, while its
+    holder trained: another process may have written there since."""
+
+
+_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # neither on Windows
+
+
+def _open_lock(path: Path, writable: bool = True):
+    """``path`` opened without following a symbolic link and without blocking on a FIFO, and
+    only if it is a regular file: a ``.lock`` that is anything else is an error naming it."""
+    flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | _NO_FOLLOW
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except OSError as error:
+        if error.errno not in (errno.ELOOP, errno.EISDIR):
+            raise
+        descriptor = None
+    if descriptor is None or not stat.S_ISREG(os.fstat(descriptor).st_mode):
+        if descriptor is not None:
+            os.close(descriptor)
+        raise CheckpointError(f"{path} is not a regular file (a symbolic link, a FIFO, a folder "
+                              f"or a device), so it cannot be the run's lock file; delete it "
+                              f"(the run's own files are untouched) and start again.")
+    return os.fdopen(descriptor, "r+" if writable else "r")
+
+
+def refuse_links(folder: Path) -> None:
+    """Raise :class:`CheckpointError` if any of a run's files or folders in ``folder`` (its
+    logs included) is a symbolic link: a run reads and writes its own folder and nothing
+    outside it."""
+    folder = Path(folder)
+    linked = [folder / name for name in RUN_FILES if (folder / name).is_symlink()]
+    if (folder / LOGS).is_dir() and not (folder / LOGS).is_symlink():
+        for parent, names, file_names in os.walk(folder / LOGS):
+            linked += [Path(parent) / n for n in names + file_names
+                       if (Path(parent) / n).is_symlink()]
+    if linked:
+        raise CheckpointError(f"{linked[0]} is a symbolic link: a run folder holds its own "
+                              f"files, and nothing is read or written through a link out of it. "
+                              f"Replace the link by the file it points to, or delete it, and "
+                              f"start again.")
+
+
+class HeldLock:
+    """The lock of a run folder, held by this process (see :func:`lock`)."""
+
+    def __init__(self, folder: Path, handle):
+        self.folder, self.path, self._handle = folder, folder / LOCK, handle
+        held = os.fstat(handle.fileno())
+        self._identity = (held.st_dev, held.st_ino)
+
+    def check(self) -> None:
+        """Raise :class:`LockLost` unless ``.lock`` is still the file this process locked and
+        the folder holds no symbolic link (called before every checkpoint and result is
+        written)."""
+        try:
+            now = os.stat(self.path, follow_symlinks=False)
+        except FileNotFoundError:
+            now = None
+        if now is None or (now.st_dev, now.st_ino) != self._identity:
+            what = "was deleted" if not self.folder.exists() else (
+                "lost its lock file" if now is None else "had its lock file replaced")
+            raise LockLost(f"{self.folder} {what} while this process trained into it, so another "
+                           f"process may have written there since; this one stopped without "
+                           f"writing anything more. Look at the folder, then start the run "
+                           f"again: it resumes from its last completed epoch (or pass "
+                           f"overwrite=True to train afresh).")
+        refuse_links(self.folder)
+
+
 @contextlib.contextmanager
-def lock(folder: Path) -> Iterator[None]:
+def lock(folder: Path) -> Iterator[HeldLock]:
     """Hold ``folder``'s lock: a second process asking for it gets :class:`RunInUse` at once.
 
     The lock is the operating system's lock on ``.lock``, released when its process ends,
     however it ends; the file keeps the holder's process id, so a lock file left by a killed
     process is taken over with one line saying so. The file itself stays (deleting it would
-    let two processes lock two different files)."""
+    let two processes lock two different files: the holder notices, see
+    :meth:`HeldLock.check`). A ``.lock`` that is a symbolic link, a FIFO or any other
+    non-regular file is refused, as is a run file or log that is a symbolic link."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = open(folder / LOCK, "a+")  # noqa: SIM115 (held open while locked)
+    handle = _open_lock(folder / LOCK)
     try:
-        handle.seek(0)
         holder = handle.read().strip()
         if not _try_lock(handle):
             raise RunInUse(f"{folder} is in use: another process is training into it "
                            f"({holder or 'process unknown'}). Wait for it to finish, or train "
                            f"under another name.")
-        if holder:
-            print(f"{folder}: taking over the lock left by a process that no longer runs "
-                  f"({holder}).")
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"process {os.getpid()} on {socket.gethostname()} since "
-                     f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
-        handle.flush()
         try:
-            yield
+            refuse_links(folder)
+            if holder:
+                print(f"{folder}: taking over the lock left by a process that no longer runs "
+                      f"({holder}).")
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"process {os.getpid()} on {socket.gethostname()} since "
+                         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+            handle.flush()
+            yield HeldLock(folder, handle)
         finally:
             handle.seek(0)
             handle.truncate()  # released cleanly: nothing to take over
@@ -251,9 +326,10 @@ def in_use(folder: Path) -> str | None:
     process holds its lock. It takes the lock for an instant to find out, so that a second
     ``make reference`` leaves a run that another one is training alone."""
     path = Path(folder) / LOCK
-    if not path.exists():
+    if not path.exists() and not path.is_symlink():
         return None
-    with open(path) as handle:  # read only: a checkout that cannot be written to works too
+    # read only: a checkout that cannot be written to works too
+    with _open_lock(path, writable=False) as handle:
         holder = handle.read().strip()
         if not _try_lock(handle):
             return holder or "process unknown"
@@ -269,7 +345,7 @@ def is_complete(folder: Path) -> bool:
 def remove_stray_parts(folder: Path) -> list[Path]:
     """Delete the temporary files of writes that a killed process left in ``folder`` (call
     while holding its lock: then no write is in progress)."""
-    stray = [path for path in Path(folder).rglob(".*.part") if path.is_file()]
+    stray = [path for path in Path(folder).rglob(".*.part") if path.is_file() or path.is_symlink()]
     for path in stray:
         path.unlink(missing_ok=True)
     return stray

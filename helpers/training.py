@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import dataclasses
+import errno
 import json
 import math
 import signal
@@ -220,24 +221,48 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                          f"one full batch could be trained on. Use more training images, or a "
                          f"smaller batch: get_recipe({recipe.name!r}, batch_size=...).")
     folder = Path(directory or config.runs_dir()) / name
-    with runs.lock(folder):
+    afresh = config.is_smoke() if overwrite is None else overwrite
+    with contextlib.ExitStack() as held:
+        try:
+            guard = held.enter_context(runs.lock(folder))
+        except OSError as error:
+            if afresh or not runs.is_complete(folder) or error.errno not in _READ_ONLY:
+                raise
+            # a finished run on storage this process cannot write to (a read-only mount, a
+            # shared drive): nothing can train into it, so it is loaded without its lock
+            return _load_finished(folder, model, _wanted(folder, model, data, recipe, epochs,
+                                                        seed, precision))
         runs.remove_stray_parts(folder)
-        afresh = config.is_smoke() if overwrite is None else overwrite
         if afresh:
             runs.clear(folder)
-        precision = runs.run_precision(folder, precision)
-        wanted = runs.definition(model, data, recipe, epochs, seed, precision)
-        if not afresh:
-            runs.check_definition(folder, wanted)
-            if runs.is_complete(folder):
-                print(f"{name} is finished in {folder}: loaded, not trained again "
-                      f"(overwrite=True trains it afresh).")
-                return runs.load(folder, model)
+        wanted = _wanted(folder, model, data, recipe, epochs, seed, precision)
+        if not afresh and (finished := _load_finished(folder, model, wanted)):
+            return finished
         runs.write_definition(folder, wanted)
-        _say_how_long_if_long(model, data, recipe, folder, epochs, precision)
+        _say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
         module_class = MemorySafeClassifier if memory_safe else Classifier
         module = module_class(model, recipe, seed, _channels_last(channels_last))
-        return _train(module, data, folder, wanted, note, trainer_options, afresh)
+        return _train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
+
+
+_READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+
+def _wanted(folder: Path, model: nn.Module, data: ImageDataModule, recipe: Recipe, epochs: int,
+            seed: int, precision: str) -> dict:
+    """The definition of the run :func:`fit` was asked for, in the precision of the run
+    already in ``folder`` where ``precision`` is "auto"."""
+    return runs.definition(model, data, recipe, epochs, seed, runs.run_precision(folder, precision))
+
+
+def _load_finished(folder: Path, model: nn.Module, wanted: dict) -> Run | None:
+    """The finished run in ``folder``, if it has one, after checking it is the one wanted."""
+    runs.check_definition(folder, wanted)
+    if not runs.is_complete(folder):
+        return None
+    print(f"{folder.name} is finished in {folder}: loaded, not trained again "
+          f"(overwrite=True trains it afresh).")
+    return runs.load(folder, model)
 
 
 LONG_RUN_SECONDS = 600  # fit says beforehand how long a run will take when it exceeds this
@@ -287,10 +312,11 @@ def _channels_last(wanted: bool | None) -> bool:
 
 
 def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: dict,
-           note: str, trainer_options: dict, afresh: bool) -> Run:
+           note: str, trainer_options: dict, afresh: bool, still_held) -> Run:
     """The training of :func:`fit`, in its locked run folder; writes the history, then the
     run record (last: a run is complete when its record exists). ``afresh``: whether the same
-    call would start afresh (said when a signal stops the run)."""
+    call would start afresh (said when a signal stops the run). ``still_held`` raises unless
+    the folder's lock is still this process's; it is called before every write."""
     model = module.model
     recipe = module.recipe
     epochs = definition["epochs"]
@@ -300,10 +326,10 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     # The best epoch's weights, and every completed epoch's full state to resume from: two
     # callbacks, since Lightning's save_last writes last.ckpt only at epochs that saved a new
     # best (a kill would lose every epoch since).
-    keep_best = _lightning.FolderCheckpoint(folder, Path(runs.BEST).stem, monitor="val_acc",
-                                            mode="max")
-    keep_every_epoch = _lightning.FolderCheckpoint(folder, Path(runs.LAST).stem, monitor=None,
-                                                   every_n_epochs=1)
+    keep_best = _lightning.FolderCheckpoint(folder, Path(runs.BEST).stem, still_held,
+                                            monitor="val_acc", mode="max")
+    keep_every_epoch = _lightning.FolderCheckpoint(folder, Path(runs.LAST).stem, still_held,
+                                                   monitor=None, every_n_epochs=1)
     callbacks = [history, StopIfDiverged(), keep_best, keep_every_epoch,
                  *trainer_options.pop("callbacks", [])]
     if trainer_options.get("enable_progress_bar", True):
@@ -349,6 +375,7 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
                               + float(table["seconds"].iloc[:history.restored].sum()), 1),
         "resumed_after_epoch": history.restored, "definition": definition,
     }
+    still_held()
     runs.save_weights(folder, model)
     runs.save_test_probabilities(folder, torch.cat(module.test_probabilities),
                                  data.test.labels)

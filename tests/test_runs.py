@@ -2,8 +2,10 @@
 run, one process writes it, a run is complete only when whole, and a bad argument, a diverging
 loss or a signal ends a run with a clear message."""
 
+import errno
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from helpers import checkpoints, config, data, files, models, recipes, runs, sweep, training
@@ -198,6 +201,117 @@ def test_the_lock_of_a_killed_process_is_taken_over(course_env, capsys, hold_loc
     assert f"taking over the lock left by a process that no longer runs (process {holder.pid}" \
         in capsys.readouterr().out
     assert runs.is_complete(run.directory)
+
+
+def test_a_symlinked_lock_file_is_refused_and_its_target_left_alone(course_env):
+    folder = _smoke_runs(course_env) / "linked-lock"
+    folder.mkdir(parents=True)
+    target = course_env / "precious.txt"
+    target.write_text("not the run's")
+    (folder / runs.LOCK).symlink_to(target)
+    with pytest.raises(runs.CheckpointError, match=r"\.lock is not a regular file .*delete it"):
+        _fit("linked-lock")
+    with pytest.raises(runs.CheckpointError, match="not a regular file"):
+        runs.in_use(folder)
+    assert target.read_text() == "not the run's"
+    assert not (folder / runs.DEFINITION).exists()
+
+
+def test_a_fifo_as_lock_file_is_refused_at_once(course_env):
+    folder = _smoke_runs(course_env) / "fifo-lock"
+    folder.mkdir(parents=True)
+    os.mkfifo(folder / runs.LOCK)
+
+    def hung(*args):
+        raise TimeoutError("opening the lock blocked on a FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(10)
+    try:
+        for attempt in (lambda: runs.in_use(folder), lambda: _fit("fifo-lock")):
+            with pytest.raises(runs.CheckpointError, match="not a regular file"):
+                attempt()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+class _AfterEpoch(pl.Callback):
+    """Does ``action(folder)`` at the end of the first training epoch, before its checkpoints."""
+
+    def __init__(self, action, folder):
+        self.action, self.folder = action, folder
+
+    def on_train_epoch_end(self, trainer, module):
+        if trainer.current_epoch == 0:
+            self.action(self.folder)
+
+
+def _replace_lock(folder):
+    (folder / runs.LOCK).unlink()
+    (folder / runs.LOCK).write_text("process 1 on another machine")
+
+
+@pytest.mark.parametrize("action, what", [
+    (lambda folder: (folder / runs.LOCK).unlink(), "lost its lock file"),
+    (_replace_lock, "had its lock file replaced"),
+    (shutil.rmtree, "was deleted"),
+])
+def test_a_holder_whose_lock_was_taken_away_stops_before_writing_anything(course_env, action,
+                                                                          what):
+    """Deleting ``.lock`` lets a second process lock a new file and train into the folder; the
+    first one notices before its next write and stops, so the folder never mixes two runs."""
+    folder = _smoke_runs(course_env) / "taken"
+    with pytest.raises(runs.LockLost, match=f"{what} while this process trained"):
+        _fit("taken", callbacks=[_AfterEpoch(action, folder)])
+    assert not (folder / runs.LAST).exists() and not runs.is_complete(folder)
+    if what == "was deleted":
+        assert not folder.exists()  # nothing recreated it
+
+
+@pytest.mark.parametrize("linked", [runs.LOGS, runs.LAST, runs.HISTORY])
+def test_no_run_file_is_read_or_written_through_a_symlink(course_env, linked):
+    folder = _smoke_runs(course_env) / "linked"
+    folder.mkdir(parents=True)
+    outside = course_env / "outside"
+    if linked == runs.LOGS:
+        outside.mkdir()
+    else:
+        outside.write_text("someone else's")
+    (folder / linked).symlink_to(outside)
+    with pytest.raises(runs.CheckpointError, match=f"{linked} is a symbolic link"):
+        _fit("linked")
+    assert (list(outside.iterdir()) == [] if linked == runs.LOGS
+            else outside.read_text() == "someone else's")
+
+
+def test_a_symlink_planted_in_the_logs_is_refused(course_env):
+    run = _fit("planted", epochs=1)
+    log = next((run.directory / runs.LOGS).rglob("metrics.csv"))
+    log.unlink()
+    log.symlink_to(course_env / "elsewhere.csv")
+    with pytest.raises(runs.CheckpointError, match="metrics.csv is a symbolic link"):
+        _fit("planted", epochs=1)
+    assert not (course_env / "elsewhere.csv").exists()
+
+
+def test_a_finished_run_on_read_only_storage_is_loaded(course_env, monkeypatch):
+    """As root, permissions cannot make a folder read-only, so the storage's refusal to open
+    ``.lock`` for writing (EROFS) is what the test makes."""
+    finished = _fit("on-a-dvd", epochs=1)
+    opened = runs._open_lock
+
+    def read_only(path, writable=True):
+        if writable:
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return opened(path, writable)
+
+    monkeypatch.setattr(runs, "_open_lock", read_only)
+    loaded = _fit("on-a-dvd", epochs=1)
+    assert (loaded.info["date"], loaded.info["test_acc"]) == (finished.info["date"],
+                                                                finished.info["test_acc"])
+    with pytest.raises(OSError, match="Read-only"):  # nothing can be trained there
+        _fit("not-there", epochs=1)
 
 
 # --- 4. arguments are checked where they enter -----------------------------------------------
