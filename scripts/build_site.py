@@ -32,6 +32,9 @@ COLAB_BADGE = "https://colab.research.google.com/assets/colab-badge.svg"
 LINK = re.compile(r"\]\((?!https?:|mailto:|#)([^)\s]+)((?:\s+\"[^\"]*\")?)\)")
 
 
+PLOTLY_JSON = "application/vnd.plotly.v1+json"
+
+
 def notebooks() -> list[Path]:
     return sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
@@ -110,6 +113,11 @@ def stage(source: Path, repository: str, cache: Path) -> None:
         for cell in notebook.cells:
             if cell.cell_type == "markdown":
                 cell.source = relinked(cell.source, relative, repository)
+            for output in cell.get("outputs", []):
+                # the page draws a plotly figure from its HTML, with the plotly.js the site
+                # ships; its JSON (for JupyterLab) is a mime type Sphinx would warn about
+                if "text/html" in output.get("data", {}):
+                    output["data"].pop(PLOTLY_JSON, None)
         nbformat.write(notebook, source / relative)
 
 
