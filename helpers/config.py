@@ -10,11 +10,13 @@ so that one variable changes the whole course:
   synthetic stand-in for missing data, and never a result).
 - ``COURSE_OFFLINE=1`` (or true/yes): no network access at all; downloads are skipped with one
   line. 0/false/no or unset: online. Any other value is an error.
-- ``DATA_DIR`` (default ``data/``) and ``SAVED_MODELS_DIR`` (default ``saved_models/``).
+- ``DATA_DIR`` (default ``data/``) and ``SAVED_MODELS_DIR`` (default ``saved_models/``): ``~``
+  is expanded, and a relative path is relative to the course checkout.
 """
 
 from __future__ import annotations
 
+import errno
 import importlib.metadata
 import json
 import os
@@ -72,12 +74,45 @@ def offline() -> bool:
     return OFFLINE_VALUES[key]
 
 
+def _folder_setting(variable: str, default: str) -> Path:
+    """The folder ``variable`` names, ``~`` expanded; a relative one is relative to the course
+    checkout (:func:`project_root`), the same from a notebook (which runs in ``notebooks/``)
+    as from a script; unset or empty: ``default`` there."""
+    value = os.environ.get(variable, "").strip()
+    path = Path(value).expanduser() if value else Path(default)
+    return path if path.is_absolute() else project_root() / path
+
+
 def data_dir() -> Path:
-    return Path(os.environ.get("DATA_DIR") or project_root() / "data")
+    """Where data sets are found and downloaded: ``DATA_DIR``, default ``data/``."""
+    return _folder_setting("DATA_DIR", "data")
 
 
 def saved_models_dir() -> Path:
-    return Path(os.environ.get("SAVED_MODELS_DIR") or project_root() / "saved_models")
+    """Where runs and checkpoints live: ``SAVED_MODELS_DIR``, default ``saved_models/``. A
+    setting that cannot be a folder (a file, a symbolic-link loop, a name too long for the file
+    system) is an error that says so, before anything is written."""
+    path = _folder_setting("SAVED_MODELS_DIR", "saved_models")
+    problem = None
+    try:
+        path.resolve()
+        existing = next(p for p in (path, *path.parents) if p.exists())
+        if not existing.is_dir():
+            problem = f"{'it' if existing == path else existing} is a file, not a folder"
+        elif path.is_symlink() and not path.exists():
+            problem = "it is a symbolic link to nothing"
+    except RuntimeError:  # Python 3.11's "Symlink loop"
+        problem = "it is a loop of symbolic links"
+    except OSError as error:
+        problem = {errno.ELOOP: "it is a loop of symbolic links",
+                   errno.ENAMETOOLONG: "a name in it is too long for the file system",
+                   errno.ENOTDIR: "a part of it is a file, not a folder"}.get(
+            error.errno, error.strerror)
+    if problem:
+        raise ValueError(f"SAVED_MODELS_DIR={os.environ.get('SAVED_MODELS_DIR')!r} cannot hold the "
+                         f"course's runs: {problem} ({path}). Set it to a folder (it is created "
+                         f"if missing), or unset it for saved_models/ in the checkout.")
+    return path
 
 
 def runs_dir() -> Path:

@@ -138,3 +138,42 @@ def test_cpu_bf16_is_read_from_the_cpu_flags(monkeypatch, tmp_path):
     assert config.cpu_has_bf16()
     flags.write_text("flags\t\t: fpu avx2 amx_bf16 amx_tile\n")
     assert config.cpu_has_bf16()
+
+
+def test_folder_settings_expand_home_and_resolve_against_the_checkout(monkeypatch, tmp_path):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SAVED_MODELS_DIR", "~/runs")
+    monkeypatch.setenv("DATA_DIR", "~/data")
+    assert config.saved_models_dir() == tmp_path / "runs"
+    assert config.data_dir() == tmp_path / "data"
+    monkeypatch.setenv("SAVED_MODELS_DIR", "elsewhere/runs")
+    monkeypatch.chdir(tmp_path)  # a notebook runs in notebooks/, a script in the checkout
+    assert config.saved_models_dir() == config.project_root() / "elsewhere" / "runs"
+    monkeypatch.setenv("SAVED_MODELS_DIR", "")
+    assert config.saved_models_dir() == config.project_root() / "saved_models"
+
+
+@pytest.mark.parametrize("make, problem", [
+    (lambda path: path.write_text("a file"), "it is a file, not a folder"),
+    (lambda path: (path.parent / "loop").symlink_to(path) or path.symlink_to(path.parent / "loop"),
+     "a loop of symbolic links"),
+    (lambda path: path.symlink_to(path.parent / "nothing"), "a symbolic link to nothing"),
+])
+def test_a_saved_models_dir_that_cannot_be_a_folder_is_named(monkeypatch, tmp_path, make,
+                                                            problem):
+    setting = tmp_path / "runs"
+    make(setting)
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(setting))
+    with pytest.raises(ValueError, match=f"SAVED_MODELS_DIR=.*{problem}.*Set it to a folder"):
+        config.saved_models_dir()
+
+
+def test_a_saved_models_dir_inside_a_file_or_with_an_overlong_name_is_named(monkeypatch,
+                                                                          tmp_path):
+    (tmp_path / "afile").write_text("a file")
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path / "afile" / "runs"))
+    with pytest.raises(ValueError, match="afile is a file, not a folder"):
+        config.saved_models_dir()
+    monkeypatch.setenv("SAVED_MODELS_DIR", str(tmp_path / ("x" * 300)))
+    with pytest.raises(ValueError, match="too long for the file system"):
+        config.saved_models_dir()
