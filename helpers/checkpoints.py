@@ -30,7 +30,7 @@ import pandas as pd
 from torch import nn
 from tqdm import tqdm
 
-from . import config, files, models, recipes, runs, training
+from . import _arguments, config, files, models, recipes, runs, training
 from .models import weights
 from .runs import CheckpointError, load_weights  # noqa: F401 (part of this module's API)
 
@@ -158,11 +158,13 @@ def load_or_train(model: nn.Module, data=None, recipe=None, *, name: str,
     2. else ``url`` (if given, and not offline unless it is a file:// URL) downloaded and
        checked against ``sha256``;
     3. else ``training.fit(model, data, recipe, name=name, **fit_options)``, which resumes an
-       interrupted run. Quick-mode training writes to ``saved_models/quick/``, never loaded here,
-       and starts afresh each time (``fit``'s quick-mode default).
+       interrupted run. Smoke-mode training writes to ``saved_models/smoke/``, never loaded here,
+       and starts afresh each time (``fit``'s smoke-mode default).
     ``overwrite=True`` skips 1 and 2 and trains afresh; ``overwrite`` goes on to ``fit``.
     """
     runs.check_name(name)
+    _arguments.check("load_or_train", load_or_train, {"overwrite": overwrite, "url": url,
+                                                      "sha256": sha256})
     folder = config.saved_models_dir() / name
     path = folder / runs.BEST
     if not overwrite:

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from . import config
+from . import _arguments, config
 from .datasets import ImageSet, channel_stats, info, load, mean_std
 
 def split_indices(n: int, val_size: int | float,
@@ -221,6 +221,9 @@ class ImageDataModule(pl.LightningDataModule):
                  subset: tuple | str | None = "auto", test_every_epoch: bool = False,
                  size: int | None = None, channels: int | None = None):
         super().__init__()
+        _arguments.check("ImageDataModule", ImageDataModule,
+                         {"name": name, "seed": seed, "test_every_epoch": test_every_epoch,
+                          "size": size, "channels": channels})
         if augment is not None and augment not in AUGMENTATIONS:
             raise ValueError(f"unknown augmentation {augment!r}; valid: "
                              f"{', '.join(AUGMENTATIONS)}, or None")

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import config
+from . import _arguments, config
 
 
 @dataclass(frozen=True)
@@ -68,6 +68,8 @@ class Recipe:
         check("cycle_mult", lambda v: _is_number(v) and v >= 1, "a number >= 1")
         check("milestones", lambda v: isinstance(v, (tuple, list)) and all(
             _is_number(m) and 0 < m <= 1 for m in v), "fractions of the run in (0, 1]")
+        _arguments.check(f"recipe {self.name!r}", type(self),  # the rest: by annotation
+                         {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
 
 
 OPTIMIZERS = ("sgd", "adamw")

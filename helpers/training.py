@@ -30,7 +30,7 @@ import torch
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
-from . import _lightning, config, files, measure, runs
+from . import _arguments, _lightning, config, files, measure, runs
 from .classifier import Classifier
 from .data import ImageDataModule
 from .memory_safe import MemorySafeClassifier
@@ -211,6 +211,8 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         raise TypeError(f"recipe must be a recipe name or a Recipe, not {recipe!r}; valid "
                         f"names: {', '.join(RECIPES)}")
     runs.check_name(name)
+    _arguments.check("fit", fit, {"channels_last": channels_last, "overwrite": overwrite,
+                                  "note": note, "memory_safe": memory_safe})
     epochs = planned_epochs(recipe, epochs)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be a whole number, not {seed!r}")

@@ -14,6 +14,8 @@ from collections.abc import Callable
 
 from torch import nn
 
+from .. import _arguments
+
 _BUILDERS: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
 
 
@@ -55,6 +57,7 @@ def create(name: str, **hparams) -> nn.Module:
     if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
         raise ValueError(f"num_classes={classes!r} is not valid for model {name!r}: a classifier "
                          f"needs a whole number of at least 2 classes")
+    _arguments.check(f"model {name!r}", builder, hparams)  # types and ranges, by annotation
     model = builder(**{**fixed, **hparams})
     model.blueprint = {"name": name, "hparams": dict(hparams)}
     return model

@@ -1,0 +1,66 @@
+"""Arguments checked where they enter the course, by the annotations of the function that takes
+them: one rule for ``fit``, the data module, recipes and every model builder, so that ``"no"``
+is never read as yes and a negative width or a ``None`` never reaches torch.
+
+An annotation made of ``bool``, ``int``, ``float``, ``str`` and ``None`` is checked; any other
+(a tuple, a path, a callable) is left to the function. A number must not be negative when its
+default is not, must be at least 1 when it is a whole number whose default is, and a dropout
+rate is below 1.
+"""
+
+from __future__ import annotations
+
+import inspect
+
+_SIMPLE = {"bool", "int", "float", "str", "None"}
+
+
+def _kinds(annotation) -> set[str] | None:
+    """The simple types an annotation string allows, or None if it is not a simple one."""
+    if not isinstance(annotation, str):
+        annotation = getattr(annotation, "__name__", str(annotation))
+    kinds = {part.strip() for part in annotation.split("|")}
+    return kinds if kinds <= _SIMPLE else None
+
+
+def _type_ok(kinds: set[str], value) -> bool:
+    if value is None:
+        return "None" in kinds
+    if isinstance(value, bool):
+        return "bool" in kinds
+    if isinstance(value, int):
+        return bool(kinds & {"int", "float"})
+    if isinstance(value, float):
+        return "float" in kinds
+    return isinstance(value, str) and "str" in kinds
+
+
+def _range_problem(name: str, value, default) -> str | None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if "dropout" in name and not 0 <= value < 1:
+        return "a rate in [0, 1)"
+    if isinstance(default, bool) or not isinstance(default, (int, float)):
+        return None
+    if isinstance(value, int) and isinstance(default, int) and default >= 1 and value < 1:
+        return "a whole number of at least 1"
+    if default >= 0 and value < 0:
+        return "a number of at least 0"
+    return None
+
+
+def check(owner: str, function, values: dict) -> None:
+    """Raise TypeError or ValueError naming ``owner``, the argument, the value and what is
+    valid, for any of ``values`` (argument name -> value) that ``function``'s signature
+    annotates with a simple type it does not have, or that is out of range."""
+    parameters = inspect.signature(function).parameters
+    for name, value in values.items():
+        parameter = parameters.get(name)
+        kinds = _kinds(parameter.annotation) if parameter is not None else None
+        if kinds is None:
+            continue
+        if not _type_ok(kinds, value):
+            wanted = " or ".join(sorted(kinds)).replace("bool", "True/False")
+            raise TypeError(f"{owner}: {name}={value!r} is not valid; it must be {wanted}")
+        if problem := _range_problem(name, value, parameter.default):
+            raise ValueError(f"{owner}: {name}={value!r} is not valid; it must be {problem}")
