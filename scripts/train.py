@@ -50,7 +50,7 @@ def main() -> None:
         train(args)
     except training.RunInterrupted as stop:
         sys.exit(128 + stop.signal_number)  # its message is printed already
-    except (ValueError, TypeError, runs.RunInUse, runs.CheckpointError,
+    except (ValueError, TypeError, runs.RunInUse, runs.LockLost, runs.CheckpointError,
             training.TrainingDiverged, memory_safe.DoesNotFit,
             datasets.DatasetNotFoundError) as error:
         print(f"{parser.prog}: error: {error}", file=sys.stderr)  # a message, not a traceback
