@@ -216,13 +216,14 @@ class LockLost(RuntimeError):
     holder trained: another process may have written there since."""
 
 
-_NO_FOLLOW = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # neither on Windows
+# never follow a link, never wait on a FIFO (neither flag exists on Windows)
+_NO_FOLLOW_NO_WAIT = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
 def _open_lock(path: Path, writable: bool = True):
     """``path`` opened without following a symbolic link and without blocking on a FIFO, and
     only if it is a regular file: a ``.lock`` that is anything else is an error naming it."""
-    flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | _NO_FOLLOW
+    flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | _NO_FOLLOW_NO_WAIT
     try:
         descriptor = os.open(path, flags, 0o644)
     except OSError as error:
