@@ -2,10 +2,11 @@
 them: one rule for ``fit``, the data module, recipes and every model builder, so that ``"no"``
 is never read as yes and a negative width or a ``None`` never reaches torch.
 
-An annotation made of ``bool``, ``int``, ``float``, ``str`` and ``None`` is checked; any other
-(a tuple, a path, a callable) is left to the function. A number must not be negative when its
-default is not, must be at least 1 when it is a whole number whose default is, and a dropout
-rate is below 1.
+An annotation made of ``bool``, ``int``, ``float``, ``str`` and ``None`` is checked, and so is
+an argument whose default is a tuple of whole numbers of at least 1 (block sizes, widths): it
+must be a non-empty tuple or list of such numbers. Any other (a path, a callable) is left to
+the function. A number must not be negative when its default is not, must be at least 1 when it
+is a whole number whose default is, and a dropout rate is below 1.
 """
 
 from __future__ import annotations
@@ -49,6 +50,23 @@ def _range_problem(name: str, value, default) -> str | None:
     return None
 
 
+def _whole(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _counts_problem(value, default) -> str | None:
+    """What is wrong with ``value`` for an argument whose default is a tuple of whole numbers
+    of at least 1, or None."""
+    if not (isinstance(default, (tuple, list)) and default
+            and all(_whole(d) and d >= 1 for d in default)):
+        return None
+    if (isinstance(value, (tuple, list)) and value
+            and all(_whole(v) and v >= 1 for v in value)):
+        return None
+    example = tuple(default) if len(default) <= 4 else f"({default[0]}, {default[1]}, ...)"
+    return f"a non-empty tuple of whole numbers of at least 1, like {example}"
+
+
 def check(owner: str, function, values: dict) -> None:
     """Raise TypeError or ValueError naming ``owner``, the argument, the value and what is
     valid, for any of ``values`` (argument name -> value) that ``function``'s signature
@@ -56,6 +74,8 @@ def check(owner: str, function, values: dict) -> None:
     parameters = inspect.signature(function).parameters
     for name, value in values.items():
         parameter = parameters.get(name)
+        if parameter is not None and (problem := _counts_problem(value, parameter.default)):
+            raise ValueError(f"{owner}: {name}={value!r} is not valid; it must be {problem}")
         kinds = _kinds(parameter.annotation) if parameter is not None else None
         if kinds is None:
             continue

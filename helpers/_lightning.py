@@ -12,7 +12,6 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
-import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -27,11 +26,16 @@ for _name in ("pytorch_lightning", "lightning.pytorch", "lightning_fabric"):
 
 @contextlib.contextmanager
 def quiet():
-    """Silence two Lightning warnings about what is done on purpose here: a deprecation inside
-    Lightning itself, and logs written into a run folder before its checkpoints."""
+    """Silence Lightning's and torch's warnings about what is done on purpose here: deprecations
+    inside Lightning itself, logs written into a run folder before its checkpoints, and DDP's
+    notes on channels_last gradients."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)")
         warnings.filterwarnings("ignore", message=r"Checkpoint directory .* exists and is not")
+        # several processes (DDP): channels_last weights of one input channel have gradients
+        # whose strides DDP does not expect (a copy, not an error); and Lightning's all_gather
+        warnings.filterwarnings("ignore", message=r"Grad strides do not match bucket view")
+        warnings.filterwarnings("ignore", message=r".*all_gather is deprecated")
         yield
 
 
@@ -59,11 +63,10 @@ class ProgressBar(TQDMProgressBar):
 class AtomicCheckpointIO(TorchCheckpointIO):
     """Lightning's checkpoint writer, but straight into a temporary file beside the target,
     renamed when complete (Lightning's own goes through a temporary file in $TMPDIR, which a
-    killed process leaves behind)."""
+    killed process leaves behind), and saying so when the disk is full."""
 
     def save_checkpoint(self, checkpoint, path, storage_options=None):
-        with files.atomic_path(path) as temporary:
-            torch.save(checkpoint, temporary)
+        files.save_torch(checkpoint, path)
 
 
 class FolderCheckpoint(ModelCheckpoint):

@@ -100,6 +100,7 @@ def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> li
     as "lattice" up to 16 submaps, for any power of two."""
     _checked_ints("submaps", submaps)
     _check_sampling(sampling)
+    _checked_ints("seed", seed, minimum=0)
     if sampling == "naive":
         return [0] * submaps
     if sampling == "random":
@@ -229,6 +230,8 @@ class CheckeredConv2d(_Checkered):
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("depth", depth), ("groups", groups)):
             _checked_ints(name, value)
+        if not isinstance(bias, bool):
+            raise TypeError(f"bias must be True or False, got {bias!r}")
         if in_channels % groups or out_channels % groups:
             raise ValueError(f"groups must divide in_channels ({in_channels}) and out_channels "
                              f"({out_channels}), got {groups}")
@@ -310,6 +313,8 @@ class SubmapMeanPool(nn.Module):
         super().__init__()
         if mode not in ("avg", "max"):
             raise ValueError(f"mode must be 'avg' or 'max', got {mode!r}")
+        if not (isinstance(output_size, (tuple, list)) and None in output_size):  # None: as is
+            _checked_ints("output_size", output_size, pair=True)
         self.output_size, self.mode = output_size, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -410,12 +415,28 @@ class _FunctionalCalls(TorchFunctionMode):
         values += [v for a in values if isinstance(a, (list, tuple)) for v in a]  # torch.cat
         five_d = any(isinstance(v, torch.Tensor) and v.dim() == 5 for v in values)
         if five_d and not inside_leaf:
+            where = self.stack[-1][0] if self.stack else "the top-level forward"
             channel_cat = name == "cat" and kwargs.get("dim", args[1] if len(args) > 1 else 0) == 1
             if (name not in _ELEMENTWISE_FUNCTIONS and not channel_cat
                     and not _reduces_submaps(name, args, kwargs)):
-                where = self.stack[-1][0] if self.stack else "the top-level forward"
                 self.problems.append(f"functional call {name!r} on a 5-D tensor in {where}")
+            elif shifted := _shifted_operand(values):
+                self.problems.append(
+                    f"functional call {name!r} in {where} combines a 5-D tensor with one of "
+                    f"shape {shifted}, written for (N, C, H, W): its channel axis would meet "
+                    f"the submap axis (make it 5-D, e.g. .unsqueeze(2), or a layer)")
         return func(*args, **kwargs)
+
+
+def _shifted_operand(values: list) -> tuple | None:
+    """The shape of a 3- or 4-D tensor among an element-wise call's operands (e.g. a
+    per-channel (1, C, 1, 1) scale), which broadcasting would align with the last dimensions of
+    a 5-D tensor, (S, H, W), instead of (C, H, W); None if there is none. Scalars, and 1- or 2-D
+    tensors, which meet the rows and columns in both, are fine."""
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.dim() in (3, 4) and value.numel() > 1:
+            return tuple(value.shape)
+    return None
 
 
 class CheckeredNet(nn.Module):
@@ -446,7 +467,16 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
     ConversionError that names each part. A model's forward may average the submaps itself
     (``torch.mean(x, 2)``, as the checkered paper's README advises); layers after that get
     ordinary 4-D tensors and keep their 2-D versions."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert_to_checkered converts a torch nn.Module, got "
+                        f"{type(model).__name__} {model!r:.60}")
     _check_sampling(sampling)
+    if input_shape is not None:
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (channels, height, width) of one image, "
+                             f"e.g. (3, 32, 32), got {input_shape!r}")
+        for name, value in zip(("channels", "height", "width"), input_shape):
+            _checked_ints(f"input_shape's {name}", value)
     converted, problems, replaced = copy.deepcopy(model), [], {}
     for parent_name, parent in list(converted.named_modules()):
         for child_name, child in list(parent.named_children()):

@@ -69,6 +69,21 @@ class Classifier(pl.LightningModule):
         if self.test_probabilities is not None:  # kept by fit: notebooks plot from them
             self.test_probabilities.append(probabilities.to(torch.float16).cpu())
 
+    def on_test_epoch_end(self):
+        # Several processes each tested every n-th image (see DeviceLoader): their
+        # probabilities are gathered back into the test split's order, on every process.
+        if self.test_probabilities is None or self.trainer.world_size == 1:
+            return
+        local = torch.cat(self.test_probabilities).float().to(self.device)
+        counts = self.all_gather(torch.tensor(len(local), device=self.device)).tolist()
+        padded = torch.zeros(max(counts), local.shape[1], device=self.device)
+        padded[:len(local)] = local
+        shares = self.all_gather(padded)
+        whole = torch.empty(sum(counts), local.shape[1])
+        for rank, count in enumerate(counts):
+            whole[rank::len(counts)] = shares[rank, :count].cpu()
+        self.test_probabilities = [whole.to(torch.float16)]
+
     def predict_step(self, batch, batch_idx):
         images, labels = batch
         return self.evaluation_logits(images).float().softmax(dim=1), labels
@@ -93,8 +108,12 @@ class Classifier(pl.LightningModule):
                     images: int) -> None:
         """Log ``<stage>_loss`` and ``<stage>_acc`` of a batch of ``images``, for the epoch's
         means weighted by batch size (summed over devices when several train one run)."""
+        # The count is given as a float: Lightning averages the sums and the counts over the
+        # processes, and an integer count of an uneven split (151 + 150 images) would average
+        # to 150, not 150.5. With one process the result is the same either way.
         for name, value in (("loss", loss), ("acc", accuracy)):
-            self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True, batch_size=images,
+            self.log(f"{stage}_{name}", value, on_step=False, on_epoch=True,
+                     batch_size=float(images),
                      sync_dist=True, add_dataloader_idx=False,
                      prog_bar=name == "acc" and stage != "test")
 

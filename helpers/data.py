@@ -104,7 +104,9 @@ class DeviceLoader:
     Shuffling, cropping and flipping happen on the device for a whole batch at once, from a
     generator seeded by (seed, epoch): the same epoch always gives the same batches, also after
     a resume (the training module sets the epoch at each epoch start). With ``world_size > 1``
-    each rank takes its share of every epoch's permutation.
+    (several processes training one run) each rank takes every ``world_size``-th image of the
+    batch one process would take, augmented as that process would: together they train on
+    exactly its batches, each ``batch_size`` images per rank.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, batch_size: int,
@@ -133,8 +135,9 @@ class DeviceLoader:
         return len(range(self.rank, len(self.labels), self.world_size))
 
     def __len__(self) -> int:
-        count = self._local_count()
-        return count // self.batch_size if self.drop_last else math.ceil(count / self.batch_size)
+        if self.drop_last:  # whole batches of all ranks together: every rank takes as many
+            return len(self.labels) // (self.batch_size * self.world_size)
+        return math.ceil(self._local_count() / self.batch_size)
 
     def __iter__(self):
         # The epoch is read when the first batch is drawn, not when iter() is called: Lightning
@@ -144,13 +147,19 @@ class DeviceLoader:
         n = len(self.labels)
         order = (torch.randperm(n, device=self.device, generator=generator) if self.shuffle
                  else torch.arange(n, device=self.device))
-        order = order[self.rank::self.world_size]
-        for start in range(0, len(self) * self.batch_size, self.batch_size):
-            index = order[start:start + self.batch_size]
+        together = self.batch_size * self.world_size  # the batch of all ranks
+        served = 0
+        for start in range(0, n, together):
+            if served == len(self):
+                break
+            index = order[start:start + together]
             images = self.images[index]
-            for augmentation in self.augment:
+            for augmentation in self.augment:  # drawn for the whole batch, as in one process
                 images = augmentation(images, generator)
-            yield (images.float() - self.mean) / self.std, self.labels[index]
+            mine = slice(self.rank, None, self.world_size)
+            if len(index[mine]):
+                served += 1
+                yield (images[mine].float() - self.mean) / self.std, self.labels[index][mine]
         self.epoch += 1
 
 

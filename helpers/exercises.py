@@ -21,7 +21,7 @@ from pathlib import Path
 
 import torch
 
-from . import config, runs, training
+from . import _arguments, config, runs, training
 from .data import ImageDataModule
 from .measure import count_parameters
 from .modes import CPU_DATA as DATA, CPU_EPOCHS as EPOCHS, CPU_SIZES as SIZES
@@ -142,6 +142,10 @@ def check(run: Run, hint: str = "", like: str | None = None, records: Path | Non
     miss prints what was expected, what the run got and the likely cause (``hint``; chance
     level and changed settings have their own), and does not stop the notebook. A run at
     another scale (a smoke run, a full-mode run) is not judged: one line says so (False)."""
+    if not isinstance(run, Run):
+        raise TypeError(f"exercises.check takes the run that exercises.train (or training.fit) "
+                        f"returned, not {type(run).__name__} {run!r:.60}")
+    _arguments.check("exercises.check", check, {"hint": hint, "like": like})
     accuracy = run.info["test_acc"]
     if not is_full(run.info):
         what = "a smoke run" if run.info.is_smoke_run else "not a CPU-mode run"

@@ -7,10 +7,16 @@ over the target only when complete; an interrupted write leaves the old file (or
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
+import io
 import os
 from pathlib import Path
 from collections.abc import Iterator
+
+import torch
+
+_FULL = (errno.ENOSPC, errno.EDQUOT)
 
 
 @contextlib.contextmanager
@@ -23,11 +29,16 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
     try:
         yield temporary
         os.replace(temporary, target)
-    except BaseException:
+    except BaseException as error:
         temporary.unlink(missing_ok=True)
         for folder in created:  # innermost first; only the empty ones we made
             with contextlib.suppress(OSError):
                 folder.rmdir()
+        if isinstance(error, OSError) and error.errno in _FULL:
+            raise OSError(error.errno, f"no space left on device for {target.name} in "
+                          f"{target.parent}: make room on that disk (or point SAVED_MODELS_DIR "
+                          f"or DATA_DIR at one with room) and start again. Nothing was "
+                          f"half-written: {target.name} is as it was before") from None
         raise
 
 
@@ -35,6 +46,16 @@ def write_text(target: str | os.PathLike, text: str) -> None:
     """Write ``text`` to ``target`` atomically."""
     with atomic_path(target) as temporary:
         temporary.write_text(text)
+
+
+def save_torch(value, target: str | os.PathLike) -> None:
+    """``torch.save(value)`` to ``target`` atomically. It is serialised in memory and written by
+    Python, so that a full disk is an OSError that says so (torch's own writer reports it as
+    'unexpected pos ...')."""
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    with atomic_path(target) as temporary:
+        temporary.write_bytes(buffer.getbuffer())
 
 
 def sha256(path: str | os.PathLike) -> str:

@@ -11,6 +11,7 @@ sized for a 2-core CPU.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field
 
 import pandas as pd
@@ -20,6 +21,18 @@ from . import config, data, datasets, models, recipes, runs, sweep, training
 
 DATA = "FashionMNIST"
 VAL_SIZE = 5000
+
+
+def _reporting_damage(status):
+    """A status method that says 'damaged: <what and the remedy>' when the run's folder holds
+    a file it cannot read, so that one damaged folder never hides or stops the others."""
+    @functools.wraps(status)
+    def checked(self) -> str:
+        try:
+            return status(self)
+        except (runs.CheckpointError, OSError, ValueError) as error:
+            return f"damaged: {error}"
+    return checked
 
 
 @dataclass(frozen=True)
@@ -66,9 +79,10 @@ class Reference:
                                  self.seed, precision="")
         return runs.differences(saved, wanted, ("model", "data", "recipe", "epochs", "seed"))
 
+    @_reporting_damage
     def status(self) -> str:
-        """'finished', 'interrupted', 'missing', 'disagrees: ...', or 'in use: ...' while
-        another process trains it."""
+        """'finished', 'interrupted', 'missing', 'disagrees: ...', 'in use: ...' while
+        another process trains it, or 'damaged: ...' naming what cannot be read."""
         lines = self.disagreements()
         if lines:
             return "disagrees: " + "; ".join(lines)
@@ -152,6 +166,7 @@ class ReferenceSweep:
             chosen = [chosen[0], chosen[-1]]
         return [sweep.vgg_d(), *chosen]
 
+    @_reporting_damage
     def status(self) -> str:
         lines = sweep.settings_differences(self.folder, self.settings)
         if lines:
@@ -271,7 +286,10 @@ def _finished(notebook: str, kind: type) -> dict:
         status = entry.status()
         what = f"Reference {'sweep' if kind is ReferenceSweep else 'run'} {entry.name}"
         if status == "finished":
-            found[entry.name] = entry.load()
+            try:
+                found[entry.name] = entry.load()
+            except (runs.CheckpointError, OSError, ValueError) as error:
+                print(f"{what} is damaged ({error}): not shown.")
         elif status.startswith("in use: "):
             print(f"{what} is being trained now ({status.removeprefix('in use: ')}): shown "
                   f"once it has finished.")

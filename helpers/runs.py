@@ -60,12 +60,22 @@ class RunInUse(RuntimeError):
     """Another process is training into the run folder."""
 
 
+# Folders of saved_models/ that the course keeps for itself (each mode's runs, the exercise
+# runs and records, the sweeps, and 'quick', the smoke mode's old name): a run by such a name
+# would be mixed with them, git-ignored, or deleted by make clean.
+RESERVED_NAMES = ("cpu", "smoke", "quick", "exercises", "exercise-records", "sweeps",
+                  "README.md")
+
+
 def check_name(name, what: str = "run name") -> str:
     """``name`` if it is a valid run or folder name, else a ValueError saying what one is."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name) or name in (".", ".."):
+    if not isinstance(name, str) or not _NAME.fullmatch(name) or name.startswith("."):
         raise ValueError(f"{what} {name!r} is not a valid name: use letters, digits, '-', '_' "
-                         f"and '.' only (not '.' or '..' alone, no '/'), e.g. 'allcnn-c64-s0'. "
+                         f"and '.' only, not starting with '.' (no '/'), e.g. 'allcnn-c64-s0'. "
                          f"It names a folder under the runs directory; it is never a path.")
+    if name.lower() in (reserved.lower() for reserved in RESERVED_NAMES):
+        raise ValueError(f"{what} {name!r} is a folder the course uses for itself "
+                         f"({', '.join(RESERVED_NAMES)}); choose another, e.g. '{name}-run'.")
     return name
 
 
@@ -463,6 +473,31 @@ class Run:
                 f"{info['hardware']}, {info['date'][:10]}")
 
 
+def check_resumable(folder: Path) -> None:
+    """Before an interrupted run resumes: raise a :class:`CheckpointError` naming a damaged or
+    missing checkpoint and the remedy, so that it fails now, not after training every epoch
+    (the final test reads ``best.ckpt``) and again on every rerun."""
+    folder = Path(folder)
+    if not (folder / LAST).exists():
+        return  # nothing to resume: the run starts from its first epoch, writing both anew
+    for name in (LAST, BEST):
+        path = folder / name
+        problem = "is missing" if not path.exists() else None
+        if problem is None:
+            try:
+                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                if not (isinstance(state, dict) and "state_dict" in state and "epoch" in state):
+                    problem = "is not a Lightning checkpoint"
+            except Exception as error:  # truncated, garbled, not a zip: all mean damaged
+                problem = f"is damaged ({type(error).__name__}: {str(error)[:120]})"
+        if problem:
+            remedy = ("delete it to train the run again from its first epoch" if name == LAST
+                      else "the best epoch's weights are lost with it")
+            raise CheckpointError(
+                f"{path} {problem}, so the interrupted run in {folder} cannot resume: {remedy}, "
+                f"or pass overwrite=True to train it afresh (nothing has been trained yet).")
+
+
 def epochs_done(folder: Path) -> int:
     """How many epochs an interrupted run has completed (the history in its last checkpoint);
     0 without one, or with one that cannot be read (resuming it then says what is wrong)."""
@@ -555,8 +590,7 @@ def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) 
 def save_weights(folder: Path, model: nn.Module) -> None:
     """``model``'s weights as a plain state dict (no optimizer state): what a finished run
     ships, loadable with ``torch.load(..., weights_only=True)``."""
-    with files.atomic_path(Path(folder) / WEIGHTS) as temporary:
-        torch.save(model.state_dict(), temporary)
+    files.save_torch(model.state_dict(), Path(folder) / WEIGHTS)
 
 
 def save_test_probabilities(folder: Path, probabilities: torch.Tensor,
@@ -565,9 +599,8 @@ def save_test_probabilities(folder: Path, probabilities: torch.Tensor,
     notebooks draw confusion matrices and galleries from them without evaluating again."""
     if len(probabilities) != len(labels):
         raise ValueError(f"{len(probabilities)} probabilities for {len(labels)} test images")
-    with files.atomic_path(Path(folder) / PROBABILITIES) as temporary:
-        torch.save({"probabilities": probabilities.to(torch.float16).cpu(),
-                    "labels": labels.cpu()}, temporary)
+    files.save_torch({"probabilities": probabilities.to(torch.float16).cpu(),
+                      "labels": labels.cpu()}, Path(folder) / PROBABILITIES)
 
 
 def load(folder: Path, model: nn.Module) -> Run:

@@ -18,6 +18,7 @@ import dataclasses
 import errno
 import json
 import math
+import os
 import signal
 import threading
 import time
@@ -27,6 +28,7 @@ from pathlib import Path
 import pandas as pd
 import pytorch_lightning as pl
 import torch
+from lightning_fabric.utilities.imports import _IS_INTERACTIVE
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
@@ -48,9 +50,9 @@ class TrainingDiverged(RuntimeError):
 
 
 class RunInterrupted(KeyboardInterrupt):
-    """Training was stopped by SIGINT (Ctrl+C, a notebook's interrupt) or SIGTERM (a scheduler,
-    ``kill``); every completed epoch is kept, and starting the same run again resumes it.
-    ``signal_number`` says which; a script exits with 128 + it."""
+    """Training, its final test, or an evaluation was stopped by SIGINT (Ctrl+C, a notebook's
+    interrupt) or SIGTERM (a scheduler, ``kill``); every completed epoch is kept, and starting
+    the same run again resumes it. ``signal_number`` says which; a script exits with 128 + it."""
 
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
@@ -134,7 +136,9 @@ class History(pl.Callback):
                              if key in metrics},  # when the data module tests every epoch
                           "seconds": time.perf_counter() - self._start,
                           "step_seconds": self._steps_end - self._start,
-                          "hardware": config.hardware()})
+                          "hardware": config.hardware() + (
+                              f", {trainer.world_size} processes" if trainer.world_size > 1
+                              else "")})
 
     def state_dict(self):
         return {"rows": self.rows}
@@ -203,8 +207,10 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     trains with :class:`~helpers.memory_safe.MemorySafeClassifier`, which redoes a batch that
     does not fit in memory in smaller pieces. A NaN or infinite loss stops the run
     (:class:`TrainingDiverged`); SIGINT and SIGTERM stop it with :class:`RunInterrupted`. Extra
-    keyword arguments go to ``pl.Trainer`` (e.g. ``devices=4, strategy="ddp"`` to scale one run
-    across GPUs).
+    keyword arguments go to ``pl.Trainer``, those that say where a run trains and not what it
+    computes (:data:`TRAINER_OPTIONS`): ``devices=2, strategy="ddp"`` trains one run on two
+    processes (GPUs, or CPU processes with ``accelerator="cpu"``) from a script; see
+    :func:`_train` for how they share it.
     """
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if not isinstance(recipe, Recipe):
@@ -213,6 +219,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     runs.check_name(name)
     _arguments.check("fit", fit, {"channels_last": channels_last, "overwrite": overwrite,
                                   "note": note, "memory_safe": memory_safe})
+    _check_trainer_options(trainer_options)
     epochs = planned_epochs(recipe, epochs)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be a whole number, not {seed!r}")
@@ -223,6 +230,21 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                          f"one full batch could be trained on. Use more training images, or a "
                          f"smaller batch: get_recipe({recipe.name!r}, batch_size=...).")
     folder = Path(directory or config.runs_dir()) / name
+    module_class = MemorySafeClassifier if memory_safe else Classifier
+    if is_other_process():
+        # one of several processes training one run: the process that launched it holds the
+        # folder's lock and has prepared it; this one trains its share and writes nothing
+        if runs.in_use(folder) is None:
+            raise runs.RunInUse(
+                f"this process was started as one of several training one run (its environment "
+                f"sets RANK, LOCAL_RANK or NODE_RANK), but no process holds {folder}'s lock, "
+                f"as the first one would. Start the run from a script with strategy='ddp' and "
+                f"let Lightning start the other processes; unset those variables otherwise.")
+        wanted = _wanted(folder, model, data, recipe, epochs, seed, precision)
+        runs.check_definition(folder, wanted)
+        module = module_class(model, recipe, seed, _channels_last(channels_last))
+        return _train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
+                      writer=False)
     afresh = config.is_smoke() if overwrite is None else overwrite
     with contextlib.ExitStack() as held:
         try:
@@ -241,13 +263,61 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         if not afresh and (finished := _load_finished(folder, model, wanted)):
             return finished
         runs.write_definition(folder, wanted)
+        runs.check_resumable(folder)
         _say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
-        module_class = MemorySafeClassifier if memory_safe else Classifier
         module = module_class(model, recipe, seed, _channels_last(channels_last))
         return _train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
 
 
 _READ_ONLY = (errno.EROFS, errno.EACCES, errno.EPERM)
+
+# The Trainer options fit passes on: where a run trains and how it is watched, never what it
+# computes. Any other (limit_train_batches, accumulate_grad_batches, max_steps, gradient_clip_val,
+# ...) would train something the run's definition does not say, which would later be loaded as
+# the run itself. ``sync_batchnorm`` makes batch statistics span all processes, as in one.
+TRAINER_OPTIONS = ("accelerator", "devices", "num_nodes", "strategy", "sync_batchnorm",
+                   "callbacks", "enable_progress_bar", "profiler", "detect_anomaly",
+                   "deterministic", "benchmark")
+
+
+def _check_trainer_options(options: dict) -> None:
+    """Refuse Trainer options outside :data:`TRAINER_OPTIONS`, and strategies other than one
+    process or DDP started by Lightning (whose processes re-run the script: see :func:`_train`)."""
+    refused = [key for key in options if key not in TRAINER_OPTIONS]
+    if refused:
+        raise ValueError(
+            f"fit: {', '.join(refused)} cannot be passed to the Trainer: the run's definition "
+            f"(model, data, recipe, epochs, seed, precision) would not say what was trained, "
+            f"and the run would later be loaded as the full one. Shorten a run with "
+            f"epochs=..., ImageDataModule(subset=...) or a recipe of its own "
+            f"(get_recipe(name, ...)). Trainer options fit accepts: {', '.join(TRAINER_OPTIONS)}.")
+    if options.get("sync_batchnorm") and options.get("accelerator", config.device_type()) == "cpu":
+        raise ValueError("fit: sync_batchnorm=True needs GPUs (torch's SyncBatchNorm does not "
+                         "run on CPU processes); leave it out to train on CPU processes")
+    strategy = options.get("strategy", "auto")
+    popen_ddp = type(strategy).__name__ == "DDPStrategy" and strategy._start_method == "popen"
+    if strategy != "auto" and _IS_INTERACTIVE:
+        raise ValueError(
+            f"fit: strategy={strategy!r} starts the other processes by running this program "
+            f"again, which a notebook or an interactive session cannot: train the run from a "
+            f"script (python scripts/train.py ... --devices N), or here in one process (leave "
+            f"out strategy and devices)")
+    if strategy not in ("auto", "ddp") and not popen_ddp:
+        raise ValueError(
+            f"fit: strategy={strategy!r} is not supported: one run trains in one process "
+            f"('auto') or in several started by Lightning ('ddp', from a script: they run it "
+            f"again, see the README's scale-out section). Spawned or forked processes "
+            f"('ddp_spawn', 'ddp_notebook') would keep the run's history in processes that "
+            f"end before it is written.")
+
+
+def is_other_process() -> bool:
+    """Whether a launcher started this process as one of several that train one run, other
+    than the first, which alone writes the run and should alone report it (Lightning's DDP
+    launcher runs the script again with LOCAL_RANK set; torchrun sets RANK, multi-node
+    launchers NODE_RANK)."""
+    return any(os.environ.get(key, "0") not in ("", "0") for key in ("RANK", "LOCAL_RANK",
+                                                                      "NODE_RANK"))
 
 
 def _wanted(folder: Path, model: nn.Module, data: ImageDataModule, recipe: Recipe, epochs: int,
@@ -314,11 +384,18 @@ def _channels_last(wanted: bool | None) -> bool:
 
 
 def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: dict,
-           note: str, trainer_options: dict, afresh: bool, still_held) -> Run:
+           note: str, trainer_options: dict, afresh: bool, still_held,
+           writer: bool = True) -> Run:
     """The training of :func:`fit`, in its locked run folder; writes the history, then the
     run record (last: a run is complete when its record exists). ``afresh``: whether the same
     call would start afresh (said when a signal stops the run). ``still_held`` raises unless
-    the folder's lock is still this process's; it is called before every write."""
+    the folder's lock is still this process's; it is called before every write.
+
+    Several processes (DDP) train one run as one: the recipe's batch is split between them,
+    each taking every n-th image of the same shuffled order (so each step sees the images one
+    process would), their gradients are averaged, and validation and test metrics are
+    reduced over the whole split. Only the first (``writer``) writes checkpoints, logs and
+    results; the others return the same run without writing anything."""
     model = module.model
     recipe = module.recipe
     epochs = definition["epochs"]
@@ -339,21 +416,37 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     last = folder / runs.LAST
     trainer = _lightning.trainer(
         definition["precision"], max_epochs=epochs, default_root_dir=folder,
-        callbacks=callbacks, logger=_lightning.loggers(folder, resuming=last.exists()),
+        callbacks=callbacks,
+        logger=_lightning.loggers(folder, resuming=last.exists() or not writer),
         log_every_n_steps=max(1, min(50, steps)), **trainer_options)
+    processes = trainer.world_size
+    if recipe.batch_size % processes:
+        raise ValueError(f"the batch of {recipe.batch_size} images of recipe {recipe.name!r} "
+                         f"cannot be split evenly between {processes} processes; use a number "
+                         f"of devices that divides it")
+    data = data.with_batch_size(recipe.batch_size // processes)  # each process's share
     pl.seed_everything(seed, verbose=False)
     start = time.perf_counter()
     with _lightning.quiet():
-        with _stopped_by_signals(folder, module, epochs, afresh):
+        again = ("started again as it was, it starts afresh in smoke mode or with "
+                 "overwrite=True; pass overwrite=False to resume it" if afresh else
+                 "start the same run again to resume it")
+        with _stopped_by_signals(lambda: (
+                f"training of {folder.name} stopped in epoch {module.current_epoch + 1} of "
+                f"{epochs}. Every completed epoch is kept in {folder}; {again}."), say=writer):
             # weights_only: a checkpoint is never unpickled, whatever
             # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says (it overrides only an unset argument)
             trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None,
                         weights_only=True)
         table = pd.DataFrame(history.rows)  # before testing "best" restores an older state
         module.test_probabilities = []
-        # the best epoch's weights from this folder (never a path recorded elsewhere)
-        test = trainer.test(module, datamodule=data, ckpt_path=folder / runs.BEST,
-                            verbose=False, weights_only=True)[0]
+        with _stopped_by_signals(lambda: (
+                f"{folder.name} trained all {len(table)} epochs, but its final test was "
+                f"stopped. Every epoch is kept in {folder}; {again.replace('resume', 'test')} "
+                f"(nothing is trained again)."), say=writer):
+            # the best epoch's weights from this folder (never a path recorded elsewhere)
+            test = trainer.test(module, datamodule=data, ckpt_path=folder / runs.BEST,
+                                verbose=False, weights_only=True)[0]
     model.eval()  # with the best epoch's weights, which the test loaded
     best = table.loc[table["val_acc"].idxmax()]
     info = {
@@ -365,7 +458,7 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
         "seed": seed, "mode": config.mode(),
         "smoke_run": config.is_smoke() or data.train.is_stand_in,
         "precision": trainer.precision, "hardware": _machines(table),
-        "torch": torch.__version__, "lightning": pl.__version__,
+        "processes": processes, "torch": torch.__version__, "lightning": pl.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_seconds": round(float(table["seconds"].sum()), 1),
         "best_epoch": int(best["epoch"]), "best_val_acc": float(best["val_acc"]),
@@ -377,13 +470,16 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
                               + float(table["seconds"].iloc[:history.restored].sum()), 1),
         "resumed_after_epoch": history.restored, "definition": definition,
     }
+    run = Run(folder.name, model, table, info, folder)
+    if not writer:
+        return run
     still_held()
     runs.save_weights(folder, model)
     runs.save_test_probabilities(folder, torch.cat(module.test_probabilities),
                                  data.test.labels)
     files.write_text(folder / runs.HISTORY, table.to_csv(index=False))
     files.write_text(folder / runs.RECORD, json.dumps(info, indent=1))  # last: now complete
-    return Run(folder.name, model, table, info, folder)
+    return run
 
 
 def _machines(history: pd.DataFrame) -> str:
@@ -399,11 +495,13 @@ class _Signalled(BaseException):
 
 
 @contextlib.contextmanager
-def _stopped_by_signals(folder: Path, module: Classifier, epochs: int, afresh: bool):
-    """Turn SIGINT and SIGTERM during training into :class:`RunInterrupted`, whose message
-    says how to resume. (Lightning alone exits with status 0 on SIGTERM, as if it had
-    finished, and ignores further Ctrl+C after the first.) Signal handlers can only be set in
-    the main thread; elsewhere (e.g. a Ray worker) the signals keep their usual effect."""
+def _stopped_by_signals(what, say: bool = True):
+    """Turn SIGINT and SIGTERM into :class:`RunInterrupted`, with the signal's name and
+    ``what()`` (what was stopped, what is kept, how to go on) as its message, printed when
+    ``say``. (Lightning alone exits with status 0 on SIGTERM, as if it had finished, ignores
+    SIGTERM outside training, and turns Ctrl+C into ``sys.exit(1)``.) Signal handlers can only
+    be set in the main thread; elsewhere (e.g. a Ray worker) the signals keep their usual
+    effect."""
     def stop(signal_number, frame):
         raise _Signalled(signal_number)
 
@@ -413,17 +511,17 @@ def _stopped_by_signals(folder: Path, module: Classifier, epochs: int, afresh: b
         yield
     except (_Signalled, SIGTERMException) as error:
         number = error.args[0] if isinstance(error, _Signalled) else signal.SIGTERM
-        again = ("started again as it was, it starts afresh in smoke mode or with overwrite=True; "
-                 "pass overwrite=False to resume it" if afresh else
-                 "start the same run again to resume it")
-        message = (f"{signal.Signals(number).name}: training of {folder.name} stopped in epoch "
-                   f"{module.current_epoch + 1} of {epochs}. Every completed epoch is kept in "
-                   f"{folder}; {again}.")
-        print(message)
+        message = f"{signal.Signals(number).name}: {what()}"
+        if say:
+            print(message)
         raise RunInterrupted(message, int(number)) from None
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def _nothing_changed(what: str):
+    return lambda: f"the {what} was stopped; nothing was changed, run it again to finish it."
 
 
 def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
@@ -435,7 +533,7 @@ def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
     trainer = _lightning.trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
     module = Classifier(model, tta=tta)
     evaluate_split = trainer.test if split == "test" else trainer.validate
-    with _lightning.quiet():
+    with _lightning.quiet(), _stopped_by_signals(_nothing_changed("evaluation")):
         metrics = evaluate_split(module, datamodule=data, verbose=False)[0]
     model.eval()
     return {"loss": metrics[f"{split}_loss"], "acc": metrics[f"{split}_acc"],
@@ -447,7 +545,7 @@ def predict(model: nn.Module, data: ImageDataModule, precision: str = "auto",
     """Class probabilities (flip-averaged with ``tta``) and true labels for every test image,
     on the CPU."""
     trainer = _lightning.trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
-    with _lightning.quiet():
+    with _lightning.quiet(), _stopped_by_signals(_nothing_changed("prediction")):
         batches = trainer.predict(Classifier(model, tta=tta), datamodule=data)
     model.eval()
     probabilities = torch.cat([p.cpu() for p, _ in batches])

@@ -61,13 +61,18 @@ def main() -> None:
           f"{config.precision()}")
     status = {entry.name: entry.status() for entry in entries}
     for entry in entries:
-        if isinstance(entry, reference.Reference):
-            entry.add_missing_files()
-    print(pd.Series(status, name="status").to_string())
+        if isinstance(entry, reference.Reference) and status[entry.name] == "finished":
+            try:
+                entry.add_missing_files()
+            except (runs.CheckpointError, OSError, ValueError) as error:
+                status[entry.name] = f"damaged: {error}"
+    print(pd.Series({name: "damaged (said below)" if state.startswith("damaged") else state
+                     for name, state in status.items()}, name="status").to_string())
     disagreeing = [name for name, state in status.items() if state.startswith("disagrees")]
+    damaged = {name: state for name, state in status.items() if state.startswith("damaged")}
     busy = [name for name, state in status.items() if state.startswith("in use")]
     todo = [entry for entry in entries if status[entry.name] != "finished"
-            and entry.name not in disagreeing + busy]
+            and entry.name not in [*disagreeing, *damaged, *busy]]
     if busy:
         print(f"Left to the process that is training them: {', '.join(busy)}.")
     if not todo:
@@ -91,11 +96,18 @@ def main() -> None:
             except runs.RunInUse as error:  # another process started it since the status
                 print(f"{entry.name}: skipped, {error}")
                 continue
+            except (runs.CheckpointError, runs.DefinitionMismatch, OSError) as error:
+                damaged[entry.name] = f"damaged: {error}"  # reported below; the others go on
+                print(f"{entry.name}: not trained, {error}")
+                continue
             print(f"{entry.name}: done in {(time.perf_counter() - start) / 60:.1f} min")
     if disagreeing:
         print(f"\n{len(disagreeing)} run(s) disagree with the list and were not trained: "
               f"{', '.join(disagreeing)}. Retrain them under their names with overwrite, or "
               f"correct the list.", file=sys.stderr)
+    for name, state in damaged.items():
+        print(f"\n{name} was not trained: {state}", file=sys.stderr)
+    if disagreeing or damaged:
         sys.exit(1)
 
 

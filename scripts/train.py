@@ -43,6 +43,9 @@ def main() -> None:
     parser.add_argument("--val-size", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--note", default="")
+    parser.add_argument("--devices", type=_positive, default=1,
+                        help="train the one run on this many processes (DDP): GPUs, or CPU "
+                             "processes on a machine without one")
     parser.add_argument("--overwrite", action="store_true",
                         help="delete the run saved under --name and train afresh")
     args = parser.parse_args()
@@ -65,8 +68,11 @@ def train(args: argparse.Namespace) -> None:
     training.seed(args.seed)
     model = models.create(args.model, num_classes=module.num_classes,
                           in_channels=module.input_shape[0])
+    scale = {"devices": args.devices, "strategy": "ddp"} if args.devices > 1 else {}
     run = training.fit(model, module, args.recipe, name=args.name, epochs=args.epochs,
-                       seed=args.seed, note=args.note, overwrite=args.overwrite or None)
+                       seed=args.seed, note=args.note, overwrite=args.overwrite or None, **scale)
+    if training.is_other_process():
+        return  # the first process reports the run
     print(f"{args.name}: test accuracy {run.info['test_acc']:.4f} (best epoch "
           f"{run.info['best_epoch']}), {run.info['train_seconds']:.0f} s on {run.info['hardware']}"
           f" -> {run.directory}")

@@ -49,3 +49,54 @@ def test_overwrite_no_is_an_error_and_the_finished_run_is_kept(course_env, optio
         checkpoints.load_or_train(models.create("allcnn", c=8, num_classes=10), module, recipe,
                                   name="kept", overwrite="no")
     assert (run.directory / runs.RECORD).read_text() == record  # not deleted, not retrained
+
+
+@pytest.mark.parametrize("name", ["quick", "sweeps", "exercises", "exercise-records", "cpu",
+                                  "Smoke", ".hidden.part"])
+def test_a_name_the_course_uses_for_itself_is_not_a_run_name(course_env, name):
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    with pytest.raises(ValueError, match=f"run name '{name}' is"):
+        training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
+                     name=name, epochs=1)
+    assert not (course_env / "saved_models" / "smoke" / name).exists()
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"limit_train_batches": 1}, "limit_train_batches cannot be passed to the Trainer"),
+    ({"accumulate_grad_batches": 2}, "accumulate_grad_batches cannot be passed"),
+    ({"max_steps": 3, "gradient_clip_val": 1.0}, "max_steps, gradient_clip_val cannot be"),
+    ({"max_epochs": 3}, "max_epochs cannot be passed"),
+    ({"strategy": "ddp_spawn", "devices": 2}, "strategy='ddp_spawn' is not supported"),
+    ({"strategy": "ddp_notebook", "devices": 2}, "strategy='ddp_notebook' is not supported"),
+    ({"sync_batchnorm": True, "accelerator": "cpu"}, "sync_batchnorm=True needs GPUs"),
+])
+def test_a_trainer_option_that_changes_what_a_run_computes_is_refused(course_env, options,
+                                                                      says):
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    with pytest.raises(ValueError, match=f"fit: {says}"):
+        training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
+                     name="limited", epochs=1, **options)
+    assert not (course_env / "saved_models" / "smoke" / "limited").exists()  # nothing trained
+
+
+@pytest.mark.parametrize("model, hparams, says", [
+    ("densenet", {"block_config": ()}, r"block_config=\(\) is not valid; it must be a non-empty"),
+    ("densenet", {"block_config": (6, 0)}, r"block_config=\(6, 0\) is not valid"),
+    ("resnet", {"c_hidden": (16.5, 32, 64)}, r"c_hidden=\(16.5, 32, 64\) is not valid"),
+    ("resnet", {"num_blocks": (3, 3)}, "must be as long as each other"),
+    ("vgg", {"widths": "abc"}, "widths='abc' is not valid"),
+    ("vgg", {"widths": [-1] * 13 + [4, 4]}, "widths=.* is not valid"),
+])
+def test_a_tuple_hyper_parameter_is_checked_too(model, hparams, says):
+    with pytest.raises(ValueError, match=f"model '{model}': .*{says}"):
+        models.create(model, **hparams)
+
+
+def test_a_notebook_asking_for_several_processes_is_told_to_use_a_script(course_env,
+                                                                        monkeypatch):
+    monkeypatch.setattr(training, "_IS_INTERACTIVE", True)  # what Lightning finds in Jupyter
+    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    with pytest.raises(ValueError, match="a notebook or an interactive session cannot: train "
+                                         r"the run from a script \(python scripts/train.py"):
+        training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
+                     name="in-a-notebook", epochs=1, devices=2, strategy="ddp")

@@ -337,6 +337,33 @@ def test_a_functional_call_on_submaps_is_named():
         convert_to_checkered(models.create("allcnn"))
 
 
+class _ScaledPerChannel(nn.Module):
+    """Multiplies by a per-channel (1, C, 1, 1) parameter: in 5-D its C meets the submaps."""
+
+    def __init__(self, scale_shape=(1, 8, 1, 1)):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.scale = nn.Parameter(torch.rand(scale_shape))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.head = nn.Linear(8, 10)
+
+    def forward(self, x):
+        return self.head(self.pool(self.conv(x) * self.scale).flatten(1))
+
+
+def test_a_per_channel_tensor_that_would_broadcast_against_the_submaps_is_named():
+    with pytest.raises(ConversionError, match=r"'mul' in _ScaledPerChannel combines a 5-D "
+                                              r"tensor with one of shape \(1, 8, 1, 1\)"):
+        convert_to_checkered(_ScaledPerChannel())
+
+
+def test_a_scale_that_broadcasts_the_same_in_five_dimensions_converts():
+    model = _ScaledPerChannel(scale_shape=(32, 32)).eval()  # meets rows and columns either way
+    x = torch.randn(2, 3, 32, 32)
+    converted = convert_to_checkered(model).eval()
+    assert torch.allclose(converted(x), model(x), atol=1e-6)
+
+
 def test_a_layer_without_a_checkered_version_is_named():
     model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Upsample(scale_factor=2), nn.Conv2d(4, 4, 3))
     with pytest.raises(ConversionError, match=r"layer 1 \(Upsample\) gets a 5-D tensor") as error:
@@ -575,3 +602,18 @@ def test_flops_grow_with_the_submaps():
     ccnn_flops = measure.count_flops(convert_to_checkered(cnn), (3, 32, 32))
     assert 2 * flops < ccnn_flops < 4 * flops  # 1, 2 and 4 submaps in the three stages
     assert checkered.SAMPLINGS == ("naive", "lattice", "random", "spread")
+
+
+@pytest.mark.parametrize("make, error, says", [
+    (lambda: CheckeredConv2d(3, 4, 3, bias="no"), TypeError, "bias must be True or False"),
+    (lambda: SubmapMeanPool(-1), ValueError, "output_size must be a positive integer or a pair"),
+    (lambda: convert_to_checkered("model"), TypeError, "converts a torch nn.Module, got str"),
+    (lambda: convert_to_checkered(nn.Conv2d(3, 4, 3), input_shape="abc"), ValueError,
+     "input_shape must be \\(channels, height, width\\)"),
+    (lambda: convert_to_checkered(nn.Conv2d(3, 4, 3), input_shape=(3, 0, 8)), ValueError,
+     "input_shape's height must be a positive integer"),
+    (lambda: sampler_sequence(4, "random", seed="x"), TypeError, "seed must be a non-negative"),
+])
+def test_checkered_arguments_are_checked_where_they_enter(make, error, says):
+    with pytest.raises(error, match=says):
+        make()

@@ -181,3 +181,12 @@ def test_a_deliberately_broken_run_on_the_real_data_fails_its_check(course_env, 
     capsys.readouterr()
     assert exercises.check(broken, records=records) is False
     assert "Likely cause: chance level" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("arguments, says", [
+    (("run",), "exercises.check takes the run that exercises.train .* not str 'run'"),
+    ((None,), "not NoneType None"),
+])
+def test_check_names_what_it_takes_instead_of_failing_inside(arguments, says):
+    with pytest.raises(TypeError, match=says):
+        exercises.check(*arguments)

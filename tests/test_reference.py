@@ -158,6 +158,35 @@ def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch
     assert entry.status() == "missing"
 
 
+@pytest.mark.parametrize("damage", ["garbled definition", "garbled record", "weights gone"])
+def test_one_damaged_reference_folder_is_reported_and_hides_nothing_else(course_env, monkeypatch,
+                                                                         capsys, damage):
+    if not datasets.DEBIAN_FASHION_MNIST.is_dir():
+        pytest.skip("needs the Debian package dataset-fashion-mnist")
+    monkeypatch.setenv("COURSE_MODE", "full")
+    there, damaged = (reference.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}") for seed in (0, 1))
+    for entry in (there, damaged):
+        shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
+    if damage == "weights gone":
+        (damaged.folder / runs.WEIGHTS).unlink()
+        (damaged.folder / runs.BEST).unlink(missing_ok=True)
+    else:
+        name = runs.DEFINITION if damage == "garbled definition" else runs.RECORD
+        (damaged.folder / name).write_text('{"seed": 1, "mod')
+    found = reference.finished("04")
+    assert list(found) == [there.name]  # still shown
+    out = capsys.readouterr().out
+    assert f"Reference run {damaged.name} is damaged" in out and str(damaged.folder) in out
+    done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--only",
+                           there.name, damaged.name, "--dry-run"], capture_output=True,
+                          text=True, check=False, env={**os.environ})
+    assert done.returncode == 1, done.stderr[-2000:]
+    assert "Traceback" not in done.stderr
+    assert re.search(rf"{there.name} +finished", done.stdout)
+    assert re.search(rf"{damaged.name} +damaged \(said below\)", done.stdout)
+    assert f"{damaged.name} was not trained: damaged: " in done.stderr
+
+
 def test_the_shipped_reference_files_stay_under_50_mb():
     kept = (runs.WEIGHTS, runs.PROBABILITIES, runs.HISTORY, runs.RECORD, runs.DEFINITION)
     sizes = [(SHIPPED / entry.name / name).stat().st_size for entry in SINGLE_RUNS

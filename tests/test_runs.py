@@ -2,6 +2,7 @@
 run, one process writes it, a run is complete only when whole, and a bad argument, a diverging
 loss or a signal ends a run with a clear message."""
 
+import contextlib
 import errno
 import json
 import os
@@ -464,6 +465,122 @@ def test_an_interrupted_run_resumes_when_started_again(course_env):
     assert run.history["epoch"].tolist() == [1, 2, 3]
 
 
+class _SignalWhileTesting(training.pl.Callback):
+    def __init__(self, signal_number):
+        self.signal_number = signal_number
+
+    def on_test_batch_start(self, trainer, module, batch, batch_idx, dataloader_idx=0):
+        os.kill(os.getpid(), self.signal_number)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_the_final_test_stops_it_and_the_run_is_tested_when_started_again(
+        course_env, signal_number, capsys):
+    name = signal.Signals(signal_number).name
+    with pytest.raises(training.RunInterrupted, match=f"{name}: tested .* final test was stop"):
+        _fit("tested", epochs=2, callbacks=[_SignalWhileTesting(signal_number)])
+    assert capsys.readouterr().out.count("final test was stopped") == 1  # one line
+    folder = _smoke_runs(course_env) / "tested"
+    assert runs.epochs_done(folder) == 2 and not runs.is_complete(folder)
+    run = _fit("tested", epochs=2)
+    assert run.info["resumed_after_epoch"] == 2  # tested, nothing trained again
+    assert run.history["epoch"].tolist() == [1, 2]
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_during_an_evaluation_stops_it_with_one_line(course_env, signal_number,
+                                                              monkeypatch):
+    original = training.Classifier.evaluation_logits
+
+    def signalled(self, images):
+        os.kill(os.getpid(), signal_number)
+        return original(self, images)
+
+    monkeypatch.setattr(training.Classifier, "evaluation_logits", signalled)
+    with pytest.raises(training.RunInterrupted, match="evaluation was stopped; nothing"):
+        training.evaluate(_model(), _data())
+
+
+# --- damage is named before any training, a full disk says so -------------------------------
+
+class _CountSteps(pl.Callback):
+    def __init__(self):
+        self.steps = 0
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        self.steps += 1
+
+
+class _StopAfterEpoch(pl.Callback):
+    def __init__(self, epochs):
+        self.epochs = epochs
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epochs:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.mark.parametrize("name, damage", [("last.ckpt", "truncate"), ("best.ckpt", "delete"),
+                                          ("best.ckpt", "garble")])
+def test_a_damaged_checkpoint_of_an_interrupted_run_is_named_before_any_training(
+        course_env, name, damage):
+    with pytest.raises(training.RunInterrupted):
+        _fit("damaged", epochs=3, callbacks=[_StopAfterEpoch(1)])
+    path = _smoke_runs(course_env) / "damaged" / name
+    if damage == "delete":
+        path.unlink()
+    else:
+        content = path.read_bytes()
+        path.write_bytes(content[:len(content) // 2] if damage == "truncate"
+                         else content[:100] + bytes(100) + content[200:])
+    steps = _CountSteps()
+    with pytest.raises(runs.CheckpointError, match=f"{name} is (damaged|missing).*nothing has "
+                                                   f"been trained yet"):
+        _fit("damaged", epochs=3, callbacks=[steps])
+    assert steps.steps == 0
+
+
+def _mount_tmpfs(folder: Path, size: str) -> bool:
+    folder.mkdir(parents=True)
+    return subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                          capture_output=True).returncode == 0
+
+
+class _FillTheDisk(pl.Callback):
+    """Before epoch ``epoch`` ends (and its checkpoint is written), fill the run's disk."""
+
+    def __init__(self, folder, epoch):
+        self.folder, self.epoch = folder, epoch
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        last_batch = batch_idx + 1 == trainer.num_training_batches
+        if trainer.current_epoch + 1 == self.epoch and last_batch:
+            with open(self.folder / "filler", "wb") as handle, contextlib.suppress(OSError):
+                while True:
+                    handle.write(bytes(1 << 16))
+                    handle.flush()
+
+
+def test_a_full_disk_says_so_names_the_folder_and_leaves_the_run_resumable(course_env,
+                                                                           monkeypatch):
+    disk = course_env / "small-disk"
+    if not _mount_tmpfs(disk, "8M"):
+        pytest.skip("needs permission to mount a tmpfs (root), to have a disk that fills up")
+    try:
+        monkeypatch.setenv("SAVED_MODELS_DIR", str(disk))
+        with pytest.raises(OSError, match="no space left on device for .* in "
+                                          f"{disk / 'smoke' / 'full-disk'}"):
+            _fit("full-disk", epochs=3, callbacks=[_FillTheDisk(disk, 2)])
+        folder = disk / "smoke" / "full-disk"
+        assert not list(folder.glob(".*.part"))  # nothing half-written is left
+        assert runs.epochs_done(folder) == 1  # epoch 1's checkpoint is whole
+        (disk / "filler").unlink()
+        run = _fit("full-disk", epochs=3)
+        assert run.info["resumed_after_epoch"] == 1 and run.history["epoch"].tolist() == [1, 2, 3]
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 # --- 9. complete means complete ----------------------------------------------------------------
 
 def test_a_kill_between_the_last_files_leaves_no_complete_run(course_env, monkeypatch):
@@ -546,12 +663,11 @@ def test_a_finished_run_ships_plain_weights_and_its_test_probabilities(course_en
 def test_smoke_mode_starts_a_smoke_run_afresh_each_time(course_env, capsys):
     """A notebook in smoke mode exercises training every time: an identical smoke run from
     before is replaced, not loaded."""
-    first = checkpoints.load_or_train(_model(), _data(), RECIPE, epochs=1,
-                                      precision="32-true", enable_progress_bar=False, name="smoke")
-    again = checkpoints.load_or_train(_model(), _data(), RECIPE, epochs=1,
-                                      precision="32-true", enable_progress_bar=False, name="smoke")
+    options = dict(epochs=1, precision="32-true", enable_progress_bar=False, name="again")
+    first = checkpoints.load_or_train(_model(), _data(), RECIPE, **options)
+    again = checkpoints.load_or_train(_model(), _data(), RECIPE, **options)
     assert "is finished in" not in capsys.readouterr().out
-    assert again.directory == first.directory == _smoke_runs(course_env) / "smoke"
+    assert again.directory == first.directory == _smoke_runs(course_env) / "again"
     assert again.info["date"] >= first.info["date"] and runs.is_complete(again.directory)
 
 

@@ -71,6 +71,10 @@ class ResNet(nn.Module):
                  c_hidden: tuple = (16, 32, 64), act_fn: str = "relu", preact: bool = False,
                  in_channels: int = 3):
         super().__init__()
+        if len(num_blocks) != len(c_hidden):
+            raise ValueError(f"model 'resnet': num_blocks={num_blocks!r} and c_hidden="
+                             f"{c_hidden!r} must be as long as each other: one width per "
+                             f"group of blocks")
         block = PreActResNetBlock if preact else ResNetBlock
         stem = [nn.Conv2d(in_channels, c_hidden[0], 3, padding=1, bias=False)]
         self.input_net = nn.Sequential(
