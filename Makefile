@@ -9,7 +9,7 @@ SMOKE := COURSE_MODE=smoke COURSE_OFFLINE=1
 TUTORIAL5_MIRROR := $(wildcard $(abspath ../shared/reference/uvadlc-tutorial5))
 NOTEBOOK_ENV := $(if $(TUTORIAL5_MIRROR),COURSE_TUTORIAL5_URL=file://$(TUTORIAL5_MIRROR)/)
 
-.PHONY: setup test unit-tests notebook-tests course site address lab bench reference gpu-check clean
+.PHONY: setup test unit-tests notebook-tests course site address lab bench faults reference gpu-check clean
 
 setup: $(STAMP)
 
@@ -65,6 +65,11 @@ gpu-check: setup
 
 bench: setup
 	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done
+
+# Kills, full disks, damaged and hostile files, two writers, bad arguments: does anything lose, mix
+# or hide work? Each case runs in a temporary folder of its own (README, "Commands").
+faults: setup
+	$(BIN)/python scripts/fault_injection.py
 
 clean:
 	rm -rf build saved_models/smoke

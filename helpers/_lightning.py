@@ -16,6 +16,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
 from pytorch_lightning.plugins.io import TorchCheckpointIO
+from pytorch_lightning.utilities.exceptions import MisconfigurationException
 
 from . import config, files
 
@@ -102,17 +103,34 @@ class FolderCheckpoint(ModelCheckpoint):
         super().load_state_dict(state)
 
 
+PRECISIONS = ("auto", "32-true", "bf16-mixed", "16-mixed", "bf16-true", "16-true", "64-true")
+
+
+def check_precision(owner: str, precision) -> None:
+    if precision not in PRECISIONS:
+        raise ValueError(f"{owner}: precision={precision!r} is not valid; valid: "
+                         f"{', '.join(PRECISIONS)} ('auto': this machine's, see config.precision)")
+
+
 def trainer(precision: str, **options) -> pl.Trainer:
     """A Trainer on this machine's device with the course's fixed settings; ``options`` (e.g.
-    callbacks, loggers, ``devices=4, strategy="ddp"``) go to ``pl.Trainer``."""
+    callbacks, loggers, ``devices=4, strategy="ddp"``) go to ``pl.Trainer``. Options it
+    refuses (a device this machine lacks, ``devices=0``) are a ValueError naming them."""
+    check_precision("Trainer", precision)
+    given = {key: value for key, value in options.items()
+             if key in ("accelerator", "devices", "num_nodes", "strategy", "profiler")}
     options.setdefault("accelerator", config.device_type())
     options.setdefault("devices", 1)
     options.setdefault("logger", False)
     options.setdefault("enable_progress_bar", True)
     options.setdefault("benchmark", options["accelerator"] == "cuda")  # cuDNN picks its fastest
-    return pl.Trainer(precision=config.precision() if precision == "auto" else precision,
-                      enable_model_summary=False, num_sanity_val_steps=0,
-                      plugins=[AtomicCheckpointIO()], **options)
+    try:
+        return pl.Trainer(precision=config.precision() if precision == "auto" else precision,
+                          enable_model_summary=False, num_sanity_val_steps=0,
+                          plugins=[AtomicCheckpointIO()], **options)
+    except (MisconfigurationException, ImportError, ValueError, TypeError, RuntimeError) as error:
+        raise ValueError(f"the Trainer options {given} do not work on this machine: "
+                         f"{type(error).__name__}: {error}") from None
 
 
 def loggers(folder: Path, resuming: bool) -> list:

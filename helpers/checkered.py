@@ -30,6 +30,8 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
+from . import _arguments
+
 SAMPLINGS = ("naive", "lattice", "random", "spread")  # the original's three, then the course's
 
 
@@ -570,6 +572,14 @@ def sampled_pixels(size: int, steps: int, method: str) -> torch.Tensor:
     subsamplings: a (size, size) tensor holding the submap index at each sampled pixel, -1
     elsewhere. ``method``: "traditional" (ordinary stride 2) or a checkered sampling. Computed
     by running the actual pooling layers (kernel 1, stride 2) on an image of pixel indices."""
+    _arguments.check("sampled_pixels", sampled_pixels, {"size": size, "steps": steps,
+                                                        "method": method})
+    if method != "traditional":
+        _check_sampling(method)
+    if size < 2 ** steps or steps < 0:
+        raise ValueError(f"sampled_pixels: {steps} stride-2 subsamplings need steps >= 0 and an "
+                         f"input of at least 2**steps = {2 ** max(steps, 0)} pixels a side; got "
+                         f"size={size}")
     index = torch.arange(1, size * size + 1, dtype=torch.float64).view(1, 1, size, size)
     if method == "traditional":
         x = index

@@ -44,9 +44,14 @@ class Classifier(pl.LightningModule):
         self.channels_last = channels_last
         self.tta = tta
         self.test_probabilities = None  # a list to collect them in, when wanted
+        self.run_definition = None  # the run's definition, kept in its checkpoints by fit
         self.save_hyperparameters({
             "model": getattr(model, "blueprint", None), "seed": seed,
             "recipe": dataclasses.asdict(recipe) if recipe else None})
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        # binds a checkpoint to its run: one copied from another run's folder is refused
+        checkpoint["run_definition"] = self.run_definition
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

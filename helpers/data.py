@@ -237,6 +237,10 @@ class ImageDataModule(pl.LightningDataModule):
             raise ValueError(f"unknown augmentation {augment!r}; valid: "
                              f"{', '.join(AUGMENTATIONS)}, or None")
         _check_sizes(val_size, subset, eval_batch_size)
+        for key, value in (("size", size), ("channels", channels)):
+            if value is not None and value < 1:
+                raise ValueError(f"ImageDataModule: {key}={value!r} is not valid; it must be a "
+                                 f"whole number of at least 1, or None to keep the data's")
         self.info = info(name)
         self.name = name
         self.val_size = val_size
@@ -270,6 +274,12 @@ class ImageDataModule(pl.LightningDataModule):
             sizes = config.SMOKE_SUBSET if config.is_smoke() else None
         test_index = torch.arange(len(test))
         if sizes is not None:
+            available = (len(train_index), len(val_index), len(test))
+            if not full_train.is_stand_in and any(map(int.__gt__, sizes, available)):
+                raise ValueError(
+                    f"subset={tuple(sizes)} asks for more images than {self.name} has: "
+                    f"{available[0]:,} train, {available[1]:,} validation (val_size) and "
+                    f"{available[2]:,} test; ask for at most those, or None for everything")
             train_index = train_index[:sizes[0]]
             val_index = val_index[:sizes[1]]
             test_index = test_index[:sizes[2]]

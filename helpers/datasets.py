@@ -155,8 +155,14 @@ def _how_to_get(name: str, root: Path, reason: str) -> str:
 def _from_data_dir(name: str, root: Path) -> dict[str, ImageSet] | None:
     s = info(name)
     folder = root / s.folder
-    if not folder.exists():
-        return None
+    try:
+        if not folder.exists():
+            return None
+    except OSError as error:  # a name too long, a loop of links: DATA_DIR cannot hold data
+        raise DatasetNotFoundError(
+            f"DATA_DIR={os.environ.get('DATA_DIR')!r} cannot hold data sets ({error.strerror}: "
+            f"{folder}); set it to a folder that can, or unset it for data/ in the checkout."
+        ) from None
     cls = getattr(torchvision.datasets, s.torchvision_class)
     try:
         sets = {split: cls(root=str(root), train=split == "train", download=False)

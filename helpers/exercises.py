@@ -39,8 +39,13 @@ RECORDS = config.project_root() / "saved_models" / "exercise-records"
 
 def full() -> bool:
     """Whether exercise cells do the exercise (the full and CPU modes, or
-    ``COURSE_EXERCISES=full``) rather than a smoke run (smoke mode)."""
-    return not config.is_smoke() or os.environ.get("COURSE_EXERCISES") == "full"
+    ``COURSE_EXERCISES=full``) rather than a smoke run (smoke mode). Any other value of
+    ``COURSE_EXERCISES`` is an error, so that a typo never silently runs the smoke run."""
+    value = os.environ.get("COURSE_EXERCISES", "").strip()
+    if value not in ("", "full"):
+        raise ValueError(f"COURSE_EXERCISES={value!r} is not valid: set it to 'full' to do the "
+                         f"exercises in smoke mode, or leave it unset")
+    return not config.is_smoke() or value == "full"
 
 
 def data(full: bool, **options) -> ImageDataModule:
@@ -188,6 +193,11 @@ def check_parameters(model, expected_count: int, input_shape=(1, 28, 28), classe
     """Before training code a learner wrote: does ``model`` have ``expected_count`` parameters,
     and does a batch of two ``input_shape`` images give (2, ``classes``) scores? Says what it
     found either way, and returns whether both hold."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"check_parameters: model must be your network (a torch.nn.Module), "
+                        f"not {model!r}"[:200])
+    _arguments.check("check_parameters", check_parameters,
+                     {"expected_count": expected_count, "classes": classes})
     found = count_parameters(model)
     with torch.no_grad():
         shape = tuple(model.eval()(torch.zeros(2, *input_shape)).shape)

@@ -11,6 +11,7 @@ import errno
 import hashlib
 import io
 import os
+import zipfile
 from pathlib import Path
 from collections.abc import Iterator
 
@@ -34,12 +35,18 @@ def atomic_path(target: str | os.PathLike) -> Iterator[Path]:
         for folder in created:  # innermost first; only the empty ones we made
             with contextlib.suppress(OSError):
                 folder.rmdir()
-        if isinstance(error, OSError) and error.errno in _FULL:
-            raise OSError(error.errno, f"no space left on device for {target.name} in "
-                          f"{target.parent}: make room on that disk (or point SAVED_MODELS_DIR "
-                          f"or DATA_DIR at one with room) and start again. Nothing was "
-                          f"half-written: {target.name} is as it was before") from None
+        raise_if_disk_full(error, target, f"Nothing was half-written: {target.name} is as it "
+                                          f"was before")
         raise
+
+
+def raise_if_disk_full(error: BaseException, target: Path, consequence: str) -> None:
+    """If ``error`` says the disk (or the quota) is full, raise an OSError that says so, names
+    ``target``'s folder and the remedy, and adds ``consequence`` (e.g. that nothing changed)."""
+    if isinstance(error, OSError) and error.errno in _FULL:
+        raise OSError(error.errno, f"no space left on device for {target.name} in "
+                      f"{target.parent}: make room on that disk (or point SAVED_MODELS_DIR or "
+                      f"DATA_DIR at one with room) and start again. {consequence}") from None
 
 
 def write_text(target: str | os.PathLike, text: str) -> None:
@@ -56,6 +63,18 @@ def save_torch(value, target: str | os.PathLike) -> None:
     torch.save(value, buffer)
     with atomic_path(target) as temporary:
         temporary.write_bytes(buffer.getbuffer())
+
+
+def load_torch(path: str | os.PathLike, **options):
+    """``torch.load(path, weights_only=True)`` (nothing is ever unpickled), after checking the
+    checksums of the file's zip archive: torch itself loads garbled tensor bytes silently."""
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        with zipfile.ZipFile(path) as archive:
+            if (bad := archive.testzip()) is not None:
+                raise ValueError(f"the bytes of {bad} in it do not match their checksum: the "
+                                 f"file is garbled")
+    return torch.load(path, map_location="cpu", weights_only=True, **options)
 
 
 def sha256(path: str | os.PathLike) -> str:

@@ -59,7 +59,8 @@ class OutOfMemoryAbove(torch.nn.Module):
 class MemorySafeClassifier(Classifier):
     """A :class:`~helpers.classifier.Classifier` whose batches are cut smaller when they do not
     fit in memory (manual optimisation: it decides itself when to step the optimizer).
-    ``micro_batch`` is the training batch size in use; below ``min_micro_batch`` the run stops."""
+    ``micro_batch`` is the training batch size in use; below ``min_micro_batch`` the run stops.
+    It is kept in the checkpoints, so that a resumed run goes on with it and records it."""
 
     def __init__(self, *args, min_micro_batch: int = 2, **kwargs):
         super().__init__(*args, **kwargs)
@@ -67,6 +68,16 @@ class MemorySafeClassifier(Classifier):
         self.micro_batch = None
         self.min_micro_batch = min_micro_batch
         self.eval_chunk = None
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        super().on_save_checkpoint(checkpoint)
+        checkpoint["micro_batch"] = self.micro_batch
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        # Resuming: the size the run had reached. Testing the best epoch after training in
+        # this process keeps the size in use, which an earlier epoch's checkpoint may exceed.
+        if self.micro_batch is None:
+            self.micro_batch = checkpoint.get("micro_batch")
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

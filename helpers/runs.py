@@ -183,6 +183,12 @@ def check_definition(folder: Path, wanted: dict, fields=None) -> None:
             " to delete that run and train afresh.")
 
 
+def definition_text(definition: dict) -> str:
+    """A definition as one canonical string: what a run's checkpoints carry to say whose they
+    are (compared with the folder's definition before resuming)."""
+    return json.dumps(definition, sort_keys=True)
+
+
 def write_definition(folder: Path, wanted: dict) -> None:
     files.write_text(Path(folder) / DEFINITION, json.dumps(wanted, indent=1))
 
@@ -230,9 +236,9 @@ class LockLost(RuntimeError):
 _NO_FOLLOW_NO_WAIT = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
 
 
-def _open_lock(path: Path, writable: bool = True):
+def _open_regular(path: Path, writable: bool = True, what: str = "the run's lock file"):
     """``path`` opened without following a symbolic link and without blocking on a FIFO, and
-    only if it is a regular file: a ``.lock`` that is anything else is an error naming it."""
+    only if it is a regular file: anything else is an error naming it (as ``what``)."""
     flags = (os.O_RDWR | os.O_CREAT if writable else os.O_RDONLY) | _NO_FOLLOW_NO_WAIT
     try:
         descriptor = os.open(path, flags, 0o644)
@@ -244,16 +250,24 @@ def _open_lock(path: Path, writable: bool = True):
         if descriptor is not None:
             os.close(descriptor)
         raise CheckpointError(f"{path} is not a regular file (a symbolic link, a FIFO, a folder "
-                              f"or a device), so it cannot be the run's lock file; delete it "
-                              f"(the run's own files are untouched) and start again.")
-    return os.fdopen(descriptor, "r+" if writable else "r")
+                              f"or a device), so it cannot be {what}; delete it (the run's "
+                              f"other files are untouched) and start again.")
+    # a garbled holder line is only text to show: it must not stop anyone
+    return os.fdopen(descriptor, "r+" if writable else "r", errors="replace")
 
 
-def refuse_links(folder: Path) -> None:
+def check_own_files(folder: Path) -> None:
     """Raise :class:`CheckpointError` if any of a run's files or folders in ``folder`` (its
-    logs included) is a symbolic link: a run reads and writes its own folder and nothing
-    outside it."""
+    logs included) is a symbolic link, or a file is not a regular one (a FIFO, which would
+    block whoever reads it): a run reads and writes its own folder's files and nothing else."""
     folder = Path(folder)
+    special = [folder / name for name in RUN_FILES if (folder / name).exists()
+               and not (folder / name).is_symlink() and not (folder / name).is_file()
+               and not (name == LOGS and (folder / name).is_dir())]
+    if special:
+        raise CheckpointError(f"{special[0]} is not a regular file (a FIFO, a folder or a "
+                              f"device), so it cannot be one of the run's files, and reading it "
+                              f"could block. Delete it and start again.")
     linked = [folder / name for name in RUN_FILES if (folder / name).is_symlink()]
     if (folder / LOGS).is_dir() and not (folder / LOGS).is_symlink():
         for parent, names, file_names in os.walk(folder / LOGS):
@@ -290,7 +304,7 @@ class HeldLock:
                            f"writing anything more. Look at the folder, then start the run "
                            f"again: it resumes from its last completed epoch (or pass "
                            f"overwrite=True to train afresh).")
-        refuse_links(self.folder)
+        check_own_files(self.folder)
 
 
 @contextlib.contextmanager
@@ -305,7 +319,7 @@ def lock(folder: Path) -> Iterator[HeldLock]:
     non-regular file is refused, as is a run file or log that is a symbolic link."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    handle = _open_lock(folder / LOCK)
+    handle = _open_regular(folder / LOCK)
     try:
         holder = handle.read().strip()
         if not _try_lock(handle):
@@ -313,20 +327,23 @@ def lock(folder: Path) -> Iterator[HeldLock]:
                            f"({holder or 'process unknown'}). Wait for it to finish, or train "
                            f"under another name.")
         try:
-            refuse_links(folder)
+            check_own_files(folder)
             if holder:
                 print(f"{folder}: taking over the lock left by a process that no longer runs "
                       f"({holder}).")
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"process {os.getpid()} on {socket.gethostname()} since "
-                         f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
-            handle.flush()
+            # written past Python's buffer, so that a full disk fails here, once, by name
+            line = (f"process {os.getpid()} on {socket.gethostname()} since "
+                    f"{datetime.now(timezone.utc).isoformat(timespec='seconds')}")
+            os.ftruncate(handle.fileno(), 0)
+            try:
+                os.lseek(handle.fileno(), 0, os.SEEK_SET)
+                os.write(handle.fileno(), line.encode())
+            except OSError as error:
+                files.raise_if_disk_full(error, folder / LOCK, "Nothing was trained or written.")
+                raise
             yield HeldLock(folder, handle)
         finally:
-            handle.seek(0)
-            handle.truncate()  # released cleanly: nothing to take over
-            handle.flush()
+            os.ftruncate(handle.fileno(), 0)  # released cleanly: nothing to take over
             _unlock(handle)
     finally:
         handle.close()  # closing releases the lock
@@ -340,7 +357,7 @@ def in_use(folder: Path) -> str | None:
     if not path.exists() and not path.is_symlink():
         return None
     # read only: a checkout that cannot be written to works too
-    with _open_lock(path, writable=False) as handle:
+    with _open_regular(path, writable=False) as handle:
         holder = handle.read().strip()
         if not _try_lock(handle):
             return holder or "process unknown"
@@ -351,6 +368,15 @@ def in_use(folder: Path) -> str | None:
 def is_complete(folder: Path) -> bool:
     """Whether ``folder`` holds a finished run (its run record is written last)."""
     return (Path(folder) / RECORD).exists()
+
+
+def keeps_nothing(folder: Path) -> bool:
+    """Whether ``folder`` holds a run definition but no trained epoch and no result: what an
+    attempt stopped before its first epoch (or by an error before training) leaves. Another
+    run may start there: nothing would be lost."""
+    folder = Path(folder)
+    return (folder / DEFINITION).exists() and not any(
+        (folder / name).exists() for name in (LAST, BEST, WEIGHTS, RECORD, HISTORY))
 
 
 def remove_stray_parts(folder: Path) -> list[Path]:
@@ -444,10 +470,12 @@ class Run:
         """(probabilities as float32, labels) of every test image under the best weights, as
         the run recorded them; None if it recorded none."""
         path = Path(self.directory) / PROBABILITIES
+        check_own_files(self.directory)
         if not path.exists():
             return None
+        check_checksum(self.directory, self.info, PROBABILITIES)
         try:
-            saved = torch.load(path, map_location="cpu", weights_only=True)
+            saved = files.load_torch(path)
             return saved["probabilities"].float(), saved["labels"]
         except Exception as error:  # a damaged file: say which
             raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {error}). "
@@ -473,10 +501,11 @@ class Run:
                 f"{info['hardware']}, {info['date'][:10]}")
 
 
-def check_resumable(folder: Path) -> None:
-    """Before an interrupted run resumes: raise a :class:`CheckpointError` naming a damaged or
-    missing checkpoint and the remedy, so that it fails now, not after training every epoch
-    (the final test reads ``best.ckpt``) and again on every rerun."""
+def check_resumable(folder: Path, definition: dict) -> None:
+    """Before an interrupted run resumes: raise a :class:`CheckpointError` naming a damaged,
+    missing or foreign checkpoint (one another run wrote: its recorded definition is not
+    ``definition``) and the remedy, so that it fails now, not after training every epoch (the
+    final test reads ``best.ckpt``) and again on every rerun."""
     folder = Path(folder)
     if not (folder / LAST).exists():
         return  # nothing to resume: the run starts from its first epoch, writing both anew
@@ -485,9 +514,12 @@ def check_resumable(folder: Path) -> None:
         problem = "is missing" if not path.exists() else None
         if problem is None:
             try:
-                state = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+                state = files.load_torch(path, mmap=True)
                 if not (isinstance(state, dict) and "state_dict" in state and "epoch" in state):
                     problem = "is not a Lightning checkpoint"
+                elif state.get("run_definition") not in (None, definition_text(definition)):
+                    problem = ("was written by another run (its settings are not this "
+                               "folder's definition.json)")
             except Exception as error:  # truncated, garbled, not a zip: all mean damaged
                 problem = f"is damaged ({type(error).__name__}: {str(error)[:120]})"
         if problem:
@@ -505,7 +537,7 @@ def epochs_done(folder: Path) -> int:
     if not path.exists():
         return 0
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = files.load_torch(path)
         return len(state["callbacks"]["History"]["rows"])
     except Exception:  # an estimate only: never fail here
         return 0
@@ -520,7 +552,8 @@ def wall_minutes(info: dict) -> float | None:
 
 def _read_json(path: Path) -> dict:
     try:
-        value = json.loads(Path(path).read_text())
+        with _open_regular(Path(path), writable=False, what="a run's record") as handle:
+            value = json.loads(handle.read())
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path} is unreadable ({type(error).__name__}: {error}). "
                               f"{_remedy(path.parent)}") from error
@@ -539,10 +572,16 @@ def read_record(folder: Path) -> tuple[dict, pd.DataFrame | None]:
     record, or a history that is missing, unreadable or shorter than the record says, is a
     :class:`CheckpointError` naming the file."""
     folder = Path(folder)
+    check_own_files(folder)
     info = _read_json(folder / RECORD)
-    if "test_acc" not in info:  # a record of a published checkpoint: no history of ours
-        return info, None
+    if "test_acc" not in info and not (folder / DEFINITION).exists():
+        return info, None  # a record of a published checkpoint: no history of ours
+    if not isinstance(info.get("test_acc"), (int, float)):
+        raise CheckpointError(f"{folder / RECORD} does not hold a finished run's results (no "
+                              f"test accuracy). {_remedy(folder)}")
     path = folder / HISTORY
+    if path.exists():
+        check_checksum(folder, info, HISTORY)
     try:
         history = pd.read_csv(path)
     except (OSError, ValueError) as error:
@@ -569,7 +608,7 @@ def load_weights(path: str | Path, model: nn.Module, sha256: str | None = None) 
         raise CheckpointError(f"{path} has sha256 {actual}, expected {sha256}: it is corrupt or "
                               f"not the published file. {remedy}")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        checkpoint = files.load_torch(path)
     except Exception as error:  # torch raises many types for a damaged file
         raise CheckpointError(f"{path} is not a readable checkpoint "
                               f"({type(error).__name__}: {error}). {remedy}") from error
@@ -603,12 +642,33 @@ def save_test_probabilities(folder: Path, probabilities: torch.Tensor,
                       "labels": labels.cpu()}, Path(folder) / PROBABILITIES)
 
 
+CHECKED = (WEIGHTS, PROBABILITIES, HISTORY)  # the files a run record binds by checksum
+
+
+def checksums(folder: Path) -> dict:
+    """The sha256 of each of a finished run's :data:`CHECKED` files, kept in its record."""
+    return {name: files.sha256(Path(folder) / name) for name in CHECKED
+            if (Path(folder) / name).exists()}
+
+
+def check_checksum(folder: Path, info: dict, name: str) -> None:
+    """Raise :class:`CheckpointError` unless ``name`` is the file the run record ``info``
+    binds (records written before checksums were kept bind none)."""
+    expected = (info.get("files") or {}).get(name)
+    if expected and files.sha256(Path(folder) / name) != expected:
+        raise CheckpointError(f"{Path(folder) / name} is not the file this run recorded (its "
+                              f"sha256 differs from run.json's): it was replaced or damaged. "
+                              f"{_remedy(Path(folder))}")
+
+
 def load(folder: Path, model: nn.Module) -> Run:
     """The finished run in ``folder``: its best weights (``weights.pt``, else the Lightning
     checkpoint ``best.ckpt`` of runs trained before) loaded into ``model`` in eval mode, its
     history and its record."""
     folder = Path(folder)
     info, history = read_record(folder)
+    if (folder / WEIGHTS).exists():
+        check_checksum(folder, info, WEIGHTS)
     load_weights(folder / WEIGHTS if (folder / WEIGHTS).exists() else folder / BEST, model)
     model.eval()
     return Run(folder.name, model, history, info, folder)

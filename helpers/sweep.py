@@ -25,7 +25,8 @@ import pytorch_lightning as pl
 import torch
 from tqdm import tqdm
 
-from . import config, files, measure, memory_safe, models, recipes, runs, training
+from . import (_arguments, _ray_cleanup, config, files, measure, memory_safe, models, recipes,
+               runs, training)
 from .data import AUGMENTATIONS, ImageDataModule
 from .datasets import info as dataset_info
 from .models import vgg
@@ -144,17 +145,39 @@ def _variants(depth: int) -> tuple[Variant, ...]:
 
 class AbandonUnlessLearning(pl.Callback):
     """The original's early abandonment: after ``after_epochs`` epochs (the end of the first
-    SGDR cycle), stop a variant whose training accuracy is below twice chance."""
+    SGDR cycle), stop a variant whose training accuracy is below twice chance.
+
+    The decision is part of the run: kept in its checkpoints, so that a resumed abandoned
+    variant stops before training another epoch, and readable from its history
+    (:meth:`abandoned_in`), so that a kill at any moment cannot turn it into a finished one."""
+
+    TIMES_CHANCE = 2  # the training accuracy a variant must reach, in multiples of chance
 
     def __init__(self, num_classes: int, after_epochs: int = 10):
-        self.threshold = 2 / num_classes
+        self.threshold = self.TIMES_CHANCE / num_classes
         self.after_epochs = after_epochs
         self.abandoned = False
+
+    def on_train_start(self, trainer, module):
+        if self.abandoned:  # restored from the checkpoint of the epoch that abandoned it
+            trainer.should_stop = True
 
     def on_train_epoch_end(self, trainer, module):
         accuracy = float(trainer.callback_metrics.get("train_acc", 1.0))
         if trainer.current_epoch + 1 == self.after_epochs and accuracy < self.threshold:
             self.abandoned = trainer.should_stop = True
+
+    def abandoned_in(self, history: pd.DataFrame) -> bool:
+        """Whether the run with this per-epoch ``history`` was abandoned: it ended at
+        ``after_epochs`` with a training accuracy below the threshold."""
+        return (len(history) == self.after_epochs
+                and float(history["train_acc"].iloc[-1]) < self.threshold)
+
+    def state_dict(self) -> dict:
+        return {"abandoned": self.abandoned}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.abandoned = bool(state.get("abandoned", False))
 
 
 @dataclass(frozen=True)
@@ -174,19 +197,23 @@ class SweepSettings:
     width_scale: float = 1.0
 
     def __post_init__(self):  # bad settings fail here, before any training starts
+        _arguments.check("SweepSettings", SweepSettings, dataclasses.asdict(self))
         dataset_info(self.data)
         recipes.get_recipe(self.recipe)
+        if self.epochs is not None:
+            recipes.positive_int(self.epochs, "SweepSettings epochs")
         if self.augment is not None and self.augment not in AUGMENTATIONS:
             raise ValueError(f"SweepSettings augment={self.augment!r} is not an augmentation; "
                              f"valid: {', '.join(AUGMENTATIONS)}, or None")
-        if self.epochs is not None:
-            recipes.positive_int(self.epochs, "SweepSettings epochs")
-        recipes.positive_int(self.abandon_after, "SweepSettings abandon_after")
-        if not (isinstance(self.width_scale, (int, float)) and 0 < self.width_scale <= 1):
+        if not 0 < self.width_scale <= 1:
             raise ValueError(f"SweepSettings width_scale={self.width_scale!r} is not valid: a "
                              f"factor in (0, 1] that every width is multiplied by")
-        if isinstance(self.seed, bool) or not isinstance(self.seed, int):
-            raise TypeError(f"SweepSettings seed must be a whole number, not {self.seed!r}")
+        self.data_module()  # the data module checks val_size and subset
+        batch = recipes.get_recipe(self.recipe).batch_size
+        if isinstance(self.subset, (tuple, list)) and self.subset[0] < batch:
+            raise ValueError(f"SweepSettings subset={tuple(self.subset)} gives {self.subset[0]} "
+                             f"training images, fewer than one batch of recipe "
+                             f"{self.recipe!r} ({batch}); give at least {batch}")
 
     def data_module(self) -> ImageDataModule:
         """The data as the sweep's VGGs see it: 32x32 with 3 channels."""
@@ -226,7 +253,8 @@ def train_variant(variant: Variant, settings: SweepSettings, directory: str | Pa
     else:
         history, info = run.history, run.info
         row.update(
-            status="abandoned" if abandon.abandoned else "done", epochs=len(history),
+            status="abandoned" if abandon.abandoned_in(history) else "done",
+            epochs=len(history),
             micro_batch=info["micro_batch"], best_epoch=info["best_epoch"],
             best_val_acc=info["best_val_acc"], test_acc=info["test_acc"],
             best_test_acc=float(history["test_acc"].max()),  # the original's choice: on test
@@ -267,20 +295,62 @@ def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str |
     ``workers`` > 0 spreads the variants over a Ray cluster (a local one, or the one
     ``RAY_ADDRESS`` names), one variant per worker at a time; ``None`` trains them here, one
     after the other."""
+    _check_sweep_arguments(variants, settings, directory, workers)
     directory = Path(directory)
     runs.check_name(directory.name, "sweep folder name")
     with runs.lock(directory):
         runs.remove_stray_parts(directory)
         _bind_to_settings(directory, settings)
-        done = set(results(directory).get("variant", []))
-        todo = [v for v in variants if v.index not in done]
+        todo = _not_yet_trained(variants, settings, directory)
+        done = len(variants) - len(todo)
         if todo:
-            print(f"sweep {directory.name}: {len(done)} variant(s) done, {len(todo)} to train")
+            print(f"sweep {directory.name}: {done} variant(s) done, {len(todo)} to train")
             if workers:
                 _run_with_ray(todo, settings, directory, workers)
             else:
                 _run_here(todo, settings, directory)
         return _write_table(directory)
+
+
+def _check_sweep_arguments(variants, settings, directory, workers) -> None:
+    if not isinstance(variants, (list, tuple)) or not all(isinstance(v, Variant)
+                                                         for v in variants):
+        raise TypeError(f"run_sweep: variants must be a list of Variant (from "
+                        f"skew_normal_variants, representatives or vgg_d), not {variants!r}"[:300])
+    indices = [v.index for v in variants]
+    if twice := sorted({i for i in indices if indices.count(i) > 1}):
+        raise ValueError(f"run_sweep: variants holds index {twice[0]} more than once; each "
+                         f"variant's results are kept under its index, so indices must differ")
+    if not isinstance(settings, SweepSettings):
+        raise TypeError(f"run_sweep: settings must be a SweepSettings, not {settings!r}")
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"run_sweep: directory must be a path, not {directory!r}")
+    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
+                                or workers < 1):
+        raise ValueError(f"run_sweep: workers={workers!r} is not valid; it must be None (train "
+                         f"here, one variant after the other) or a whole number of at least 1 "
+                         f"(Ray workers)")
+
+
+def _not_yet_trained(variants: list[Variant], settings: SweepSettings,
+                     directory: Path) -> list[Variant]:
+    """The variants without a results row in ``directory``, after checking that every row
+    there of a variant asked for has its widths: a row is bound to a variant's widths, not
+    only to its index (variant 77 of depth 10 is not variant 77 of depth 16)."""
+    rows = {row["variant"]: row for row in results(directory).to_dict("records")}
+    todo = []
+    for variant in variants:
+        row = rows.get(variant.index)
+        if row is None:
+            todo.append(variant)
+            continue
+        widths = list(scaled(variant, settings.width_scale).widths)
+        if json.loads(row["widths"]) != widths:
+            raise runs.DefinitionMismatch(
+                f"{directory} holds a results row for {variant.name} trained with widths "
+                f"{json.loads(row['widths'])}, but the {variant.name} asked for has widths "
+                f"{widths}. Variants of another depth or family go into another folder.")
+    return todo
 
 
 class _CountEpochs(pl.Callback):
@@ -341,10 +411,19 @@ def _bind_to_settings(directory: Path, settings: SweepSettings) -> None:
         files.write_text(path, json.dumps(dataclasses.asdict(settings), indent=1))
         return
     lines = settings_differences(directory, settings)
-    if lines:
+    if lines and not _keeps_anything(directory):  # a sweep stopped before its first epoch
+        files.write_text(path, json.dumps(dataclasses.asdict(settings), indent=1))
+    elif lines:
         raise runs.DefinitionMismatch(
             f"{directory} holds a sweep with another SweepSettings:\n  " + "\n  ".join(lines) +
             "\nRun this sweep into another folder (or delete that one to start it afresh).")
+
+
+def _keeps_anything(directory: Path) -> bool:
+    """Whether a sweep folder holds a results row or a variant with a trained epoch."""
+    return any(directory.glob("rows/*.json")) or any(
+        (folder / runs.LAST).exists() or runs.is_complete(folder)
+        for folder in directory.iterdir() if folder.is_dir())
 
 
 def _write_table(directory: Path) -> pd.DataFrame:
@@ -358,9 +437,11 @@ def _run_with_ray(variants: list[Variant], settings: SweepSettings, directory: P
     if not ray.is_initialized():
         environment = {key: value for key, value in os.environ.items()
                        if key.startswith("COURSE_") or key in ("DATA_DIR", "SAVED_MODELS_DIR")}
-        ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else workers,
-                 include_dashboard=False, log_to_driver=False,
-                 runtime_env={"env_vars": environment})
+        cluster = os.environ.get("RAY_ADDRESS")
+        ray.init(num_cpus=None if cluster else workers, include_dashboard=False,
+                 log_to_driver=False, runtime_env={"env_vars": environment})
+        if not cluster:  # a local cluster of this process's own: it must not outlive a kill
+            _ray_cleanup.start_for_this_process()
     gpus = 1 if torch.cuda.is_available() else 0
     task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=1)(train_variant)
     pending = [task.remote(variant, settings, str(directory)) for variant in variants]

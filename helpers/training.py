@@ -212,6 +212,7 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     processes (GPUs, or CPU processes with ``accelerator="cpu"``) from a script; see
     :func:`_train` for how they share it.
     """
+    _check_model_and_data("fit", model, data)
     recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
     if not isinstance(recipe, Recipe):
         raise TypeError(f"recipe must be a recipe name or a Recipe, not {recipe!r}; valid "
@@ -219,10 +220,16 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
     runs.check_name(name)
     _arguments.check("fit", fit, {"channels_last": channels_last, "overwrite": overwrite,
                                   "note": note, "memory_safe": memory_safe})
+    _lightning.check_precision("fit", precision)
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"fit: directory must be a path (a str or Path), not {directory!r}")
     _check_trainer_options(trainer_options)
     epochs = planned_epochs(recipe, epochs)
     if isinstance(seed, bool) or not isinstance(seed, int):
         raise TypeError(f"seed must be a whole number, not {seed!r}")
+    if not 0 <= seed < 2 ** 32:
+        raise ValueError(f"fit: seed={seed} is not valid; it must be in [0, 2**32), the range "
+                         f"the random number generators accept")
     data = data.with_batch_size(recipe.batch_size)  # a copy: the caller's module is unchanged
     if recipe.batch_size > len(data.train):
         raise ValueError(f"the batch size {recipe.batch_size} of recipe {recipe.name!r} is "
@@ -247,6 +254,10 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                       writer=False)
     afresh = config.is_smoke() if overwrite is None else overwrite
     with contextlib.ExitStack() as held:
+        # a signal before training begins (training and testing say more for themselves)
+        held.enter_context(_stopped_by_signals(lambda: (
+            f"{name} was stopped before its training began; no epoch was trained. Start the "
+            f"same run again to train it.")))
         try:
             guard = held.enter_context(runs.lock(folder))
         except OSError as error:
@@ -257,13 +268,13 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
             return _load_finished(folder, model, _wanted(folder, model, data, recipe, epochs,
                                                         seed, precision))
         runs.remove_stray_parts(folder)
-        if afresh:
+        if afresh or runs.keeps_nothing(folder):  # (an attempt stopped before its 1st epoch)
             runs.clear(folder)
         wanted = _wanted(folder, model, data, recipe, epochs, seed, precision)
         if not afresh and (finished := _load_finished(folder, model, wanted)):
             return finished
         runs.write_definition(folder, wanted)
-        runs.check_resumable(folder)
+        runs.check_resumable(folder, wanted)
         _say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
         module = module_class(model, recipe, seed, _channels_last(channels_last))
         return _train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
@@ -280,9 +291,31 @@ TRAINER_OPTIONS = ("accelerator", "devices", "num_nodes", "strategy", "sync_batc
                    "deterministic", "benchmark")
 
 
+_SWITCHES = ("sync_batchnorm", "enable_progress_bar", "detect_anomaly", "benchmark")
+
+
+def _check_model_and_data(owner: str, model, data) -> None:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"{owner}: model must be a network (a torch.nn.Module, e.g. "
+                        f"models.create('allcnn')), not {model!r}"[:300])
+    if not isinstance(data, ImageDataModule):
+        raise TypeError(f"{owner}: data must be an ImageDataModule (e.g. "
+                        f"ImageDataModule('CIFAR10')), not {data!r}"[:300])
+
+
 def _check_trainer_options(options: dict) -> None:
-    """Refuse Trainer options outside :data:`TRAINER_OPTIONS`, and strategies other than one
-    process or DDP started by Lightning (whose processes re-run the script: see :func:`_train`)."""
+    """Refuse Trainer options outside :data:`TRAINER_OPTIONS` or of the wrong type, options
+    this machine cannot run, and strategies other than one process or DDP started by Lightning
+    (whose processes re-run the script: see :func:`_train`)."""
+    for key in _SWITCHES + ("deterministic",):
+        value = options.get(key, False)
+        if not isinstance(value, bool) and not (key == "deterministic" and value == "warn"):
+            raise TypeError(f"fit: {key}={value!r} is not valid; it must be True or False")
+    callbacks = options.get("callbacks", [])
+    if not (isinstance(callbacks, (list, tuple))
+            and all(isinstance(c, pl.Callback) for c in callbacks)):
+        raise TypeError(f"fit: callbacks must be a list of Lightning callbacks "
+                        f"(pytorch_lightning.Callback), not {callbacks!r}"[:300])
     refused = [key for key in options if key not in TRAINER_OPTIONS]
     if refused:
         raise ValueError(
@@ -309,6 +342,9 @@ def _check_trainer_options(options: dict) -> None:
             f"again, see the README's scale-out section). Spawned or forked processes "
             f"('ddp_spawn', 'ddp_notebook') would keep the run's history in processes that "
             f"end before it is written.")
+    probe = {key: value for key, value in options.items() if key != "callbacks"}
+    with _lightning.quiet():
+        _lightning.trainer("32-true", **probe)  # a device this machine lacks, devices=0, ...
 
 
 def is_other_process() -> bool:
@@ -398,6 +434,7 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     results; the others return the same run without writing anything."""
     model = module.model
     recipe = module.recipe
+    module.run_definition = runs.definition_text(definition)
     epochs = definition["epochs"]
     seed = definition["seed"]
     steps = len(data.train) // recipe.batch_size
@@ -436,8 +473,9 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
                 f"{epochs}. Every completed epoch is kept in {folder}; {again}."), say=writer):
             # weights_only: a checkpoint is never unpickled, whatever
             # TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD says (it overrides only an unset argument)
-            trainer.fit(module, datamodule=data, ckpt_path=last if last.exists() else None,
-                        weights_only=True)
+            with _lock_lost_first(still_held):
+                trainer.fit(module, datamodule=data,
+                            ckpt_path=last if last.exists() else None, weights_only=True)
         table = pd.DataFrame(history.rows)  # before testing "best" restores an older state
         module.test_probabilities = []
         with _stopped_by_signals(lambda: (
@@ -478,8 +516,22 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
     runs.save_test_probabilities(folder, torch.cat(module.test_probabilities),
                                  data.test.labels)
     files.write_text(folder / runs.HISTORY, table.to_csv(index=False))
+    # binds them to the record: one copied from another run is refused
+    info["files"] = run.info["files"] = runs.checksums(folder)
+    still_held()
     files.write_text(folder / runs.RECORD, json.dumps(info, indent=1))  # last: now complete
     return run
+
+
+@contextlib.contextmanager
+def _lock_lost_first(still_held):
+    """A file error while training (a log Lightning writes into a folder that was deleted) is
+    reported as what it means, :class:`~helpers.runs.LockLost`, when the lock was lost."""
+    try:
+        yield
+    except OSError:
+        still_held()
+        raise
 
 
 def _machines(history: pd.DataFrame) -> str:
@@ -528,6 +580,8 @@ def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",
              precision: str = "auto", tta: bool = False) -> dict:
     """Loss and accuracy of ``model`` over every image of the 'val' or 'test' split; with
     ``tta``, averaging the predictions for each image and its horizontal mirror."""
+    _check_model_and_data("evaluate", model, data)
+    _arguments.check("evaluate", evaluate, {"tta": tta})
     if split not in ("val", "test"):
         raise ValueError(f"unknown split {split!r}; valid: val, test")
     trainer = _lightning.trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
@@ -544,6 +598,8 @@ def predict(model: nn.Module, data: ImageDataModule, precision: str = "auto",
             tta: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Class probabilities (flip-averaged with ``tta``) and true labels for every test image,
     on the CPU."""
+    _check_model_and_data("predict", model, data)
+    _arguments.check("predict", predict, {"tta": tta})
     trainer = _lightning.trainer(precision, enable_progress_bar=False, enable_checkpointing=False)
     with _lightning.quiet(), _stopped_by_signals(_nothing_changed("prediction")):
         batches = trainer.predict(Classifier(model, tta=tta), datamodule=data)

@@ -3,7 +3,7 @@ item 6): "no" is not yes, and a negative width or None never reaches torch."""
 
 import pytest
 
-from helpers import checkpoints, data, models, recipes, runs, training
+from helpers import checkered, checkpoints, data, exercises, models, recipes, runs, training
 
 
 @pytest.mark.parametrize("hparams, error, says", [
@@ -100,3 +100,102 @@ def test_a_notebook_asking_for_several_processes_is_told_to_use_a_script(course_
                                          r"the run from a script \(python scripts/train.py"):
         training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
                      name="in-a-notebook", epochs=1, devices=2, strategy="ddp")
+
+
+def _tiny_data():
+    return data.ImageDataModule("CIFAR10", val_size=1000, subset=(128, 32, 32))
+
+
+def _tiny_model():
+    return models.create("allcnn", c=8, num_classes=10)
+
+
+@pytest.mark.parametrize("changes, error, says", [
+    ({"model": "allcnn"}, TypeError, "fit: model must be a network"),
+    ({"data": "CIFAR10"}, TypeError, "fit: data must be an ImageDataModule"),
+    ({"seed": -1}, ValueError, r"fit: seed=-1 is not valid; it must be in \[0, 2\*\*32\)"),
+    ({"precision": "bogus"}, ValueError, "fit: precision='bogus' is not valid; valid: auto"),
+    ({"precision": None}, ValueError, "fit: precision=None is not valid"),
+    ({"directory": 5}, TypeError, "fit: directory must be a path"),
+    ({"devices": 0}, ValueError, r"Trainer options \{'devices': 0\} do not work on this "
+                                 r"machine"),
+    ({"accelerator": "tpu"}, ValueError, r"Trainer options \{'accelerator': 'tpu'\} do not"),
+    ({"callbacks": "x"}, TypeError, "fit: callbacks must be a list of Lightning callbacks"),
+    ({"enable_progress_bar": "no"}, TypeError, "fit: enable_progress_bar='no' is not valid"),
+    ({"deterministic": "no"}, TypeError, "fit: deterministic='no' is not valid"),
+    ({"benchmark": "no"}, TypeError, "fit: benchmark='no' is not valid"),
+])
+def test_bad_fit_arguments_are_named_and_leave_no_folder(course_env, changes, error, says):
+    arguments = {"model": _tiny_model(), "data": _tiny_data(), "recipe": "sgd-cosine",
+                 "name": "bad", "epochs": 1, **changes}
+    with pytest.raises(error, match=says):
+        training.fit(**arguments)
+    assert not (course_env / "saved_models" / "smoke" / "bad").exists()
+
+
+def test_an_attempt_that_failed_before_training_does_not_bind_its_folder(course_env,
+                                                                          monkeypatch):
+    """An error before the first epoch leaves only a definition: the corrected call trains
+    (before: 'holds an interrupted run with other settings')."""
+    create_trainer = training._lightning.trainer
+    calls = []
+
+    def fails_once(*args, **kwargs):  # the second call: the run's own Trainer, after the probe
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("a made-up Trainer failure")
+        return create_trainer(*args, **kwargs)
+
+    monkeypatch.setattr(training._lightning, "trainer", fails_once)
+    with pytest.raises(ValueError, match="made-up"):
+        training.fit(_tiny_model(), _tiny_data(), "sgd-cosine", name="again", epochs=1,
+                     overwrite=False, seed=1)
+    assert (course_env / "saved_models" / "smoke" / "again" / runs.DEFINITION).exists()
+    run = training.fit(_tiny_model(), _tiny_data(), "sgd-cosine", name="again", epochs=1,
+                       overwrite=False, seed=2)
+    assert run.info["seed"] == 2
+
+
+@pytest.mark.parametrize("call, error, says", [
+    (lambda: training.evaluate("allcnn", _tiny_data()), TypeError, "evaluate: model must be"),
+    (lambda: training.evaluate(_tiny_model(), None), TypeError, "evaluate: data must be"),
+    (lambda: training.evaluate(_tiny_model(), _tiny_data(), tta="no"), TypeError,
+     "evaluate: tta='no' is not valid"),
+    (lambda: training.predict(None, _tiny_data()), TypeError, "predict: model must be"),
+    (lambda: training.predict(_tiny_model(), _tiny_data(), tta="no"), TypeError,
+     "predict: tta='no' is not valid"),
+    (lambda: training.predict(_tiny_model(), _tiny_data(), precision="fp8"), ValueError,
+     "precision='fp8' is not valid"),
+])
+def test_bad_evaluate_and_predict_arguments_are_named(course_env, call, error, says):
+    with pytest.raises(error, match=says):
+        call()
+
+
+@pytest.mark.parametrize("options, says", [
+    ({"size": 0}, "size=0 is not valid; it must be a whole number of at least 1"),
+    ({"size": -1}, "size=-1 is not valid"),
+    ({"channels": 0}, "channels=0 is not valid"),
+])
+def test_data_module_sizes_must_be_at_least_one(options, says):
+    with pytest.raises(ValueError, match=says):
+        data.ImageDataModule("CIFAR10", **options)
+
+
+@pytest.mark.parametrize("call, error, says", [
+    (lambda: exercises.check_parameters("model", 10), TypeError, "model must be your network"),
+    (lambda: exercises.check_parameters(_tiny_model(), "100"), TypeError,
+     "expected_count='100' is not valid"),
+    (lambda: checkered.sampled_pixels(0, 1, "naive"), ValueError, "at least 2\\*\\*steps"),
+    (lambda: checkered.sampled_pixels(8, 1, "bogus"), ValueError, "unknown sampling 'bogus'"),
+    (lambda: checkered.sampled_pixels("8", 1, "naive"), TypeError, "size='8' is not valid"),
+])
+def test_teaching_helpers_name_bad_arguments(call, error, says):
+    with pytest.raises(error, match=says):
+        call()
+
+
+def test_a_typo_in_course_exercises_is_an_error(monkeypatch):
+    monkeypatch.setenv("COURSE_EXERCISES", "yes")
+    with pytest.raises(ValueError, match="COURSE_EXERCISES='yes' is not valid"):
+        exercises.full()

@@ -6,6 +6,7 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -169,11 +170,14 @@ def test_load_or_train_loads_a_full_run_from_quick_mode_data(course_env):
 
 def test_a_sweep_folder_is_bound_to_its_spec(course_env):
     folder = course_env / "sweeps" / "bound"
-    first = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=1, subset=(64, 32, 32))
-    sweep.run_sweep([], first, folder)
+    first = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=1, subset=(128, 32, 32))
+    other = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=2, subset=(128, 32, 32))
+    sweep.run_sweep([], other, folder)
+    sweep.run_sweep([], first, folder)  # nothing trained yet: nothing to lose, so rebound
     assert json.loads((folder / "sweep.json").read_text())["epochs"] == 1
-    sweep.run_sweep([], first, folder)  # the same spec: fine
-    other = sweep.SweepSettings("CIFAR10", "sgd-cosine", epochs=2, subset=(64, 32, 32))
+    tiny = sweep.Variant(0, 0.0, 4.0, 0.0, tuple([4] * 13 + [8, 8]))
+    sweep.run_sweep([tiny], first, folder)
+    sweep.run_sweep([tiny], first, folder)  # the same spec: fine
     with pytest.raises(runs.DefinitionMismatch, match="another SweepSettings:\n  epochs: 1 in the "
                                                       "folder vs 2 now"):
         sweep.run_sweep([], other, folder)
@@ -300,14 +304,14 @@ def test_a_finished_run_on_read_only_storage_is_loaded(course_env, monkeypatch):
     """As root, permissions cannot make a folder read-only, so the storage's refusal to open
     ``.lock`` for writing (EROFS) is what the test makes."""
     finished = _fit("on-a-dvd", epochs=1)
-    opened = runs._open_lock
+    opened = runs._open_regular
 
-    def read_only(path, writable=True):
+    def read_only(path, writable=True, **options):
         if writable:
             raise OSError(errno.EROFS, "Read-only file system", str(path))
-        return opened(path, writable)
+        return opened(path, writable, **options)
 
-    monkeypatch.setattr(runs, "_open_lock", read_only)
+    monkeypatch.setattr(runs, "_open_regular", read_only)
     loaded = _fit("on-a-dvd", epochs=1)
     assert (loaded.info["date"], loaded.info["test_acc"]) == (finished.info["date"],
                                                                 finished.info["test_acc"])
@@ -520,8 +524,18 @@ class _StopAfterEpoch(pl.Callback):
             os.kill(os.getpid(), signal.SIGINT)
 
 
+def _garble_the_middle(path: Path) -> None:
+    """Overwrite 64 bytes in the middle of a file: inside a tensor's bytes, which torch loads
+    without noticing."""
+    content = bytearray(path.read_bytes())
+    middle = len(content) // 2
+    content[middle:middle + 64] = b"\xff" * 64
+    path.write_bytes(bytes(content))
+
+
 @pytest.mark.parametrize("name, damage", [("last.ckpt", "truncate"), ("best.ckpt", "delete"),
-                                          ("best.ckpt", "garble")])
+                                          ("best.ckpt", "garble"), ("last.ckpt", "garble-middle"),
+                                          ("last.ckpt", "another run's")])
 def test_a_damaged_checkpoint_of_an_interrupted_run_is_named_before_any_training(
         course_env, name, damage):
     with pytest.raises(training.RunInterrupted):
@@ -529,13 +543,20 @@ def test_a_damaged_checkpoint_of_an_interrupted_run_is_named_before_any_training
     path = _smoke_runs(course_env) / "damaged" / name
     if damage == "delete":
         path.unlink()
+    elif damage == "garble-middle":
+        _garble_the_middle(path)
+    elif damage == "another run's":  # the same model and recipe, another seed
+        with pytest.raises(training.RunInterrupted):
+            _fit("other", epochs=3, seed=1, callbacks=[_StopAfterEpoch(1)])
+        shutil.copy(path.parent.parent / "other" / name, path)
     else:
         content = path.read_bytes()
         path.write_bytes(content[:len(content) // 2] if damage == "truncate"
                          else content[:100] + bytes(100) + content[200:])
     steps = _CountSteps()
-    with pytest.raises(runs.CheckpointError, match=f"{name} is (damaged|missing).*nothing has "
-                                                   f"been trained yet"):
+    with pytest.raises(runs.CheckpointError, match=f"{name} (is damaged|is missing|was written "
+                                                   f"by another run).*nothing has been trained "
+                                                   f"yet"):
         _fit("damaged", epochs=3, callbacks=[steps])
     assert steps.steps == 0
 
@@ -581,6 +602,26 @@ def test_a_full_disk_says_so_names_the_folder_and_leaves_the_run_resumable(cours
         subprocess.run(["umount", "-l", str(disk)], check=False)
 
 
+def test_a_disk_full_from_the_start_says_so_before_anything_is_trained(course_env, monkeypatch):
+    disk = course_env / "full-disk"
+    if not _mount_tmpfs(disk, "1M"):
+        pytest.skip("needs permission to mount a tmpfs (root), to have a disk that fills up")
+    try:
+        (disk / "smoke" / "full").mkdir(parents=True)
+        with open(disk / "filler", "wb") as handle, contextlib.suppress(OSError):
+            while True:
+                handle.write(bytes(1 << 16))
+                handle.flush()
+        monkeypatch.setenv("SAVED_MODELS_DIR", str(disk))
+        steps = _CountSteps()
+        with pytest.raises(OSError, match="no space left on device for .lock in "
+                                          f"{disk / 'smoke' / 'full'}.*Nothing was trained"):
+            _fit("full", callbacks=[steps])
+        assert steps.steps == 0
+    finally:
+        subprocess.run(["umount", "-l", str(disk)], check=False)
+
+
 # --- 9. complete means complete ----------------------------------------------------------------
 
 def test_a_kill_between_the_last_files_leaves_no_complete_run(course_env, monkeypatch):
@@ -601,20 +642,68 @@ def test_a_kill_between_the_last_files_leaves_no_complete_run(course_env, monkey
     assert runs.is_complete(folder) and run.history["epoch"].tolist() == [1, 2]
 
 
-@pytest.mark.parametrize("damage, message", [
-    (lambda folder: (folder / "run.json").write_text("{not json"), "run.json is unreadable"),
-    (lambda folder: (folder / "history.csv").unlink(), "history.csv is missing or unreadable"),
+RESTORE = "Restore it .* overwrite=True"
+OTHER_RECIPE = recipes.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.02)
+
+
+@pytest.mark.parametrize("damage, message, remedy", [
+    (lambda folder: (folder / "run.json").write_text("{not json"), "run.json is unreadable",
+     RESTORE),
+    (lambda folder: (folder / "history.csv").unlink(), "history.csv is missing or unreadable",
+     RESTORE),
     (lambda folder: (folder / "history.csv").write_text(
         (folder / "history.csv").read_text().splitlines()[0] + "\n"),
-     "history.csv is truncated or damaged: 0 epoch row"),
+     "history.csv is (truncated or damaged: 0 epoch row|not the file this run recorded)",
+     RESTORE),
+    (lambda folder: _garble_the_middle(folder / runs.WEIGHTS),
+     "weights.pt is not the file this run recorded", RESTORE),
+    (lambda folder: shutil.copy(folder.parent / "other" / runs.WEIGHTS, folder / runs.WEIGHTS),
+     "weights.pt is not the file this run recorded", RESTORE),
+    (lambda folder: shutil.copy(folder.parent / "other" / runs.HISTORY, folder / runs.HISTORY),
+     "history.csv is not the file this run recorded", RESTORE),
+    (lambda folder: _link_out(folder, runs.RECORD), "run.json is a symbolic link",
+     "Replace the link"),
+    (lambda folder: _link_out(folder, runs.WEIGHTS), "weights.pt is a symbolic link",
+     "Replace the link"),
 ])
-def test_a_damaged_run_is_named_with_the_remedy(course_env, damage, message):
-    run = training.fit(_model(), _data(), RECIPE, name="damaged", epochs=2, precision="32-true",
-                       directory=config.saved_models_dir(), enable_progress_bar=False)
-    damage(run.directory)
+def test_a_damaged_run_is_named_with_the_remedy(course_env, damage, message, remedy):
+    """Damaged, linked out of the folder, or replaced by another run's file (the same model,
+    trained with another learning rate)."""
+    folders = [training.fit(_model(), _data(), recipe, name=name, epochs=2,
+                            precision="32-true", directory=config.saved_models_dir(),
+                            enable_progress_bar=False).directory
+               for name, recipe in (("damaged", RECIPE), ("other", OTHER_RECIPE))]
+    damage(folders[0])
     with pytest.raises(runs.CheckpointError, match=message) as info:
         checkpoints.load_or_train(_model(), _data(), RECIPE, name="damaged")
-    assert "Restore it" in str(info.value) and "overwrite=True" in str(info.value)
+    assert re.search(remedy, str(info.value))
+
+
+def _link_out(folder: Path, name: str) -> None:
+    """Replace a run's file by a symbolic link to a copy of it outside the folder."""
+    outside = folder.parent / f"outside-{name}"
+    (folder / name).rename(outside)
+    (folder / name).symlink_to(outside)
+
+
+@pytest.mark.parametrize("damage", ["garble", "link"])
+def test_damaged_test_probabilities_are_named(course_env, damage):
+    run = _fit("probabilities", epochs=1)
+    if damage == "garble":
+        _garble_the_middle(run.directory / runs.PROBABILITIES)
+    else:
+        _link_out(run.directory, runs.PROBABILITIES)
+    word = "sha256 differs" if damage == "garble" else "symbolic link"
+    with pytest.raises(runs.CheckpointError, match=f"{runs.PROBABILITIES}.*{word}"):
+        run.test_probabilities()
+
+
+def test_a_garbled_lock_file_is_taken_over(course_env, capsys):
+    folder = _smoke_runs(course_env) / "garbled-lock"
+    folder.mkdir(parents=True)
+    (folder / runs.LOCK).write_bytes(b"\xff\xfe garbage \x00")
+    run = _fit("garbled-lock", epochs=1)
+    assert runs.is_complete(run.directory) and "taking over the lock" in capsys.readouterr().out
 
 
 def test_stray_part_files_are_removed_at_the_next_start(course_env):
@@ -681,3 +770,50 @@ def test_a_record_answers_what_kind_of_run_it_is():
     smoke = runs.Record({"test_acc": 0.1, "smoke_run": True})
     assert smoke.is_smoke_run and not smoke.is_result
 
+
+
+def test_a_planted_record_in_an_interrupted_run_is_not_a_finished_run(course_env):
+    with pytest.raises(training.RunInterrupted):
+        _fit("planted-record", epochs=3, callbacks=[_StopAfterEpoch(1)])
+    folder = _smoke_runs(course_env) / "planted-record"
+    (folder / runs.RECORD).write_text("{}")
+    with pytest.raises(runs.CheckpointError, match="run.json does not hold a finished run's"):
+        _fit("planted-record", epochs=3)
+
+
+def test_a_fifo_in_place_of_a_definition_is_refused_at_once(course_env):
+    """Reading it would wait for a writer forever (before: load_or_train hung)."""
+    run = _fit("fifo", epochs=1)
+    (run.directory / runs.DEFINITION).unlink()
+    os.mkfifo(run.directory / runs.DEFINITION)
+
+    def hung(signal_number, frame):
+        raise AssertionError("blocked on the FIFO")
+
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(30)
+    try:
+        with pytest.raises(runs.CheckpointError, match="definition.json is not a regular file"):
+            checkpoints.load_or_train(_model(), _data(), RECIPE, name="fifo", epochs=1,
+                                      precision="32-true")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_before_training_begins_stops_the_run_in_one_line(course_env, monkeypatch,
+                                                                   capsys, number):
+    """Before: SIGTERM then ended the process silently with status -15."""
+    write = runs.write_definition
+
+    def signalled_while_preparing(folder, wanted):
+        write(folder, wanted)
+        os.kill(os.getpid(), number)
+
+    monkeypatch.setattr(runs, "write_definition", signalled_while_preparing)
+    with pytest.raises(training.RunInterrupted, match="stopped before its training began"):
+        _fit("early", epochs=1)
+    assert capsys.readouterr().out.count(signal.Signals(number).name + ":") == 1
+    monkeypatch.setattr(runs, "write_definition", write)
+    assert _fit("early", epochs=1).history["epoch"].tolist() == [1]

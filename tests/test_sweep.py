@@ -1,16 +1,19 @@
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
+import pytorch_lightning as pl
 import torch
 
-from helpers import config, measure, models, recipes, sweep
+from helpers import config, measure, models, recipes, runs, sweep
 from helpers.models import vgg
 
 # Worked examples of the original generator (feature_amounts.md, 2.8): index, (xi, omega,
@@ -200,6 +203,113 @@ def test_a_sweep_survives_out_of_memory(course_env, monkeypatch, out_of_memory_a
     assert table["micro_batch"][0] == 16 and "does not fit" in table["note"][1]
 
 
+
+class _Interrupted(Exception):
+    """Stands in for a kill: raised at a chosen moment, it leaves the folder as a kill would."""
+
+
+class _StopInFinalTest(pl.Callback):
+    def on_test_start(self, trainer, module):
+        raise _Interrupted
+
+
+def _without_timings(row):
+    return {key: value for key, value in row.items()
+            if key not in ("train_seconds", "wall_seconds", "date", "hardware")}
+
+
+@pytest.mark.parametrize("moment", ["in its final test", "between its record and its row"])
+def test_an_abandoned_variant_stays_abandoned_after_an_interruption(course_env, monkeypatch,
+                                                                   moment):
+    """Abandoned after epoch 1 of 3 (a threshold no variant reaches), then interrupted: run
+    again, it is still abandoned after 1 epoch (before: trained all 3 and reported 'done')."""
+    monkeypatch.setattr(sweep.AbandonUnlessLearning, "TIMES_CHANCE", 11)
+    settings = sweep.SweepSettings("CIFAR10", "mundt-sgdr", epochs=3, abandon_after=1,
+                                   subset=(128, 64, 64))
+    twin = sweep.train_variant(_tiny(0), settings, course_env / "twin")
+    assert twin["status"] == "abandoned" and twin["epochs"] == 1
+    directory = course_env / "sweep"
+    if moment == "in its final test":
+        with pytest.raises(_Interrupted):
+            sweep.train_variant(_tiny(0), settings, directory, callbacks=(_StopInFinalTest(),))
+    else:
+        write_text = sweep.files.write_text
+
+        def fail_on_rows(path, text):
+            if Path(path).parent.name == "rows":
+                raise _Interrupted
+            write_text(path, text)
+
+        monkeypatch.setattr(sweep.files, "write_text", fail_on_rows)
+        with pytest.raises(_Interrupted):
+            sweep.train_variant(_tiny(0), settings, directory)
+        monkeypatch.setattr(sweep.files, "write_text", write_text)
+        assert runs.is_complete(directory / "variant-000")
+    table = sweep.run_sweep([_tiny(0)], settings, directory)
+    row = table.to_dict("records")[0]
+    assert row["status"] == "abandoned" and row["epochs"] == 1
+    assert _without_timings(row) == _without_timings(twin)
+
+
+def test_a_resumed_variant_keeps_its_micro_batch(course_env, monkeypatch, out_of_memory_above):
+    """A variant that fits only in micro-batches of 16, interrupted in its final test, records
+    16 when it is finished (before: null, as the resumed process never trained a batch)."""
+    create = models.create
+    monkeypatch.setattr(models, "create",
+                        lambda name, **hparams: out_of_memory_above(create(name, **hparams), 16))
+    with pytest.raises(_Interrupted):
+        sweep.train_variant(_tiny(0), SETTINGS, course_env / "sweep",
+                            callbacks=(_StopInFinalTest(),))
+    row = sweep.train_variant(_tiny(0), SETTINGS, course_env / "sweep")
+    assert row["status"] == "done" and row["micro_batch"] == 16
+
+
+def test_a_results_row_is_bound_to_its_variants_widths(course_env):
+    directory = course_env / "sweep"
+    sweep.run_sweep([_tiny(0)], SETTINGS, directory)
+    with pytest.raises(runs.DefinitionMismatch) as error:
+        sweep.run_sweep([_tiny(0, 6)], SETTINGS, directory)  # index 0, other widths
+    assert "[4, 4, 4" in str(error.value) and "[6, 6, 6" in str(error.value)
+    assert "another folder" in str(error.value)
+    assert json.loads(sweep.results(directory)["widths"][0])[0] == 4  # nothing changed
+
+
+@pytest.mark.parametrize("call, error, words", [
+    (lambda d: sweep.run_sweep(_tiny(0), SETTINGS, d), TypeError, "list of Variant"),
+    (lambda d: sweep.run_sweep([_tiny(0), _tiny(0, 6)], SETTINGS, d), ValueError,
+     "index 0 more than once"),
+    (lambda d: sweep.run_sweep([_tiny(0)], "CIFAR10", d), TypeError, "SweepSettings"),
+    (lambda d: sweep.run_sweep([_tiny(0)], SETTINGS, None), TypeError, "directory"),
+    (lambda d: sweep.run_sweep([_tiny(0)], SETTINGS, d, workers=0), ValueError, "workers=0"),
+    (lambda d: sweep.run_sweep([_tiny(0)], SETTINGS, d, workers="2"), ValueError, "workers='2'"),
+    (lambda d: sweep.run_sweep([_tiny(0)], SETTINGS, d, workers=True), ValueError,
+     "workers=True"),
+])
+def test_bad_sweep_arguments_are_named_before_anything_is_written(course_env, call, error,
+                                                                  words):
+    with pytest.raises(error, match=words):
+        call(course_env / "sweep")
+    assert not (course_env / "sweep").exists()
+
+
+@pytest.mark.parametrize("field, value, error, words", [
+    ("epochs", "3", TypeError, "epochs='3'"),
+    ("epochs", 0, ValueError, "epochs must be a whole number > 0, not 0"),
+    ("seed", 1.5, TypeError, "seed=1.5"),
+    ("val_size", -1, ValueError, "val_size=-1"),
+    ("abandon_after", 0, ValueError, "abandon_after=0"),
+    ("width_scale", True, TypeError, "width_scale=True"),
+    ("width_scale", 2.0, ValueError, "width_scale=2.0"),
+    ("width_scale", float("nan"), ValueError, "width_scale=nan"),
+    ("augment", "flip", ValueError, "augment='flip'"),
+    ("subset", (128, -1, 64), ValueError, "subset"),
+    ("data", None, TypeError, "data=None"),
+])
+def test_bad_sweep_settings_are_named(field, value, error, words):
+    with pytest.raises(error, match=re.escape(words)):
+        sweep.SweepSettings(**{"data": "CIFAR10", "recipe": "mundt-sgdr", field: value})
+
+
 CHILD = """
 import sys, time
 from helpers import sweep
@@ -241,19 +351,6 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(course_env,
     assert (directory / "variant-001" / "logs" / "csv-2").is_dir()  # continued, not restarted
     history = json.loads(table["val_acc"][1])
     assert len(history) == 3
-
-
-@pytest.mark.slow
-def test_a_sweep_runs_on_ray_workers(course_env):
-    pytest.importorskip("ray")
-    import ray
-    try:
-        table = sweep.run_sweep([_tiny(0), _tiny(1, 6)], SETTINGS, course_env / "ray-sweep",
-                                workers=2)
-    finally:
-        ray.shutdown()
-    assert table["variant"].tolist() == [0, 1] and (table["status"] == "done").all()
-    assert (course_env / "ray-sweep" / "results.csv").exists()
 
 
 def test_early_abandonment_after_the_first_cycle():
