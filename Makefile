@@ -9,7 +9,7 @@ SMOKE := COURSE_MODE=smoke COURSE_OFFLINE=1
 TUTORIAL5_MIRROR := $(wildcard $(abspath ../shared/reference/uvadlc-tutorial5))
 NOTEBOOK_ENV := $(if $(TUTORIAL5_MIRROR),COURSE_TUTORIAL5_URL=file://$(TUTORIAL5_MIRROR)/)
 
-.PHONY: setup test unit-tests notebook-tests course site address lab bench faults reference gpu-check clean
+.PHONY: setup test unit-tests in-process-tests notebook-and-process-tests notebook-tests course site address lab bench faults reference gpu-check clean
 
 setup: $(STAMP)
 
@@ -19,14 +19,17 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -e ".[test]"
 	touch $@
 
-# The unit tests and the notebooks run side by side with one thread each: the tests' small models
-# train hardly faster on two threads, so two single-threaded runs use both cores better (README,
-# "Measured"). Each one's output is printed when it ends; `make unit-tests` runs one alone.
-# It must leave the checkout as it found it (nbval never writes the notebooks' outputs back).
+# The tests run in two single-threaded streams side by side: the unit tests that stay in their
+# process, and the notebooks followed by the tests that start processes or a browser (-m slow).
+# The tests' small models train hardly faster on two threads, so two streams use both cores
+# better (README, "Measured"), and the two take about as long. Each stream's output is printed
+# when it ends; `make unit-tests` runs every unit test alone. It must leave the checkout as it
+# found it (nbval never writes the notebooks' outputs back).
 test: setup
-	@echo "unit tests and notebook tests run side by side; each one's output follows when it ends"
+	@echo "two streams of tests run side by side; each one's output follows when it ends"
 	@before="$$(git status --porcelain 2>/dev/null)"; \
-	$(MAKE) --no-print-directory -j2 --output-sync=target unit-tests notebook-tests || exit 1; \
+	$(MAKE) --no-print-directory -j2 --output-sync=target in-process-tests \
+		notebook-and-process-tests || exit 1; \
 	after="$$(git status --porcelain 2>/dev/null)"; \
 	if [ "$$before" != "$$after" ]; then \
 		echo "make test changed the checkout; git status before:"; echo "$$before"; \
@@ -34,6 +37,12 @@ test: setup
 
 unit-tests: setup
 	$(SMOKE) OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ --durations=5
+
+in-process-tests: setup
+	$(SMOKE) OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ -m "not slow" --durations=5
+
+notebook-and-process-tests: notebook-tests
+	$(SMOKE) OMP_NUM_THREADS=1 $(BIN)/python -m pytest tests/ -m slow --durations=5
 
 notebook-tests: setup
 	$(SMOKE) OMP_NUM_THREADS=1 $(NOTEBOOK_ENV) $(BIN)/python -m pytest --nbval-lax --nbval-current-env \

@@ -52,6 +52,7 @@ class Classifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         # binds a checkpoint to its run: one copied from another run's folder is refused
         checkpoint["run_definition"] = self.run_definition
+        checkpoint["channels_last"] = self.channels_last  # a resumed run keeps its layout
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if self.channels_last:

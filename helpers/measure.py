@@ -11,6 +11,7 @@ be measured and is reported as None.
 
 from __future__ import annotations
 
+import copy
 import ctypes
 import functools
 import json
@@ -121,18 +122,43 @@ def inference_rate(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: 
 
 def training_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 128,
                         batches: int = 3, batch: tuple | None = None,
-                        precision: str | None = None) -> float:
+                        precision: str | None = None, channels_last: bool | None = None,
+                        warm_up: int = 2) -> float:
     """Images per second of a training step of ``model`` (forward, cross-entropy, backward,
-    SGD update) with the training path's settings, timed over ``batches`` steps after two
-    warm-up steps. ``batch``: real (images, labels) to time with, instead of random images
+    SGD update) with the training path's settings, timed over ``batches`` steps after
+    ``warm_up`` steps. ``batch``: real (images, labels) to time with, instead of random images
     (which some models process markedly slower on a CPU). ``precision``: the Lightning
-    precision to time in (default: this machine's). The steps change the model's weights."""
+    precision to time in (default: this machine's). ``channels_last``: the memory layout
+    (default: channels-last on CUDA and CPUs). The steps change the model's weights."""
     return _throughput(model, input_shape, batch_size, batches, train=True, batch=batch,
-                       precision=precision)
+                       precision=precision, channels_last=channels_last, warm_up=warm_up)
+
+
+_LAYOUTS: dict = {}  # prefers_channels_last's answers in this process
+
+
+def prefers_channels_last(model: torch.nn.Module, input_shape: tuple, batch_size: int,
+                          precision: str | None = None) -> bool:
+    """Whether a training step of ``model`` runs faster with channels-last memory on this
+    machine: both layouts timed on copies of the model (one warm-up step, then two timed
+    ones each), once per process for a model's blueprint, input shape, batch size and
+    precision. The model and the random number generators are left as they were."""
+    blueprint = getattr(model, "blueprint", None) or type(model).__name__
+    key = (json.dumps(blueprint, sort_keys=True, default=str), tuple(input_shape), batch_size,
+           precision or config.precision(), config.hardware())
+    if key not in _LAYOUTS:
+        with torch.random.fork_rng():
+            rates = {layout: training_throughput(copy.deepcopy(model), input_shape, batch_size,
+                                                 batches=2, precision=precision,
+                                                 channels_last=layout, warm_up=1)
+                     for layout in (False, True)}
+        _LAYOUTS[key] = rates[True] > rates[False]
+    return _LAYOUTS[key]
 
 
 def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
-                batch: tuple | None = None, precision: str | None = None) -> float:
+                batch: tuple | None = None, precision: str | None = None,
+                channels_last: bool | None = None, warm_up: int = 2) -> float:
     device = config.device_type()
     model = model.to(device).train(train)
     if batch is not None:
@@ -140,7 +166,7 @@ def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
         batch_size = len(x)
     else:
         x = torch.randn(batch_size, *input_shape, device=device)
-    if device in ("cuda", "cpu"):
+    if device in ("cuda", "cpu") if channels_last is None else channels_last:
         model = models.layers.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
     dtype = config.autocast_dtype(precision)
@@ -160,7 +186,7 @@ def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
         def step():
             with torch.inference_mode(), autocast:
                 model(x)
-    for _ in range(2):
+    for _ in range(warm_up):
         step()
     _synchronize(device)
     start = time.perf_counter()

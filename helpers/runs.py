@@ -530,6 +530,18 @@ def check_resumable(folder: Path, definition: dict) -> None:
                 f"or pass overwrite=True to train it afresh (nothing has been trained yet).")
 
 
+def recorded_layout(folder: Path) -> bool | None:
+    """Whether the interrupted run in ``folder`` trains channels-last (its last checkpoint
+    says); None without a checkpoint that says."""
+    path = Path(folder) / LAST
+    if not path.exists():
+        return None
+    try:
+        return files.load_torch(path, mmap=True).get("channels_last")
+    except Exception:  # resuming it says what is wrong
+        return None
+
+
 def epochs_done(folder: Path) -> int:
     """How many epochs an interrupted run has completed (the history in its last checkpoint);
     0 without one, or with one that cannot be read (resuming it then says what is wrong)."""

@@ -249,7 +249,9 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
                 f"let Lightning start the other processes; unset those variables otherwise.")
         wanted = _wanted(folder, model, data, recipe, epochs, seed, precision)
         runs.check_definition(folder, wanted)
-        module = module_class(model, recipe, seed, _channels_last(channels_last))
+        layout = _channels_last(channels_last, folder, model, data, recipe, wanted["precision"],
+                                trainer_options)
+        module = module_class(model, recipe, seed, layout)
         return _train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
                       writer=False)
     afresh = config.is_smoke() if overwrite is None else overwrite
@@ -276,7 +278,9 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         runs.write_definition(folder, wanted)
         runs.check_resumable(folder, wanted)
         _say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
-        module = module_class(model, recipe, seed, _channels_last(channels_last))
+        layout = _channels_last(channels_last, folder, model, data, recipe, wanted["precision"],
+                                trainer_options)
+        module = module_class(model, recipe, seed, layout)
         return _train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
 
 
@@ -414,9 +418,27 @@ def _say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recip
           f"notebook without training.")
 
 
-def _channels_last(wanted: bool | None) -> bool:
-    """channels_last as asked, or by default where it speeds up convolutions (CUDA, CPU)."""
-    return config.device_type() in ("cuda", "cpu") if wanted is None else wanted
+def _channels_last(wanted: bool | None, folder: Path, model: nn.Module, data: ImageDataModule,
+                   recipe: Recipe, precision: str, trainer_options: dict) -> bool:
+    """The memory layout a run trains in: channels_last as asked; else the one the run already
+    trains in (its last checkpoint says), so that a resumed run goes on as it began; else, for
+    one process on a CPU, the faster of the two for this model, from a few timed steps
+    (:func:`~helpers.measure.prefers_channels_last`: it depends on the model and the CPU,
+    e.g. the paper's DenseNets train faster without it in bf16); else channels-last on CUDA
+    and the usual layout elsewhere. Smoke runs take the device's default without timing.
+    The layout changes nothing the run computes beyond rounding; the record names it."""
+    if wanted is not None:
+        return wanted
+    if (recorded := runs.recorded_layout(folder)) is not None:
+        return recorded
+    device = config.device_type()
+    one_cpu_process = (trainer_options.get("accelerator", device) == "cpu"
+                       and trainer_options.get("devices", 1) in (1, "auto")
+                       and trainer_options.get("strategy", "auto") == "auto")
+    if device == "cpu" and one_cpu_process and not config.is_smoke():
+        return measure.prefers_channels_last(model, tuple(data.train.images.shape[1:]),
+                                             recipe.batch_size, precision)
+    return device in ("cuda", "cpu")
 
 
 def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: dict,
@@ -495,7 +517,8 @@ def _train(module: Classifier, data: ImageDataModule, folder: Path, definition: 
         "recipe": dataclasses.asdict(recipe), "epochs": epochs, "epochs_trained": len(table),
         "seed": seed, "mode": config.mode(),
         "smoke_run": config.is_smoke() or data.train.is_stand_in,
-        "precision": trainer.precision, "hardware": _machines(table),
+        "precision": trainer.precision, "channels_last": module.channels_last,
+        "hardware": _machines(table),
         "processes": processes, "torch": torch.__version__, "lightning": pl.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "train_seconds": round(float(table["seconds"].sum()), 1),

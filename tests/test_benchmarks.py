@@ -119,3 +119,17 @@ def test_the_variant_cost_benchmark_refuses_a_scale_that_grows_the_widths(capsys
     with pytest.raises(SystemExit):
         _load("sweep_variant_cost").main(["--width-scale", "2", "--no-save"])
     assert "--width-scale 2 is not in (0, 1]" in capsys.readouterr().err
+
+
+def test_the_layout_benchmark_times_both_layouts_and_says_what_fit_picks(capsys):
+    layout = _load("memory_layout")
+    result = layout.main(["--only", "cnn-toy", "--repeats", "2", "--no-save"])
+    (model,) = result["models"]
+    assert model["model"] == "cnn-toy" and model["input_shape"] == [1, 28, 28]
+    assert [row["precision"] for row in model["rows"]] == layout.precisions()
+    for row in model["rows"]:
+        assert len(row["usual_all"]) == len(row["channels_last_all"]) == 2
+        assert row["faster"] == ("channels_last" if row["channels_last"] > row["usual"]
+                                 else "usual")
+        assert row["picked"] in ("channels_last", "usual")
+    assert "fit picks the faster layout in" in capsys.readouterr().out

@@ -1,8 +1,11 @@
 import math
+import os
+import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
+import pytorch_lightning as pl
 import torch
 
 from helpers import config, data, measure, memory_safe, models, recipes, runs, training
@@ -502,3 +505,70 @@ def test_the_last_batch_table_shows_the_seeds_bug():
     table = training.last_batch_table(probabilities, labels).data
     assert table["images counted"].tolist() == [36, 100]
     assert table["test accuracy"].tolist() == pytest.approx([0.0, 0.64])  # float32 means
+
+
+# --- the memory layout, by measurement (issue 27) ---------------------------------------------
+
+class _StopAtEpoch(pl.Callback):
+    """SIGINT at the start of epoch ``epoch`` (counted from 0): the run stops, resumable."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+def test_a_resumed_run_keeps_the_layout_it_began_in(course_env):
+    """Begun in the usual layout (asked for), resumed with the default: it goes on in it (the
+    default on a CPU would be channels-last in smoke mode) and its record says so."""
+    options = dict(name="layout", epochs=2, overwrite=False, precision="32-true",
+                   enable_progress_bar=False)
+    with pytest.raises(training.RunInterrupted):
+        training.fit(_model(), _four_steps(), FAST, channels_last=False,
+                     callbacks=[_StopAtEpoch(1)], **options)
+    run = training.fit(_model(), _four_steps(), FAST, **options)
+    assert run.info["resumed_after_epoch"] == 1 and run.info["channels_last"] is False
+    fresh = training.fit(_model(), _four_steps(), FAST, **dict(options, name="fresh"))
+    assert fresh.info["channels_last"] is (config.device_type() in ("cuda", "cpu"))
+
+
+def test_the_layout_is_measured_for_one_cpu_process_and_not_in_smoke_runs(course_env,
+                                                                           monkeypatch):
+    asked = []
+    monkeypatch.setattr(measure, "prefers_channels_last",
+                        lambda model, shape, batch, precision: asked.append(shape) or False)
+    monkeypatch.setattr(config, "device_type", lambda: "cpu")
+    module = _four_steps()
+    module.setup()
+    folder = course_env / "no-run-here"
+
+    def choose(**options):
+        return training._channels_last(None, folder, _model(), module, FAST, "32-true", options)
+
+    assert choose() is True and asked == []  # smoke mode: the device's default
+    monkeypatch.setattr(config, "is_smoke", lambda: False)
+    assert choose() is False and asked == [(3, 32, 32)]  # timed: the model's faster layout
+    assert choose(devices=2, strategy="ddp") is True and len(asked) == 1  # several: the rule
+
+
+def test_timing_the_layouts_leaves_the_model_and_the_random_state_alone(monkeypatch):
+    model = _model()
+    before = {key: value.clone() for key, value in model.state_dict().items()}
+    state = torch.random.get_rng_state()
+    calls = []
+    timed = measure.training_throughput
+
+    def counted(*args, **kwargs):
+        calls.append(kwargs["channels_last"])
+        return timed(*args, **kwargs)
+
+    monkeypatch.setattr(measure, "training_throughput", counted)
+    monkeypatch.setattr(measure, "_LAYOUTS", {})
+    first = measure.prefers_channels_last(model, (3, 32, 32), 16, "32-true")
+    assert isinstance(first, bool) and calls == [False, True]
+    assert measure.prefers_channels_last(model, (3, 32, 32), 16, "32-true") is first
+    assert calls == [False, True]  # answered once per process
+    assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
+    assert torch.equal(torch.random.get_rng_state(), state)

@@ -1,0 +1,96 @@
+"""Training speed of the course's models in both memory layouts (the usual NCHW and
+channels-last) and in each precision this machine computes natively, side by side, with the
+layout the training path picks for each (``helpers.measure.prefers_channels_last``).
+
+    python benchmarks/memory_layout.py [--repeats 3] [--only NAME ...] [--no-save]
+
+For every model (with the batch a notebook trains it with) it times a training step (forward,
+cross-entropy, backward, SGD update) on random 32x32 images (28x28 with one channel for the toy
+CNN) in each layout and precision, ``repeats`` times interleaved, and prints the median images
+per second; then the layout the training path would pick, and whether it is the faster one. The
+result goes to ``benchmarks/results/memory_layout-<device>.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import sys
+from datetime import date
+from pathlib import Path
+
+import torch
+
+from helpers import config, files, measure, models
+
+RESULTS = Path(__file__).resolve().parent / "results"
+# name, hyper-parameters, batch, input shape: as the notebooks train them
+MODELS = [("allcnn", {"c": 64, "num_classes": 10}, 64, (3, 32, 32)),
+          ("resnet", {}, 128, (3, 32, 32)),
+          ("googlenet", {}, 128, (3, 32, 32)),
+          ("densenet", {}, 128, (3, 32, 32)),
+          ("densenet-40-k12", {}, 64, (3, 32, 32)),
+          ("densenet-bc-100-k12", {}, 64, (3, 32, 32)),
+          ("cnn-toy", {}, 128, (1, 28, 28)),
+          ("vgg-d", {}, 64, (3, 32, 32))]
+
+
+def precisions() -> list[str]:
+    """This machine's reduced precision (if it has one) and fp32."""
+    native = config.precision()
+    return [native, "32-true"] if native != "32-true" else ["32-true"]
+
+
+def measure_model(name: str, hparams: dict, batch: int, shape: tuple, repeats: int) -> dict:
+    torch.manual_seed(0)
+    model = models.create(name, **hparams)
+    rows = []
+    for precision in precisions():
+        rates = {False: [], True: []}
+        for _ in range(repeats):  # interleaved, so that a slow moment hits both layouts
+            for layout in (False, True):
+                rates[layout].append(measure.training_throughput(
+                    models.create(name, **hparams), shape, batch, batches=3,
+                    precision=precision, channels_last=layout))
+        measure._LAYOUTS.clear()
+        picked = measure.prefers_channels_last(model, shape, batch, precision)
+        usual, last = (statistics.median(rates[layout]) for layout in (False, True))
+        rows.append({"precision": precision, "usual": usual, "channels_last": last,
+                     "usual_all": rates[False], "channels_last_all": rates[True],
+                     "faster": "channels_last" if last > usual else "usual",
+                     "picked": "channels_last" if picked else "usual"})
+        print(f"{name:<22}{batch:>6}{precision:>12}{usual:>10,.0f}{last:>15,.0f}"
+              f"{rows[-1]['faster']:>15}{rows[-1]['picked']:>15}", flush=True)
+    return {"model": name, "hparams": hparams, "batch": batch, "input_shape": list(shape),
+            "rows": rows}
+
+
+def main(argv=None) -> dict:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=3, help="timings per layout")
+    parser.add_argument("--only", nargs="*", help="model names (default: all)")
+    parser.add_argument("--no-save", action="store_true", help="do not write the result file")
+    args = parser.parse_args(argv)
+    chosen = [m for m in MODELS if not args.only or m[0] in args.only]
+    print(f"{config.hardware()} | torch {torch.__version__} | {date.today().isoformat()}")
+    print("training step, images/s (median of {} timings)".format(args.repeats))
+    print(f"{'model':<22}{'batch':>6}{'precision':>12}{'usual':>10}{'channels-last':>15}"
+          f"{'faster':>15}{'fit picks':>15}")
+    result = {"benchmark": "memory_layout", "hardware": config.hardware(),
+              "torch": torch.__version__, "date": date.today().isoformat(),
+              "command": "python " + " ".join(sys.argv), "repeats": args.repeats,
+              "models": [measure_model(*m, args.repeats) for m in chosen]}
+    rows = [row for m in result["models"] for row in m["rows"]]
+    right = sum(row["faster"] == row["picked"] for row in rows)
+    print(f"\nfit picks the faster layout in {right} of {len(rows)} cases (a pick from fewer "
+          f"steps can differ where the two are within the timings' spread)")
+    if not args.no_save:
+        path = RESULTS / f"memory_layout-{config.device_type()}.json"
+        files.write_text(path, json.dumps(result, indent=1))
+        print(f"Saved {path}")
+    return result
+
+
+if __name__ == "__main__":
+    main()
