@@ -94,10 +94,10 @@ def saved_models_dir() -> Path:
     """Where runs and checkpoints live: ``SAVED_MODELS_DIR``, default ``saved_models/``. A
     setting that cannot be a folder (a file, a symbolic-link loop, a name too long for the file
     system) is an error that says so, before anything is written."""
-    return checked_folder("SAVED_MODELS_DIR", "saved_models", "runs")
+    return _checked_folder("SAVED_MODELS_DIR", "saved_models", "runs")
 
 
-def checked_folder(variable: str, default: str, what: str) -> Path:
+def _checked_folder(variable: str, default: str, what: str) -> Path:
     """The folder ``variable`` names (see :func:`_folder_setting`), or a ValueError saying why
     it cannot be a folder that holds the course's ``what``."""
     path = _folder_setting(variable, default)
