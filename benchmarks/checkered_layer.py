@@ -43,20 +43,23 @@ def four_shift_conv(x: torch.Tensor, layer: CheckeredConv2d) -> torch.Tensor:
     return torch.stack(top + bottom, dim=2)
 
 
-def timed(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` runs of ``fn()`` after one warm-up call, in seconds (the minimum
-    is the least disturbed by other work on the machine)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        if config.device_type() == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
+def timed(functions, repeats: int) -> list[float]:
+    """Fastest of ``repeats`` runs of each of ``functions`` after one warm-up call each, in
+    seconds, the runs interleaved so that a slow moment of the machine hits all of them (the
+    minimum is the least disturbed by other work)."""
+    for fn in functions:
         fn()
-        if config.device_type() == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    times = [[] for _ in functions]
+    for _ in range(repeats):
+        for fn, kept in zip(functions, times):
+            if config.device_type() == "cuda":
+                torch.cuda.synchronize()
+            start = time.perf_counter()
+            fn()
+            if config.device_type() == "cuda":
+                torch.cuda.synchronize()
+            kept.append(time.perf_counter() - start)
+    return [min(kept) for kept in times]
 
 
 CASES = [  # batch, channels in -> out, input submaps, size, sampling
@@ -92,7 +95,7 @@ def main() -> int:
             return lambda: forward(x, layer).square().mean().backward()
 
         original, ours = step(four_shift_conv), step(lambda x, layer: layer(x))
-        t_original, t_ours = timed(original, args.repeats), timed(ours, args.repeats)
+        t_original, t_ours = timed((original, ours), args.repeats)
         m_original, m_ours = measure.peak_memory_mib(original), measure.peak_memory_mib(ours)
         ratio = f"{m_original / m_ours:.2f}" if m_original and m_ours else "-"
         print(f"{batch} x {c_in}->{c_out} x {submaps} x {size}x{size}, {sampling} | "

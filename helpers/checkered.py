@@ -200,6 +200,39 @@ def checkered_subsample(x: torch.Tensor, op, padding, pad_value: float,
     return out.view(n, 2 * s, *out.shape[3:]).transpose(1, 2)      # (N, C', 2S, H', W')
 
 
+_OFFSETS = {0: ((0, 0), (1, 1)), 1: ((0, 1), (1, 0))}  # each sampler's two kept positions
+
+
+def _checkered_conv(x: torch.Tensor, conv, padding, samplers: list[int]) -> torch.Tensor:
+    """:func:`checkered_subsample` for a stride-2 convolution ``conv``, computing the same
+    numbers in less time: the submaps are grouped by sampler, and each group is convolved at
+    its two offsets, (0, 0) with the convolution's own zero padding (no padded copy), any other
+    from one copy padded (or cropped) to that offset; no masked selection between samplers."""
+    n, _, s, _, _ = x.shape
+    pad_h, pad_w = _pair(padding)
+    halves = ([], [])  # per kept position: (submap indices, results)
+    for sampler in (0, 1):
+        indices = [i for i, used in enumerate(samplers) if used == sampler]
+        if not indices:
+            continue
+        part = _fold(x if len(indices) == s else x[:, :, indices])
+        for half, (dy, dx) in enumerate(_OFFSETS[sampler]):
+            result = (conv(part, padding=(pad_h, pad_w)) if (dy, dx) == (0, 0) else
+                      conv(F.pad(part, (pad_w - dx, pad_w + dx, pad_h - dy, pad_h + dy))))
+            halves[half].append((indices, result.view(n, len(indices), *result.shape[1:])))
+    assembled = []
+    for parts in halves:
+        if len(parts) == 1:
+            assembled.append(parts[0][1])
+            continue
+        full = parts[0][1].new_empty(n, s, *parts[0][1].shape[2:])
+        for indices, result in parts:
+            full[:, indices] = result
+        assembled.append(full)
+    out = torch.stack(assembled, dim=1)                               # (N, 2, S, C', H', W')
+    return out.view(n, 2 * s, *out.shape[3:]).transpose(1, 2)        # (N, C', 2S, H', W')
+
+
 class _Checkered(nn.Module):
     """Common part of the checkered layers: stride 1 or 2, and the sampling of stride 2."""
 
@@ -268,8 +301,7 @@ class CheckeredConv2d(_Checkered):
         if self.stride == 1:
             return _unfold(conv(_fold(x), padding=self.padding), x.shape[0])
         samplers = sampler_sequence(x.shape[2], self.sampling)
-        return checkered_subsample(x, functools.partial(conv, stride=2), self.padding, 0.0,
-                                   samplers)
+        return _checkered_conv(x, functools.partial(conv, stride=2), self.padding, samplers)
 
 
 class _CheckeredPool(_Checkered):
