@@ -94,13 +94,7 @@ def saved_models_dir() -> Path:
     """Where runs and checkpoints live: ``SAVED_MODELS_DIR``, default ``saved_models/``. A
     setting that cannot be a folder (a file, a symbolic-link loop, a name too long for the file
     system) is an error that says so, before anything is written."""
-    return _checked_folder("SAVED_MODELS_DIR", "saved_models", "runs")
-
-
-def _checked_folder(variable: str, default: str, what: str) -> Path:
-    """The folder ``variable`` names (see :func:`_folder_setting`), or a ValueError saying why
-    it cannot be a folder that holds the course's ``what``."""
-    path = _folder_setting(variable, default)
+    path = _folder_setting("SAVED_MODELS_DIR", "saved_models")
     problem = None
     try:
         path.resolve()
@@ -117,9 +111,9 @@ def _checked_folder(variable: str, default: str, what: str) -> Path:
                    errno.ENOTDIR: "a part of it is a file, not a folder"}.get(
             error.errno, error.strerror)
     if problem:
-        raise ValueError(f"{variable}={os.environ.get(variable)!r} cannot hold the course's "
-                         f"{what}: {problem} ({path}). Set it to a folder (it is created if "
-                         f"missing), or unset it for {default}/ in the checkout.")
+        raise ValueError(f"SAVED_MODELS_DIR={os.environ.get('SAVED_MODELS_DIR')!r} cannot hold the "
+                         f"course's runs: {problem} ({path}). Set it to a folder (it is created "
+                         f"if missing), or unset it for saved_models/ in the checkout.")
     return path
 
 

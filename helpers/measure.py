@@ -145,7 +145,7 @@ def prefers_channels_last(model: torch.nn.Module, input_shape: tuple, batch_size
     precision. The model and the random number generators are left as they were."""
     blueprint = getattr(model, "blueprint", None) or type(model).__name__
     key = (json.dumps(blueprint, sort_keys=True, default=str), tuple(input_shape), batch_size,
-           precision or config.precision(), config.hardware())
+           precision or config.precision())
     if key not in _LAYOUTS:
         with torch.random.fork_rng():
             rates = {layout: training_throughput(copy.deepcopy(model), input_shape, batch_size,
@@ -166,7 +166,9 @@ def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
         batch_size = len(x)
     else:
         x = torch.randn(batch_size, *input_shape, device=device)
-    if device in ("cuda", "cpu") if channels_last is None else channels_last:
+    if channels_last is None:
+        channels_last = device in ("cuda", "cpu")
+    if channels_last:
         model = models.layers.to_channels_last(model)
         x = x.contiguous(memory_format=torch.channels_last)
     dtype = config.autocast_dtype(precision)

@@ -530,28 +530,31 @@ def check_resumable(folder: Path, definition: dict) -> None:
                 f"or pass overwrite=True to train it afresh (nothing has been trained yet).")
 
 
-def recorded_layout(folder: Path) -> bool | None:
-    """Whether the interrupted run in ``folder`` trains channels-last (its last checkpoint
-    says); None without a checkpoint that says."""
+def _last_checkpoint(folder: Path) -> dict | None:
+    """The interrupted run's last checkpoint in ``folder``, or None without a readable one
+    (resuming it then says what is wrong)."""
     path = Path(folder) / LAST
     if not path.exists():
         return None
     try:
-        return files.load_torch(path, mmap=True).get("channels_last")
-    except Exception:  # resuming it says what is wrong
+        state = files.load_torch(path, mmap=True)
+    except Exception:  # damaged: check_resumable names it
         return None
+    return state if isinstance(state, dict) else None
+
+
+def recorded_layout(folder: Path) -> bool | None:
+    """Whether the interrupted run in ``folder`` trains channels-last (its last checkpoint
+    says); None without a checkpoint that says."""
+    return (_last_checkpoint(folder) or {}).get("channels_last")
 
 
 def epochs_done(folder: Path) -> int:
     """How many epochs an interrupted run has completed (the history in its last checkpoint);
     0 without one, or with one that cannot be read (resuming it then says what is wrong)."""
-    path = Path(folder) / LAST
-    if not path.exists():
-        return 0
     try:
-        state = files.load_torch(path)
-        return len(state["callbacks"]["History"]["rows"])
-    except Exception:  # an estimate only: never fail here
+        return len(_last_checkpoint(folder)["callbacks"]["History"]["rows"])
+    except (TypeError, KeyError):  # an estimate only: never fail here
         return 0
 
 

@@ -550,6 +550,12 @@ class Proc:
         if self.p.poll() is None:
             os.kill(self.p.pid, number)
 
+    def kill_after(self, seconds: float) -> None:
+        """SIGKILL ``seconds`` after the process started (unless it ended before)."""
+        while time.monotonic() - self.started < seconds and self.p.poll() is None:
+            time.sleep(0.01)
+        self.signal(signal.SIGKILL)
+
     def kill_group(self) -> None:
         with contextlib.suppress(ProcessLookupError):
             os.killpg(self.p.pid, signal.SIGKILL)
@@ -707,9 +713,7 @@ def resume_and_compare(ctx: Ctx, twin: Twin, note: str, finished_before: bool,
 def kill_case(ctx: Ctx, twin: Twin, hook=None, delay=None):
     process = driver(ctx, {"hook": hook, "action": "kill"})
     if delay is not None:
-        while time.monotonic() - process.started < delay and process.p.poll() is None:
-            time.sleep(0.01)
-        process.signal(signal.SIGKILL)
+        process.kill_after(delay)
     rc = process.wait(150)
     if rc is None:
         return "HANG", "the run did not end within 150 s"
@@ -791,9 +795,7 @@ def sweep_kill_case(ctx: Ctx, root: Path, hook=None, delay=None):
     process = driver(ctx, {"sweep": True, "directory": str(directory), "hook": hook,
                            "action": "kill"})
     if delay is not None:
-        while time.monotonic() - process.started < delay and process.p.poll() is None:
-            time.sleep(0.01)
-        process.signal(signal.SIGKILL)
+        process.kill_after(delay)
     rc = process.wait(180)
     if rc is None:
         return "HANG", "the sweep did not end within 180 s"

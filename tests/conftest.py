@@ -2,6 +2,7 @@
 
 import http.server
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,6 +11,7 @@ import threading
 os.environ.setdefault("MPLBACKEND", "Agg")
 
 import pytest  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
 
 from helpers import datasets, memory_safe  # noqa: E402
 
@@ -99,6 +101,24 @@ def server():
 def out_of_memory_above():
     """Wraps a model so that batches above a size fail as on a full GPU: ``wrap(model, limit)``."""
     return memory_safe.OutOfMemoryAbove
+
+
+class _InterruptAtEpoch(pl.Callback):
+    """SIGINT at the start of epoch ``epoch`` (counted from 0): the run stops, resumable, with
+    every epoch before it kept."""
+
+    def __init__(self, epoch):
+        self.epoch = epoch
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == self.epoch:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.fixture
+def interrupt_at_epoch():
+    """A callback class: ``interrupt_at_epoch(1)`` stops a run at the start of its 2nd epoch."""
+    return _InterruptAtEpoch
 
 
 HOLD_LOCK = """

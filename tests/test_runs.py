@@ -515,15 +515,6 @@ class _CountSteps(pl.Callback):
         self.steps += 1
 
 
-class _StopAfterEpoch(pl.Callback):
-    def __init__(self, epochs):
-        self.epochs = epochs
-
-    def on_train_epoch_start(self, trainer, module):
-        if trainer.current_epoch == self.epochs:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
 def _garble_the_middle(path: Path) -> None:
     """Overwrite 64 bytes in the middle of a file: inside a tensor's bytes, which torch loads
     without noticing."""
@@ -537,9 +528,9 @@ def _garble_the_middle(path: Path) -> None:
                                           ("best.ckpt", "garble"), ("last.ckpt", "garble-middle"),
                                           ("last.ckpt", "another run's")])
 def test_a_damaged_checkpoint_of_an_interrupted_run_is_named_before_any_training(
-        course_env, name, damage):
+        course_env, interrupt_at_epoch, name, damage):
     with pytest.raises(training.RunInterrupted):
-        _fit("damaged", epochs=3, callbacks=[_StopAfterEpoch(1)])
+        _fit("damaged", epochs=3, callbacks=[interrupt_at_epoch(1)])
     path = _smoke_runs(course_env) / "damaged" / name
     if damage == "delete":
         path.unlink()
@@ -547,7 +538,7 @@ def test_a_damaged_checkpoint_of_an_interrupted_run_is_named_before_any_training
         _garble_the_middle(path)
     elif damage == "another run's":  # the same model and recipe, another seed
         with pytest.raises(training.RunInterrupted):
-            _fit("other", epochs=3, seed=1, callbacks=[_StopAfterEpoch(1)])
+            _fit("other", epochs=3, seed=1, callbacks=[interrupt_at_epoch(1)])
         shutil.copy(path.parent.parent / "other" / name, path)
     else:
         content = path.read_bytes()
@@ -772,9 +763,10 @@ def test_a_record_answers_what_kind_of_run_it_is():
 
 
 
-def test_a_planted_record_in_an_interrupted_run_is_not_a_finished_run(course_env):
+def test_a_planted_record_in_an_interrupted_run_is_not_a_finished_run(course_env,
+                                                                     interrupt_at_epoch):
     with pytest.raises(training.RunInterrupted):
-        _fit("planted-record", epochs=3, callbacks=[_StopAfterEpoch(1)])
+        _fit("planted-record", epochs=3, callbacks=[interrupt_at_epoch(1)])
     folder = _smoke_runs(course_env) / "planted-record"
     (folder / runs.RECORD).write_text("{}")
     with pytest.raises(runs.CheckpointError, match="run.json does not hold a finished run's"):

@@ -1,11 +1,8 @@
 import math
-import os
-import signal
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import pytorch_lightning as pl
 import torch
 
 from helpers import config, data, measure, memory_safe, models, recipes, runs, training
@@ -509,25 +506,14 @@ def test_the_last_batch_table_shows_the_seeds_bug():
 
 # --- the memory layout, by measurement (issue 27) ---------------------------------------------
 
-class _StopAtEpoch(pl.Callback):
-    """SIGINT at the start of epoch ``epoch`` (counted from 0): the run stops, resumable."""
-
-    def __init__(self, epoch):
-        self.epoch = epoch
-
-    def on_train_epoch_start(self, trainer, module):
-        if trainer.current_epoch == self.epoch:
-            os.kill(os.getpid(), signal.SIGINT)
-
-
-def test_a_resumed_run_keeps_the_layout_it_began_in(course_env):
+def test_a_resumed_run_keeps_the_layout_it_began_in(course_env, interrupt_at_epoch):
     """Begun in the usual layout (asked for), resumed with the default: it goes on in it (the
     default on a CPU would be channels-last in smoke mode) and its record says so."""
     options = dict(name="layout", epochs=2, overwrite=False, precision="32-true",
                    enable_progress_bar=False)
     with pytest.raises(training.RunInterrupted):
         training.fit(_model(), _four_steps(), FAST, channels_last=False,
-                     callbacks=[_StopAtEpoch(1)], **options)
+                     callbacks=[interrupt_at_epoch(1)], **options)
     run = training.fit(_model(), _four_steps(), FAST, **options)
     assert run.info["resumed_after_epoch"] == 1 and run.info["channels_last"] is False
     fresh = training.fit(_model(), _four_steps(), FAST, **dict(options, name="fresh"))
