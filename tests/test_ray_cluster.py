@@ -166,7 +166,7 @@ def _still_running(processes: dict) -> list:
 
 
 def test_a_killed_driver_leaves_no_ray_process(ray_env, course_env):
-    """Before: Ray's dashboard and runtime-env agents ran on for 20 to 70 s."""
+    """Before: Ray's dashboard and runtime-env agents ran on for 20 to 40 s (2026-12-03)."""
     env, script, _ = ray_env
     driver = subprocess.Popen([sys.executable, str(script), str(course_env / "local"), "60",
                                "1"], env=env, stdout=subprocess.DEVNULL,
