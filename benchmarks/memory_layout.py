@@ -14,17 +14,15 @@ result goes to ``benchmarks/results/memory_layout-<device>.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 from datetime import date
-from pathlib import Path
 
 import torch
 
-from helpers import config, files, measure, models
+import _results
+from helpers import config, measure, models
 
-RESULTS = Path(__file__).resolve().parent / "results"
 # name, hyper-parameters, batch, input shape: as the notebooks train them
 MODELS = [("allcnn", {"c": 64, "num_classes": 10}, 64, (3, 32, 32)),
           ("resnet", {}, 128, (3, 32, 32)),
@@ -86,9 +84,7 @@ def main(argv=None) -> dict:
     print(f"\nfit picks the faster layout in {right} of {len(rows)} cases (a pick from fewer "
           f"steps can differ where the two are within the timings' spread)")
     if not args.no_save:
-        path = RESULTS / f"memory_layout-{config.device_type()}.json"
-        files.write_text(path, json.dumps(result, indent=1))
-        print(f"Saved {path}")
+        _results.save("memory_layout", result)
     return result
 
 

@@ -16,16 +16,13 @@ the course's reference sweep trains them (1/8).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from datetime import date
-from pathlib import Path
 
 import torch
 
-from helpers import config, files, measure, models, sweep
-
-RESULTS = Path(__file__).resolve().parent / "results"
+import _results
+from helpers import config, measure, models, sweep
 
 
 def measure_variants(batches: int, batch_size: int = 128, width_scale: float = 1.0) -> list[dict]:
@@ -89,9 +86,7 @@ def main(argv=None) -> dict:
     report(result)
     if not args.no_save:
         suffix = "" if args.width_scale == 1 else f"-x{args.width_scale:g}"
-        path = RESULTS / f"sweep_variant_cost-{config.device_type()}{suffix}.json"
-        files.write_text(path, json.dumps(result, indent=1))
-        print(f"Saved {path}")
+        _results.save("sweep_variant_cost", result, suffix)
     return result
 
 

@@ -15,7 +15,6 @@ alone and everything (evaluation included), and the final accuracy; writes them 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from datetime import date
@@ -25,10 +24,10 @@ import pandas as pd
 import pytorch_lightning as pl
 import torch
 
-from helpers import config, data, datasets, files, models, training
+import _results
+from helpers import config, data, datasets, models, training
 
 RECIPE = "sgd-cosine"
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def time_to_target(history: pd.DataFrame, target: float) -> dict:
@@ -92,9 +91,7 @@ def main(argv=None) -> dict:
         result = measure(args.target, args.epochs, Path(folder))
     report(result)
     if not args.no_save:
-        path = RESULTS / f"time_to_accuracy-{config.device_type()}-{args.epochs}-epochs.json"
-        files.write_text(path, json.dumps(result, indent=1))
-        print(f"Saved {path}")
+        _results.save("time_to_accuracy", result, f"-{args.epochs}-epochs")
     return result
 
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import os
 import sys
 import tempfile
@@ -39,10 +38,10 @@ import torchvision
 from torch.nn import functional as F
 from torchvision import transforms
 
-from helpers import config, data, datasets, files, models, recipes, training
+import _results
+from helpers import config, data, datasets, models, recipes, training
 
 RECIPE = "sgd-cosine"
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 class TutorialModule(pl.LightningModule):
@@ -184,9 +183,7 @@ def main(argv=None) -> dict:
     result = measure(args.images, args.epochs, args.workers)
     report(result)
     if not args.no_save:
-        path = RESULTS / f"train_throughput-{config.device_type()}.json"
-        files.write_text(path, json.dumps(result, indent=1))
-        print(f"Saved {path}")
+        _results.save("train_throughput", result)
     return result
 
 

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import config, models
+from . import _allocator, config, models
 
 _MIB = 2 ** 20
 
@@ -160,6 +160,7 @@ def _throughput(model, input_shape, batch_size: int, batches: int, train: bool,
                 batch: tuple | None = None, precision: str | None = None,
                 channels_last: bool | None = None, warm_up: int = 2) -> float:
     device = config.device_type()
+    _allocator.keep_freed_blocks()  # as training.fit does
     model = model.to(device).train(train)
     if batch is not None:
         x = batch[0].to(device)
@@ -230,8 +231,7 @@ def track_cpu_peaks() -> None:
     """Make CPU peak-memory measurements of this process exact from now on: glibc then maps and
     unmaps every allocation of 64 KiB or more directly, so freed memory leaves the process at
     once. For measuring processes only: it makes allocation slower."""
-    M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
-    ctypes.CDLL("libc.so.6").mallopt(M_MMAP_THRESHOLD, 64 * 1024)
+    _allocator.track_peaks()
 
 
 def peak_memory_mib(fn, device: str | None = None) -> float | None:

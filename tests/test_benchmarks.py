@@ -1,15 +1,18 @@
 """The training benchmarks: they measure what they say, on whatever data is at hand."""
 
 import importlib.util
+import json
+import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
 import torch
 
-from helpers import datasets, measure, models, sweep
+from helpers import config, datasets, measure, models, sweep
 
 FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(FOLDER))  # as when a benchmark runs as a script: its siblings import
 
 
 def _load(name):
@@ -21,6 +24,16 @@ def _load(name):
 
 throughput = _load("train_throughput")
 time_to_accuracy = _load("time_to_accuracy")
+results = _load("_results")
+
+
+def test_a_benchmark_result_is_saved_per_benchmark_device_and_variant(monkeypatch, tmp_path,
+                                                                      capsys):
+    monkeypatch.setattr(results, "FOLDER", tmp_path)
+    path = results.save("time_to_accuracy", {"ratio": 2.5}, "-10-epochs")
+    assert path == tmp_path / f"time_to_accuracy-{config.device_type()}-10-epochs.json"
+    assert json.loads(path.read_text()) == {"ratio": 2.5}
+    assert f"Saved {path}" in capsys.readouterr().out
 
 
 def test_both_pipelines_see_the_same_images_in_the_same_layout():
