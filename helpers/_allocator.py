@@ -16,7 +16,7 @@ peak is what was really held): :func:`track_peaks`, which wins over :func:`keep_
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import sys
 
 # glibc's mallopt parameters (malloc.h)
@@ -25,14 +25,16 @@ _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _state = {"mode": None}  # None (glibc's defaults), "keep" or "track"
 
 
+@functools.cache
 def _glibc():
+    """glibc's C library, or None (another system, or another C library such as musl)."""
     if not sys.platform.startswith("linux"):
         return None
     try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
+        libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
+    return libc if hasattr(libc, "mallopt") and hasattr(libc, "gnu_get_libc_version") else None
 
 
 def keep_freed_blocks() -> bool:
@@ -62,3 +64,9 @@ def mode() -> str:
     """``"glibc defaults"``, ``"freed blocks kept"`` or ``"every block mapped"``: for records."""
     return {None: "glibc defaults", "keep": "freed blocks kept",
             "track": "every block mapped"}[_state["mode"]]
+
+
+def release_free_memory() -> None:
+    """Return the memory glibc holds free to the kernel now (before a peak is measured)."""
+    if (libc := _glibc()) is not None:
+        libc.malloc_trim(0)

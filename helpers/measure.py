@@ -12,7 +12,6 @@ be measured and is reported as None.
 from __future__ import annotations
 
 import copy
-import ctypes
 import functools
 import json
 import os
@@ -251,7 +250,7 @@ def _start(device: str) -> int:
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
         return torch.cuda.memory_allocated()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    _allocator.release_free_memory()
     before = _status_bytes("VmRSS")
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     return before
