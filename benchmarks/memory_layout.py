@@ -1,6 +1,7 @@
 """Training speed of the course's models in both memory layouts (the usual NCHW and
 channels-last) and in each precision this machine computes natively, side by side, with the
-layout the training path picks for each (``helpers.measure.prefers_channels_last``).
+layout the training path picks for each (on a CPU the faster of a few timed steps,
+``helpers.measure.prefers_channels_last``; on CUDA channels-last).
 
     python benchmarks/memory_layout.py [--repeats 3] [--only NAME ...] [--no-save]
 
@@ -21,7 +22,7 @@ from datetime import date
 import torch
 
 import _results
-from helpers import config, measure, models
+from helpers import config, measure, models, training
 
 # name, hyper-parameters, batch, input shape: as the notebooks train them
 MODELS = [("allcnn", {"c": 64, "num_classes": 10}, 64, (3, 32, 32)),
@@ -52,7 +53,7 @@ def measure_model(name: str, hparams: dict, batch: int, shape: tuple, repeats: i
                     models.create(name, **hparams), shape, batch, batches=3,
                     precision=precision, channels_last=layout))
         measure._LAYOUTS.clear()
-        picked = measure.prefers_channels_last(model, shape, batch, precision)
+        picked = training._fresh_layout(model, shape, batch, precision)  # as fit picks
         usual, last = (statistics.median(rates[layout]) for layout in (False, True))
         rows.append({"precision": precision, "usual": usual, "channels_last": last,
                      "usual_all": rates[False], "channels_last_all": rates[True],
@@ -81,8 +82,8 @@ def main(argv=None) -> dict:
               "models": [measure_model(*m, args.repeats) for m in chosen]}
     rows = [row for m in result["models"] for row in m["rows"]]
     right = sum(row["faster"] == row["picked"] for row in rows)
-    print(f"\nfit picks the faster layout in {right} of {len(rows)} cases (a pick from fewer "
-          f"steps can differ where the two are within the timings' spread)")
+    print(f"\nfit picks the faster layout in {right} of {len(rows)} cases (a pick timed from "
+          f"fewer steps can differ where the two are within the timings' spread)")
     if not args.no_save:
         _results.save("memory_layout", result)
     return result

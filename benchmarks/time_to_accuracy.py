@@ -25,7 +25,7 @@ import pytorch_lightning as pl
 import torch
 
 import _results
-from helpers import config, data, datasets, models, training
+from helpers import config, data, datasets, measure, models, training
 
 RECIPE = "sgd-cosine"
 
@@ -41,7 +41,7 @@ def time_to_target(history: pd.DataFrame, target: float) -> dict:
             "seconds": float(upto["seconds"].sum())}
 
 
-def measure(target: float, epochs: int, folder: Path) -> dict:
+def train_to_target(target: float, epochs: int, folder: Path) -> dict:
     module = data.ImageDataModule("FashionMNIST", test_every_epoch=True, subset=None)
     print(module.describe(), flush=True)
     if module.train.is_stand_in:
@@ -88,7 +88,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--no-save", action="store_true", help="do not write the result file")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as folder:
-        result = measure(args.target, args.epochs, Path(folder))
+        result = train_to_target(args.target, args.epochs, Path(folder))
     report(result)
     if not args.no_save:
         _results.save("time_to_accuracy", result, f"-{args.epochs}-epochs")

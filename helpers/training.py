@@ -433,13 +433,20 @@ def _channels_last(wanted: bool | None, folder: Path, model: nn.Module, data: Im
         return wanted
     if (recorded := runs.recorded_layout(folder)) is not None:
         return recorded
+    return _fresh_layout(model, tuple(data.train.images.shape[1:]), recipe.batch_size, precision,
+                         trainer_options)
+
+
+def _fresh_layout(model: nn.Module, input_shape: tuple, batch_size: int, precision: str,
+                  trainer_options: dict | None = None) -> bool:
+    """Whether a new run of ``model`` trains channels-last (see :func:`_channels_last`)."""
     device = config.device_type()
-    one_cpu_process = (trainer_options.get("accelerator", device) == "cpu"
-                       and trainer_options.get("devices", 1) in (1, "auto")
-                       and trainer_options.get("strategy", "auto") == "auto")
+    options = trainer_options or {}
+    one_cpu_process = (options.get("accelerator", device) == "cpu"
+                       and options.get("devices", 1) in (1, "auto")
+                       and options.get("strategy", "auto") == "auto")
     if device == "cpu" and one_cpu_process and not config.is_smoke():
-        return measure.prefers_channels_last(model, tuple(data.train.images.shape[1:]),
-                                             recipe.batch_size, precision)
+        return measure.prefers_channels_last(model, input_shape, batch_size, precision)
     return device in ("cuda", "cpu")
 
 

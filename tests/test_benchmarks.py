@@ -146,3 +146,17 @@ def test_the_layout_benchmark_times_both_layouts_and_says_what_fit_picks(capsys)
                                  else "usual")
         assert row["picked"] in ("channels_last", "usual")
     assert "fit picks the faster layout in" in capsys.readouterr().out
+
+
+@pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST.is_dir(),
+                    reason="needs the real Fashion-MNIST (apt-get install dataset-fashion-mnist)")
+def test_time_to_accuracy_trains_and_reports_on_the_real_fashion_mnist(monkeypatch, capsys):
+    """The benchmark end to end, on a few real images for one epoch (the full schedule is
+    `make bench`'s): the record names the model and its parameter count."""
+    real = time_to_accuracy.data.ImageDataModule
+    monkeypatch.setattr(time_to_accuracy.data, "ImageDataModule", lambda name, **options: real(
+        name, **{**options, "subset": (256, 128, 256), "val_size": 128}))
+    result = time_to_accuracy.main(["--epochs", "1", "--target", "0", "--no-save"])
+    assert result["model"] == "resnet (Tutorial 5, one-channel stem, 272,090 parameters)"
+    assert result["reached"]["epoch"] == 1 and len(result["history"]["test_acc"]) == 1
+    assert "reached after epoch 1" in capsys.readouterr().out
