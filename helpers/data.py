@@ -95,6 +95,7 @@ AUGMENTATIONS = {
     "crop-flip": (random_crop, random_flip),                  # the standard CIFAR augmentation
     "resized-crop-flip": (random_resized_crop, random_flip),  # UvA Tutorial 5's
     "rotate-crop": (random_rotation, functools.partial(random_crop, padding=2)),  # the CCNN demo's
+    "flip": (random_flip,),  # for short schedules, where crops slow learning more than they help
 }
 
 
@@ -217,8 +218,9 @@ class ImageDataModule(pl.LightningDataModule):
     training part. ``augment`` names the training-batch
     augmentation: "crop-flip" (random crop with 4 pixels of zero padding, horizontal flip),
     "resized-crop-flip" (Tutorial 5's random resized crop and flip), "rotate-crop" (the
-    checkered-CNN demo's rotation by up to 15 degrees and crop with 2 pixels of padding), or
-    None. Flips are left out where they do not preserve the label (MNIST digits).
+    checkered-CNN demo's rotation by up to 15 degrees and crop with 2 pixels of padding),
+    "flip" (horizontal flips alone, for short schedules), or None. Flips are left out where
+    they do not preserve the label (MNIST digits).
 
     Training batches are as large as the recipe says: ``training.fit`` trains on
     ``with_batch_size(recipe.batch_size)``, a copy of this module. Evaluation batches have

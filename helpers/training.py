@@ -424,10 +424,13 @@ def _channels_last(wanted: bool | None, folder: Path, model: nn.Module, data: Im
                    recipe: Recipe, precision: str, trainer_options: dict) -> bool:
     """The memory layout a run trains in: channels_last as asked; else the one the run already
     trains in (its last checkpoint says), so that a resumed run goes on as it began; else, for
-    one process on a CPU, the faster of the two for this model, from a few timed steps
-    (:func:`~helpers.measure.prefers_channels_last`: it depends on the model and the CPU,
+    one process on a CPU in full mode, the faster of the two for this model, from a few timed
+    steps (:func:`~helpers.measure.prefers_channels_last`: it depends on the model and the CPU,
     e.g. the paper's DenseNets train faster without it in bf16); else channels-last on CUDA
-    and the usual layout elsewhere. Smoke runs take the device's default without timing.
+    and CPUs and the usual layout elsewhere. CPU mode and smoke runs take that rule without
+    timing: CPU mode fixes what sets a run's numbers (fp32, and this layout, faster in fp32 for
+    every model measured), since the layouts round differently and a pick by timing could
+    change between two runs on one machine, and with it the result (docs/measurements.md).
     The layout changes nothing the run computes beyond rounding; the record names it."""
     if wanted is not None:
         return wanted
@@ -445,7 +448,7 @@ def _fresh_layout(model: nn.Module, input_shape: tuple, batch_size: int, precisi
     one_cpu_process = (options.get("accelerator", device) == "cpu"
                        and options.get("devices", 1) in (1, "auto")
                        and options.get("strategy", "auto") == "auto")
-    if device == "cpu" and one_cpu_process and not config.is_smoke():
+    if device == "cpu" and one_cpu_process and config.mode() == "full":
         return measure.prefers_channels_last(model, input_shape, batch_size, precision)
     return device in ("cuda", "cpu")
 

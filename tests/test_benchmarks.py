@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, datasets, measure, models, sweep
+from helpers import config, data, datasets, measure, models, sweep
 
 FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(FOLDER))  # as when a benchmark runs as a script: its siblings import
@@ -159,4 +159,6 @@ def test_time_to_accuracy_trains_and_reports_on_the_real_fashion_mnist(monkeypat
     result = time_to_accuracy.main(["--epochs", "1", "--target", "0", "--no-save"])
     assert result["model"] == "resnet (Tutorial 5, one-channel stem, 272,090 parameters)"
     assert result["reached"]["epoch"] == 1 and len(result["history"]["test_acc"]) == 1
-    assert "reached after epoch 1" in capsys.readouterr().out
+    assert result["augment"] == "flip" and "flip" in data.AUGMENTATIONS
+    printed = capsys.readouterr().out
+    assert "reached after epoch 1" in printed and "augmentation flip" in printed

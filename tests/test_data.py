@@ -446,7 +446,8 @@ def test_random_rotation_turns_images_about_their_centre():
 
 
 def test_unknown_augmentation_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="'cutout'.*crop-flip, resized-crop-flip, rotate-crop, or"):
+    valid = "crop-flip, resized-crop-flip, rotate-crop, flip, or None"
+    with pytest.raises(ValueError, match=f"'cutout'.*{valid}"):
         data.ImageDataModule("CIFAR10", augment="cutout")
 
 

@@ -369,8 +369,8 @@ def test_fewer_than_two_classes_is_an_error(classes):
 
 
 def test_sweep_spec_and_depth_are_checked():
-    with pytest.raises(ValueError, match="augment='flip' is not an augmentation; valid: crop-flip"):
-        sweep.SweepSettings("MNIST", "mundt-sgdr", augment="flip")
+    with pytest.raises(ValueError, match="augment='jitter' is not an augmentation; valid: crop-fl"):
+        sweep.SweepSettings("MNIST", "mundt-sgdr", augment="jitter")
     with pytest.raises(ValueError, match="SweepSettings epochs must be a whole number > 0"):
         sweep.SweepSettings("MNIST", "mundt-sgdr", epochs=0)
     for depth in ("16", 16.0):

@@ -301,7 +301,7 @@ def test_bad_sweep_arguments_are_named_before_anything_is_written(course_env, ca
     ("width_scale", True, TypeError, "width_scale=True"),
     ("width_scale", 2.0, ValueError, "width_scale=2.0"),
     ("width_scale", float("nan"), ValueError, "width_scale=nan"),
-    ("augment", "flip", ValueError, "augment='flip'"),
+    ("augment", "jitter", ValueError, "augment='jitter'"),
     ("subset", (128, -1, 64), ValueError, "subset"),
     ("data", None, TypeError, "data=None"),
 ])
