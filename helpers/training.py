@@ -20,10 +20,12 @@ import json
 import math
 import os
 import signal
+import sys
 import threading
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NoReturn
 
 import pandas as pd
 import pytorch_lightning as pl
@@ -57,6 +59,14 @@ class RunInterrupted(KeyboardInterrupt):
     def __init__(self, message: str, signal_number: int):
         super().__init__(message)
         self.signal_number = signal_number
+
+    def exit(self) -> NoReturn:
+        """End a script as shells expect (status 128 + the signal), deaf to further SIGINT and
+        SIGTERM: the run is saved and its line printed, and a second Ctrl+C while Python shuts
+        down would only print a traceback from whatever it interrupted."""
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
+        sys.exit(128 + self.signal_number)
 
 
 def _diverged(recipe: Recipe, epoch: int, what: str) -> TrainingDiverged:

@@ -254,6 +254,8 @@ def _action(spec: dict):
         return lambda: os.kill(os.getpid(), number)
     if kind == "pause":
         return functools.partial(_pause, spec["release"])
+    if kind == "mark":  # say that training reached the hook, and go on
+        return lambda: print(f"{MARK}AT-HOOK", flush=True)
     raise ValueError(f"unknown action {kind!r}")
 
 
@@ -278,7 +280,7 @@ def drive(spec: dict) -> None:
             fit_run(name=spec.get("name", "run"), seed=spec.get("seed", 0),
                     callbacks=[injector.callback()])
     except H.training.RunInterrupted as stop:
-        sys.exit(128 + stop.signal_number)  # its line is printed already, as train.py does
+        stop.exit()  # its line is printed already, as train.py does
     except (ValueError, TypeError, OSError, *H.course_errors) as error:
         print(MARK + "ERROR " + json.dumps({
             "type": type(error).__name__, "message": str(error),
@@ -727,15 +729,18 @@ def kill_case(ctx: Ctx, twin: Twin, hook=None, delay=None):
     return resume_and_compare(ctx, twin, note, (ctx.folder() / "run.json").exists())
 
 
-def signal_case(ctx: Ctx, twin: Twin, number, hook=None, after_ready=None, twice=False):
+def signal_case(ctx: Ctx, twin: Twin, number, hook=None, from_outside_at=None, twice=False):
+    """``number`` sent by the run itself at ``hook``, or from outside once the run reaches the
+    hook ``from_outside_at`` (it prints a marker there), so that the signal meets the fit
+    however slowly the machine starts it."""
     name = signal.Signals(number).name
-    spec = {"hook": hook, "action": name.lower()} if hook else {}
+    spec = ({"hook": hook, "action": name.lower()} if hook else
+            {"hook": from_outside_at, "action": "mark"} if from_outside_at else {})
     process = driver(ctx, spec)
-    if after_ready is not None:
-        if not process.wait_for(MARK + "READY", 90):
+    if from_outside_at is not None:
+        if not process.wait_for(MARK + "AT-HOOK", 90):
             process.wait(5)
-            return "RAW", f"the driver did not start: {tail(process.err)}"
-        time.sleep(after_ready)
+            return "RAW", f"the run never reached {from_outside_at}: {tail(process.err)}"
         process.signal(number)
         if twice:
             time.sleep(0.15)
@@ -836,10 +841,11 @@ def kill_cases(quick: bool, root: Path):
          functools.partial(signal_case, number=signal.SIGINT, hook="test:0")),
         ("SIGTERM in the final test",
          functools.partial(signal_case, number=signal.SIGTERM, hook="test:0")),
-        ("SIGTERM from outside, 0.4 s into the fit",
-         functools.partial(signal_case, number=signal.SIGTERM, after_ready=0.4 + 1.0)),
-        ("SIGINT twice from outside (Ctrl+C, Ctrl+C), 1.2 s after start-up",
-         functools.partial(signal_case, number=signal.SIGINT, after_ready=1.2, twice=True)),
+        ("SIGTERM from outside in epoch 1 (at batch:0:2)",
+         functools.partial(signal_case, number=signal.SIGTERM, from_outside_at="batch:0:2")),
+        ("SIGINT twice from outside (Ctrl+C, Ctrl+C) in epoch 1 (at batch:0:2)",
+         functools.partial(signal_case, number=signal.SIGINT, from_outside_at="batch:0:2",
+                           twice=True)),
         ("scripts/train.py stopped by SIGINT",
          functools.partial(train_script_signal_case, number=signal.SIGINT)),
         ("scripts/train.py stopped by SIGTERM",

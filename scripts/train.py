@@ -52,7 +52,7 @@ def main() -> None:
     try:
         train(args)
     except training.RunInterrupted as stop:
-        sys.exit(128 + stop.signal_number)  # its message is printed already
+        stop.exit()  # its message is printed already
     except (ValueError, TypeError, runs.RunInUse, runs.LockLost, runs.CheckpointError,
             training.TrainingDiverged, memory_safe.DoesNotFit,
             datasets.DatasetNotFoundError) as error:

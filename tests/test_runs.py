@@ -524,6 +524,18 @@ def _garble_the_middle(path: Path) -> None:
     path.write_bytes(bytes(content))
 
 
+def test_a_script_stopped_by_a_signal_exits_deaf_to_a_second_one(monkeypatch):
+    """RunInterrupted.exit, as scripts/train.py ends: status 128 + the signal, and a second
+    Ctrl+C while Python shuts down is ignored (it printed a traceback from a destructor)."""
+    handlers = {}
+    monkeypatch.setattr(signal, "signal", lambda number, handler: handlers.update({
+        number: handler}))
+    with pytest.raises(SystemExit) as exited:
+        training.RunInterrupted("SIGINT: stopped", signal.SIGINT).exit()
+    assert exited.value.code == 130
+    assert handlers == {signal.SIGINT: signal.SIG_IGN, signal.SIGTERM: signal.SIG_IGN}
+
+
 @pytest.mark.parametrize("name, damage", [("last.ckpt", "truncate"), ("best.ckpt", "delete"),
                                           ("best.ckpt", "garble"), ("last.ckpt", "garble-middle"),
                                           ("last.ckpt", "another run's")])
