@@ -1,7 +1,7 @@
 """Training speed of the course's models in both memory layouts (the usual NCHW and
 channels-last) and in each precision this machine computes natively, side by side, with the
-layout the training path picks for each (on a CPU the faster of a few timed steps,
-``helpers.measure.prefers_channels_last``; on CUDA channels-last).
+layout the training path picks for each (on a CPU in full mode the faster of a few timed
+steps, ``helpers.measure.prefers_channels_last``; else channels-last).
 
     python benchmarks/memory_layout.py [--repeats 3] [--only NAME ...] [--no-save]
 

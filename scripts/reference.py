@@ -91,8 +91,8 @@ def main() -> None:
             print(f"\n=== {entry.name} (notebook {entry.notebook}) ===", flush=True)
             try:
                 entry.train()
-            except training.RunInterrupted:
-                sys.exit(130)
+            except training.RunInterrupted as stop:
+                stop.exit()  # its line is printed already
             except runs.RunInUse as error:  # another process started it since the status
                 print(f"{entry.name}: skipped, {error}")
                 continue
