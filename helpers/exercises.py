@@ -1,10 +1,10 @@
 """The notebooks' exercises, and the check of a learner's CPU-mode run against what the course
 measured for the same run.
 
-Every exercise, like every run a notebook trains in CPU mode, sees the CPU mode's data
-(:data:`SIZES`: 5,000 training, 1,000 validation and all 10,000 test images of the real
-Fashion-MNIST) for :data:`EPOCHS` epochs, in fp32 on every machine, so that the course's
-measurements apply on any CPU it supports. The measurements are run records committed in
+Every exercise, like every run a notebook trains in CPU mode, sees its notebook's CPU-mode data
+(:func:`helpers.modes.cpu_sizes`: 5,000 to 12,000 training, 1,000 validation and all 10,000 test
+images of the real Fashion-MNIST) for :data:`EPOCHS` epochs, in fp32 on every machine, so that the
+course's measurements apply on any CPU it supports. The measurements are run records committed in
 ``saved_models/exercise-records/`` (one file per run name and seed, written by
 ``scripts/measure_exercises.py``); :func:`expected` turns them into a range, and :func:`check`
 judges a run by it, after the run. In smoke mode the cells make smoke runs of a few batches
@@ -24,7 +24,7 @@ import torch
 from . import _arguments, config, runs, training
 from .data import ImageDataModule
 from .measure import count_parameters
-from .modes import CPU_DATA as DATA, CPU_EPOCHS as EPOCHS, CPU_SIZES as SIZES
+from .modes import CPU_DATA as DATA, CPU_EPOCHS as EPOCHS, cpu_sizes
 from .runs import Run
 
 CLASSES = 10
@@ -48,11 +48,12 @@ def full() -> bool:
     return not config.is_smoke() or value == "full"
 
 
-def data(full: bool, **options) -> ImageDataModule:
-    """The exercises' Fashion-MNIST: :data:`SIZES` images when ``full``, a few hundred for a
-    smoke run. ``options`` go to :class:`ImageDataModule` (e.g. ``augment=None``, ``size=32``)."""
-    return ImageDataModule(DATA, val_size=SIZES[1], seed=0,
-                           subset=SIZES if full else SMOKE_SIZES, **options)
+def data(notebook: str, full: bool, **options) -> ImageDataModule:
+    """Notebook ``notebook``'s exercise data: its CPU-mode Fashion-MNIST
+    (:func:`~helpers.modes.cpu_sizes`) when ``full``, a few hundred images for a smoke run.
+    ``options`` go to :class:`ImageDataModule` (e.g. ``augment=None``, ``size=32``)."""
+    sizes = cpu_sizes(notebook) if full else SMOKE_SIZES
+    return ImageDataModule(DATA, val_size=sizes[1], seed=0, subset=sizes, **options)
 
 
 def train(model, module: ImageDataModule, recipe: str, *, name: str, full: bool,
@@ -69,11 +70,16 @@ def train(model, module: ImageDataModule, recipe: str, *, name: str, full: bool,
 
 
 def is_full(info: dict) -> bool:
-    """Was the run of record ``info`` trained with the exercises' settings on the real data, so
-    that the course's range applies to it?"""
-    return (info.get("images", {}).get("train") == SIZES[0] and info.get("epochs") == EPOCHS
-            and info.get("data") == DATA and "stand-in" not in str(info.get("data_source"))
+    """Was the run of record ``info`` trained like the exercises (the real data, :data:`EPOCHS`
+    epochs, fp32), so that a range the course measured can apply to it? (The number of images
+    is its notebook's: :func:`check` compares it with the measured runs'.)"""
+    return (info.get("epochs") == EPOCHS and info.get("data") == DATA
+            and "stand-in" not in str(info.get("data_source"))
             and info.get("precision") == PRECISION)
+
+
+def _train_images(info: dict):
+    return info.get("images", {}).get("train")
 
 
 @dataclass(frozen=True)
@@ -84,6 +90,7 @@ class Expected:
     (the results, :data:`MARGIN` either way, and never within :data:`ABOVE_CHANCE` of chance)."""
     exercise: str
     results: dict          # (seed, threads) -> test accuracy
+    train_images: int      # of every measured run
     hardware: str
     low: float
     high: float
@@ -128,10 +135,16 @@ def expected(exercise: str, records: Path | None = None) -> Expected:
     definition = infos[0].get("definition", {})
     if bad := [path.name for path, info in zip(paths, infos) if not is_full(info)]:
         raise ValueError(f"{', '.join(bad)} in {folder} were not trained with the exercises' "
-                         f"settings ({SIZES[0]:,} images, {EPOCHS} epochs, {PRECISION})")
+                         f"settings (real {DATA}, {EPOCHS} epochs, {PRECISION})")
+    if len(sizes := {_train_images(info) for info in infos}) > 1:
+        raise ValueError(f"the records of {exercise!r} in {folder} mix runs on "
+                         f"{' and '.join(f'{n:,}' for n in sorted(sizes))} training images: "
+                         f"measure every seed again (`python scripts/measure_exercises.py "
+                         f"{exercise}`)")
     results = {(info["seed"], _threads(info["hardware"])): info["test_acc"] for info in infos}
     hardware = " / ".join(sorted({info["hardware"].split(",")[0] for info in infos}))
-    return Expected(exercise, results, hardware, max(min(results.values()) - MARGIN, CHANCE_FLOOR),
+    return Expected(exercise, results, sizes.pop(), hardware,
+                    max(min(results.values()) - MARGIN, CHANCE_FLOOR),
                     max(results.values()) + MARGIN, definition)
 
 
@@ -154,8 +167,8 @@ def check(run: Run, hint: str = "", like: str | None = None, records: Path | Non
     accuracy = run.info["test_acc"]
     if not is_full(run.info):
         what = "a smoke run" if run.info.is_smoke_run else "not a CPU-mode run"
-        print(f"{run.name}: {accuracy:.1%}, not checked: {what} (the course measured "
-              f"{SIZES[0]:,} real training images, {EPOCHS} epochs, fp32: COURSE_MODE=cpu).")
+        print(f"{run.name}: {accuracy:.1%}, not checked: {what} (the course measured its runs on "
+              f"the real {DATA}, {EPOCHS} epochs, fp32: COURSE_MODE=cpu).")
         return False
     try:
         wanted = expected(like or run.name, records)
@@ -163,6 +176,11 @@ def check(run: Run, hint: str = "", like: str | None = None, records: Path | Non
         print(f"{run.name}: {accuracy:.2%}, not checked: the course has measured no run named "
               f"{like or run.name!r} (its records are in saved_models/exercise-records/); keep "
               f"the name the exercise gives.")
+        return False
+    if _train_images(run.info) != wanted.train_images:
+        print(f"{run.name}: {accuracy:.1%}, not checked: it trained on "
+              f"{_train_images(run.info) or 0:,} images, the course's runs of it on "
+              f"{wanted.train_images:,} (its notebook's exercise data: exercises.data).")
         return False
     if not wanted.judgeable:
         print(f"{run.name}: {accuracy:.2%}, not judged: the course's runs of it reached "

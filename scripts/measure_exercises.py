@@ -8,6 +8,7 @@ settings in a learner's run names them). Runs in CPU mode: the exercises' data, 
 
     python scripts/measure_exercises.py                 # every run, every seed
     python scripts/measure_exercises.py allcnn-c32-dropout0 --seeds 1 2
+    python scripts/measure_exercises.py --notebook 02 --threads 2
     python scripts/measure_exercises.py --table         # the records, for docs/measurements.md
 """
 
@@ -41,7 +42,7 @@ def _equal_macs() -> dict:
                          key=lambda v: v.xi)
     chosen = [vgg_d_eighth, *(sweep.scaled_to_macs(v, vgg_d_eighth.macs)
                               for v in (by_location[0], by_location[-1]))]
-    return {f"equal-macs-{v.name}": (_vgg(v), "mundt-sgdr", {"size": 32}) for v in chosen}
+    return {f"equal-macs-{v.name}": ("05", _vgg(v), "mundt-sgdr", {"size": 32}) for v in chosen}
 
 
 def _create(name, **hparams):
@@ -99,50 +100,54 @@ def _max_transition_densenet():
     return net
 
 
-# name -> (model builder, recipe, data options); the names are the notebooks' run names
+# name -> (notebook, model builder, recipe, data options); the names are the notebooks' run names
 RUNS = {
     # 01: the notebook's own runs, and exercise 1
-    "allcnn-c32-plain-fashionmnist-cpu": (_create("allcnn", c=32), "allcnn-seed", {}),
-    "allcnn-c32-residual-fashionmnist-cpu": (_create("allcnn", c=32, residual=True),
+    "allcnn-c32-plain-fashionmnist-cpu": ("01", _create("allcnn", c=32), "allcnn-seed", {}),
+    "allcnn-c32-residual-fashionmnist-cpu": ("01", _create("allcnn", c=32, residual=True),
                                              "allcnn-seed", {}),
-    "allcnn-c32-dropout0": (_create("allcnn", c=32, dropout=0.0), "allcnn-seed", {}),
-    "allcnn-c32-lean": (_lean_allcnn, "allcnn-seed", {}),
+    "allcnn-c32-dropout0": ("01", _create("allcnn", c=32, dropout=0.0), "allcnn-seed", {}),
+    "allcnn-c32-lean": ("01", _lean_allcnn, "allcnn-seed", {}),
     # 02
     "densenet-16-k12-fashionmnist-cpu": (
-        lambda: densenet(16, 12, num_classes=10, in_channels=1), "densenet-fast", {}),
+        "02", lambda: densenet(16, 12, num_classes=10, in_channels=1), "densenet-fast", {}),
     "densenet-bc-22-k12-fashionmnist-cpu": (
-        lambda: densenet(22, 12, bc=True, num_classes=10, in_channels=1), "densenet-fast", {}),
-    "densenet-bc-22-k6": (lambda: densenet(22, 6, bc=True, num_classes=10, in_channels=1),
-                          "densenet-fast", {}),
-    "densenet-bc-22-k12-max-transition": (_max_transition_densenet, "densenet-fast", {}),
+        "02", lambda: densenet(22, 12, bc=True, num_classes=10, in_channels=1), "densenet-fast",
+        {}),
+    "densenet-bc-22-k6": (
+        "02", lambda: densenet(22, 6, bc=True, num_classes=10, in_channels=1), "densenet-fast",
+        {}),
+    "densenet-bc-22-k12-max-transition": ("02", _max_transition_densenet, "densenet-fast", {}),
     # 03: the tutorial's augmentation
-    "resnet-fashionmnist-cpu": (_create("resnet"), "tutorial5-sgd",
+    "resnet-fashionmnist-cpu": ("03", _create("resnet"), "tutorial5-sgd",
                                 {"augment": "resized-crop-flip"}),
-    "preact-resnet-fashionmnist-cpu": (_create("preact-resnet"), "tutorial5-sgd",
+    "preact-resnet-fashionmnist-cpu": ("03", _create("preact-resnet"), "tutorial5-sgd",
                                        {"augment": "resized-crop-flip"}),
-    "resnet-tutorial5-adamw": (_create("resnet"), "tutorial5-adamw",
+    "resnet-tutorial5-adamw": ("03", _create("resnet"), "tutorial5-adamw",
                                {"augment": "resized-crop-flip"}),
-    "resnet-tanh": (_create("resnet", act_fn="tanh"), "tutorial5-sgd",
+    "resnet-tanh": ("03", _create("resnet", act_fn="tanh"), "tutorial5-sgd",
                     {"augment": "resized-crop-flip"}),
-    "resnet-plain-blocks": (_plain_resnet, "tutorial5-sgd", {"augment": "resized-crop-flip"}),
+    "resnet-plain-blocks": ("03", _plain_resnet, "tutorial5-sgd",
+                            {"augment": "resized-crop-flip"}),
     # 04: the checkered-CNN demo's augmentation, and none
-    "cnn-toy-fashionmnist-cpu": (_create("cnn-toy"), "sgd-cosine", {"augment": "rotate-crop"}),
-    "cnn-toy-checkered-fashionmnist-cpu": (_create("cnn-toy-checkered"), "sgd-cosine",
+    "cnn-toy-fashionmnist-cpu": ("04", _create("cnn-toy"), "sgd-cosine",
+                                 {"augment": "rotate-crop"}),
+    "cnn-toy-checkered-fashionmnist-cpu": ("04", _create("cnn-toy-checkered"), "sgd-cosine",
                                            {"augment": "rotate-crop"}),
-    "cnn-toy-no-augment": (_create("cnn-toy"), "sgd-cosine", {"augment": None}),
-    "cnn-toy-checkered-no-augment": (_create("cnn-toy-checkered"), "sgd-cosine",
+    "cnn-toy-no-augment": ("04", _create("cnn-toy"), "sgd-cosine", {"augment": None}),
+    "cnn-toy-checkered-no-augment": ("04", _create("cnn-toy-checkered"), "sgd-cosine",
                                      {"augment": None}),
-    "small-cnn-checkered": (_small_cnn_checkered, "sgd-cosine", {"augment": "rotate-crop"}),
+    "small-cnn-checkered": ("04", _small_cnn_checkered, "sgd-cosine", {"augment": "rotate-crop"}),
     # 05
     **_equal_macs(),
-    "vgg-ramp-8": (_ramp_vgg, "mundt-sgdr", {"size": 32}),
+    "vgg-ramp-8": ("05", _ramp_vgg, "mundt-sgdr", {"size": 32}),
 }
 
 
 def measure(name: str, seed: int, work: Path, threads: int = 1) -> float:
-    build, recipe, options = RUNS[name]
+    notebook, build, recipe, options = RUNS[name]
     training.seed(seed)
-    run = training.fit(build(), exercises.data(full=True, **options), recipe, name=name,
+    run = training.fit(build(), exercises.data(notebook, full=True, **options), recipe, name=name,
                        epochs=exercises.EPOCHS, seed=seed, precision=exercises.PRECISION,
                        directory=work, overwrite=True, enable_progress_bar=False)
     suffix = "" if threads == 1 else f"-t{threads}"
@@ -154,8 +159,9 @@ def measure(name: str, seed: int, work: Path, threads: int = 1) -> float:
 
 def table() -> str:
     """The committed records as a Markdown table: each run's results, range, time, machine."""
-    lines = ["| run | test accuracy of the measured runs | range a run is checked against | "
-             "wall seconds | hardware, precision, date |", "|---|---|---|---|---|"]
+    lines = ["| run | training images | test accuracy of the measured runs | "
+             "range a run is checked against | wall seconds | hardware, precision, date |",
+             "|---|---|---|---|---|---|"]
     for name in RUNS:
         wanted = exercises.expected(name)
         infos = sorted((json.loads(path.read_text())
@@ -165,7 +171,7 @@ def table() -> str:
                   else "not judged: a run came within 5 points of chance")
         machines = sorted({f"{info['hardware']}, {info['precision']}" for info in infos})
         dates = sorted({info["date"][:10] for info in infos})
-        lines.append(f"| `{name}` | {wanted.reached()} | "
+        lines.append(f"| `{name}` | {wanted.train_images:,} | {wanted.reached()} | "
                      f"{judged} | {' / '.join(str(round(i['wall_seconds'])) for i in infos)} | "
                      f"{'; '.join(machines)}, {' / '.join(dates)} |")
     return "\n".join(lines)
@@ -175,6 +181,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help=f"runs to measure (default: all): "
                                                  f"{', '.join(RUNS)}")
+    parser.add_argument("--notebook", choices=sorted({entry[0] for entry in RUNS.values()}),
+                        help="only the runs of this notebook")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (default 1); a record on more is named -s<seed>-t<n>")
@@ -189,7 +197,8 @@ def main() -> int:
         parser.error(f"unknown run(s) {', '.join(unknown)}; valid: {', '.join(RUNS)}")
     torch.set_num_threads(args.threads)
     with tempfile.TemporaryDirectory() as work:
-        for name in args.names or RUNS:
+        for name in args.names or [name for name, entry in RUNS.items()
+                                   if args.notebook in (None, entry[0])]:
             for seed in args.seeds:
                 accuracy = measure(name, seed, Path(work), args.threads)
                 print(f"{name} seed {seed}: {accuracy:.2%}", flush=True)

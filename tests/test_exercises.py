@@ -1,16 +1,17 @@
 """The notebooks' exercises: their data, precision, and a check that judges fairly."""
 
+import importlib.util
 import json
 
 import pytest
 import torch
 
-from helpers import config, data, datasets, exercises, models, training
+from helpers import config, data, datasets, exercises, models, modes, training
 
 CPU = "CPU AMD EPYC, 2 threads"
 
 
-def _info(accuracy, seed=0, train=exercises.SIZES[0], epochs=exercises.EPOCHS,
+def _info(accuracy, seed=0, train=5_000, epochs=exercises.EPOCHS,
           source="/usr/share/datasets/fashion-mnist", precision=exercises.PRECISION):
     return {"test_acc": accuracy, "images": {"train": train}, "epochs": epochs, "seed": seed,
             "data": exercises.DATA, "data_source": source, "precision": precision,
@@ -86,11 +87,25 @@ def test_a_run_under_a_name_the_course_never_measured_is_said_not_checked(record
         capsys.readouterr().out
 
 
-@pytest.mark.parametrize("info", [dict(train=256), dict(epochs=1),
+@pytest.mark.parametrize("info", [dict(epochs=1), dict(precision="bf16-mixed"),
                                   dict(source="synthetic stand-in for FashionMNIST")])
 def test_a_run_at_another_scale_is_not_judged(records, capsys, info):
     assert exercises.check(_run(0.1, **info), records=records) is False
     assert "not checked: not a CPU-mode run" in capsys.readouterr().out
+
+
+def test_a_run_on_other_images_than_the_measured_ones_is_not_judged(records, capsys):
+    """Another notebook's exercise data, say: the measured range does not apply to it."""
+    assert exercises.check(_run(0.62, train=8_000), records=records) is False
+    assert ("width: 62.0%, not checked: it trained on 8,000 images, the course's runs of it on "
+            "5,000") in capsys.readouterr().out
+
+
+def test_records_on_different_numbers_of_images_are_an_error(records):
+    (records / "width-s3.json").write_text(json.dumps(_info(0.6, seed=3, train=8_000)))
+    with pytest.raises(ValueError, match="'width' .* mix runs on 5,000 and 8,000 training "
+                                         "images: measure every seed again"):
+        exercises.expected("width", records)
 
 
 def test_every_committed_range_comes_from_records_of_correct_runs():
@@ -108,10 +123,17 @@ def test_every_committed_range_comes_from_records_of_correct_runs():
             assert exercises.check(training.Run(name, None, None, info, None)), path.name
 
 
-def test_the_exercise_data_are_the_stated_subsets(monkeypatch):
-    module = exercises.data(full=False, augment=None)
+def test_the_exercise_data_are_each_notebooks_cpu_mode_data(monkeypatch):
+    module = exercises.data("02", full=False, augment=None)
     assert module.subset == exercises.SMOKE_SIZES and module.augment is None
-    assert exercises.data(full=True).subset == exercises.SIZES == (5_000, 1_000, 10_000)
+    assert exercises.data("02", full=True).subset == modes.cpu_sizes("02") == (12_000, 1_000,
+                                                                              10_000)
+    with monkeypatch.context() as cpu_mode:
+        cpu_mode.setenv("COURSE_MODE", "cpu")
+        for notebook in modes.FULL:  # a notebook's exercises see what its own runs see
+            assert exercises.data(notebook, full=True).subset == modes.scale(notebook).subset
+    with pytest.raises(ValueError, match="no CPU-mode sizes for notebook '2'; valid: 01, 02"):
+        exercises.data("2", full=True)
     assert not exercises.full()
     monkeypatch.setenv("COURSE_EXERCISES", "full")
     assert exercises.full()
@@ -167,14 +189,16 @@ def test_a_deliberately_broken_run_on_the_real_data_fails_its_check(course_env, 
     if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
     monkeypatch.setenv("COURSE_MODE", "cpu")
-    monkeypatch.setattr(exercises, "SIZES", (512, 128, 512))
+    monkeypatch.setitem(modes.CPU_TRAIN, "01", 512)
+    monkeypatch.setattr(modes, "CPU_VAL", 128)
+    monkeypatch.setattr(modes, "CPU_TEST", 512)
     monkeypatch.setattr(exercises, "EPOCHS", 1)
     records = tmp_path / "measured"
     records.mkdir()
     for seed in range(3):  # what correct runs of this small size reached, say
         (records / f"width-s{seed}.json").write_text(json.dumps(
             _info(0.6 + seed / 100, seed=seed, train=512, epochs=1)))
-    images = exercises.data(full=True)
+    images = exercises.data("01", full=True)
     broken = exercises.train(_Blind(), images, "sgd-cosine", name="width", full=True,
                              enable_progress_bar=False)
     assert exercises.is_full(broken.info) and broken.info["test_acc"] < 0.15
@@ -190,3 +214,22 @@ def test_a_deliberately_broken_run_on_the_real_data_fails_its_check(course_env, 
 def test_check_names_what_it_takes_instead_of_failing_inside(arguments, says):
     with pytest.raises(TypeError, match=says):
         exercises.check(*arguments)
+
+
+def test_every_measured_run_has_records_of_its_notebooks_current_data(monkeypatch):
+    """A notebook's CPU-mode data changed (helpers.modes.CPU_TRAIN) means measuring its runs
+    again: records of the old data would judge a learner's run by the wrong range."""
+    monkeypatch.setenv("COURSE_MODE", "cpu")  # the script sets it; restored after the test
+    spec = importlib.util.spec_from_file_location(
+        "measure_exercises", config.project_root() / "scripts" / "measure_exercises.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    for name, (notebook, _, recipe, options) in script.RUNS.items():
+        train, val, test = modes.cpu_sizes(notebook)
+        for path in exercises.RECORDS.glob(f"{name}-s*.json"):
+            measured = json.loads(path.read_text())["definition"]
+            assert measured["data"]["images"] == {"train": train, "val": val, "test": test}, \
+                path.name
+            assert measured["data"]["augment"] == options.get("augment", "crop-flip"), path.name
+            assert measured["recipe"]["name"] == recipe, path.name
+        assert exercises.expected(name).seeds == [0, 1, 2], name
