@@ -179,8 +179,8 @@ def check_definition(folder: Path, wanted: dict, fields=None) -> None:
         state = "a finished" if is_complete(folder) else "an interrupted"
         raise DefinitionMismatch(
             f"{folder} holds {state} run with other settings:\n  " + "\n  ".join(lines) +
-            "\nTrain under another name, or pass overwrite=True (scripts/train.py: --overwrite)"
-            " to delete that run and train afresh.")
+            "\nTrain under another name, or delete that run and train afresh: pass overwrite=True"
+            " (scripts/train.py: --overwrite), or remove the folder.")
 
 
 def definition_text(definition: dict) -> str:

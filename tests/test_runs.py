@@ -120,6 +120,7 @@ def test_rerunning_a_finished_run_with_other_settings_is_an_error(course_env, ch
         _fit("fixed", **change)
     message = str(info.value)
     assert field in message and "another name" in message and "overwrite=True" in message
+    assert "remove the folder" in message  # what a learner whose old runs no longer fit can do
     assert (first.directory / "run.json").read_text() == record
 
 
