@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from helpers import config, files
+from helpers._machinery import config, files
 
 FOLDER = Path(__file__).resolve().parent / "results"
 

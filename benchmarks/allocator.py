@@ -1,5 +1,5 @@
 """Training speed with glibc's default handling of big blocks and with freed blocks kept for
-reuse (what ``helpers.training.fit`` sets on Linux, ``helpers._allocator``), side by side.
+reuse (what ``helpers.training.fit`` sets on Linux, ``helpers._machinery.allocator``), side by side.
 
     python benchmarks/allocator.py [--repeats 3] [--only NAME ...] [--no-save]
 
@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 import _results
-from helpers import _allocator, config, measure, models
+from helpers._machinery import allocator as _allocator, config
+from helpers import measure, models
 from memory_layout import MODELS, precisions
 
 SETTINGS = ("glibc defaults", "freed blocks kept")

@@ -20,8 +20,8 @@ from datetime import date
 import torch
 from torch.nn import functional as F
 
-from helpers import config, measure
-from helpers.checkered import CheckeredConv2d, sampler_sequence
+from helpers._machinery import config, memory
+from helpers.models.checkered import CheckeredConv2d, sampler_sequence
 
 
 def four_shift_conv(x: torch.Tensor, layer: CheckeredConv2d) -> torch.Tensor:
@@ -75,7 +75,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=10)
     args = parser.parse_args()
-    measure.track_cpu_peaks()
+    memory.track_cpu_peaks()
     device = config.device_type()
     print(f"checkered 3x3 stride-2 convolution, forward + backward; {config.hardware()}, "
           f"torch {torch.__version__}, fp32, {date.today()}")
@@ -96,7 +96,7 @@ def main() -> int:
 
         original, ours = step(four_shift_conv), step(lambda x, layer: layer(x))
         t_original, t_ours = timed((original, ours), args.repeats)
-        m_original, m_ours = measure.peak_memory_mib(original), measure.peak_memory_mib(ours)
+        m_original, m_ours = memory.peak_memory_mib(original), memory.peak_memory_mib(ours)
         ratio = f"{m_original / m_ours:.2f}" if m_original and m_ours else "-"
         print(f"{batch} x {c_in}->{c_out} x {submaps} x {size}x{size}, {sampling} | "
               f"{difference:.1e} | {1000 * t_original:.1f} | {1000 * t_ours:.1f} | "

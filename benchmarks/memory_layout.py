@@ -22,7 +22,8 @@ from datetime import date
 import torch
 
 import _results
-from helpers import config, measure, models, training
+from helpers._machinery import config, fitting
+from helpers import measure, models
 
 # name, hyper-parameters, batch, input shape: as the notebooks train them
 MODELS = [("allcnn", {"c": 64, "num_classes": 10}, 64, (3, 32, 32)),
@@ -53,7 +54,7 @@ def measure_model(name: str, hparams: dict, batch: int, shape: tuple, repeats: i
                     models.create(name, **hparams), shape, batch, batches=3,
                     precision=precision, channels_last=layout))
         measure._LAYOUTS.clear()
-        picked = training._fresh_layout(model, shape, batch, precision)  # as fit picks
+        picked = fitting.fresh_layout(model, shape, batch, precision)  # as fit picks
         usual, last = (statistics.median(rates[layout]) for layout in (False, True))
         rows.append({"precision": precision, "usual": usual, "channels_last": last,
                      "usual_all": rates[False], "channels_last_all": rates[True],

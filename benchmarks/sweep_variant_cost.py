@@ -22,7 +22,8 @@ from datetime import date
 import torch
 
 import _results
-from helpers import config, measure, models, sweep
+from helpers._machinery import config
+from helpers import measure, models, sweep
 
 
 def measure_variants(batches: int, batch_size: int = 128, width_scale: float = 1.0) -> list[dict]:

@@ -27,7 +27,8 @@ import pytorch_lightning as pl
 import torch
 
 import _results
-from helpers import config, data, datasets, measure, models, training
+from helpers._machinery import config, datasets
+from helpers import data, measure, models, training
 
 RECIPE = "sgd-cosine"
 AUGMENT = "flip"

@@ -39,7 +39,8 @@ from torch.nn import functional as F
 from torchvision import transforms
 
 import _results
-from helpers import config, data, datasets, models, recipes, training
+from helpers._machinery import config, datasets, fitting
+from helpers import data, models, recipes, training
 
 RECIPE = "sgd-cosine"
 
@@ -116,7 +117,7 @@ def run_usual(images, labels, stats, recipe, epochs: int, workers: int, folder: 
     loader = torch.utils.data.DataLoader(
         tutorial_dataset(images, labels, stats), batch_size=recipe.batch_size, shuffle=True,
         drop_last=True, num_workers=workers, pin_memory=torch.cuda.is_available())
-    history = training.History()
+    history = fitting.History()
     trainer = pl.Trainer(max_epochs=epochs, default_root_dir=folder, callbacks=[history])
     module = TutorialModule(models.create("resnet"), recipe, epochs)
     trainer.fit(module, loader)

@@ -1,7 +1,7 @@
 """Batches for training and evaluation, cut and augmented on the training device.
 
-:class:`ImageDataModule` takes a data set from :mod:`helpers.datasets`, splits off a seeded
-validation set, normalises with the training split's channel statistics, and serves
+:class:`ImageDataModule` takes a data set from :mod:`helpers._machinery.datasets`, splits off a
+seeded validation set, normalises with the training split's channel statistics, and serves
 :class:`DeviceLoader` batches: the whole split lives on the training device and random crops and
 flips are done there for a whole batch at once, with no PIL, no per-image Python and no worker
 processes. The training batch size is the recipe's: ``training.fit`` gives it with
@@ -18,8 +18,8 @@ import pytorch_lightning as pl
 import torch
 from torch.nn import functional as F
 
-from . import _arguments, config
-from .datasets import ImageSet, channel_stats, info, load, mean_std
+from ._machinery import arguments as _arguments, config
+from ._machinery.datasets import ImageSet, channel_stats, info, load, mean_std
 
 def split_indices(n: int, val_size: int | float,
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -1,15 +1,13 @@
-"""The notebooks' exercises, and the check of a learner's CPU-mode run against what the course
-measured for the same run.
+"""The notebooks' exercises, and the check of a learner's run against the course's records.
 
 Every exercise, like every run a notebook trains in CPU mode, sees its notebook's CPU-mode data
 (:func:`helpers.modes.cpu_sizes`: 5,000 to 12,000 training, 1,000 validation and all 10,000 test
-images of the real Fashion-MNIST) for :data:`EPOCHS` epochs, in fp32 on every machine, so that the
-course's measurements apply on any CPU it supports. The measurements are run records committed in
-``saved_models/exercise-records/`` (one file per run name and seed, written by
+images of the real Fashion-MNIST) for :data:`EPOCHS` epochs, in fp32 on every machine, so that
+the course's measurements apply on any CPU it supports. The measurements are run records
+committed in ``saved_models/exercise-records/`` (one file per run name and seed, written by
 ``scripts/measure_exercises.py``); :func:`expected` turns them into a range, and :func:`check`
 judges a run by it, after the run. In smoke mode the cells make smoke runs of a few batches
-instead, which :func:`check` does not judge.
-"""
+instead, which :func:`check` does not judge."""
 
 from __future__ import annotations
 
@@ -21,11 +19,12 @@ from pathlib import Path
 
 import torch
 
-from . import _arguments, config, runs, training
+from ._machinery import arguments as _arguments, config, runs
+from . import training
 from .data import ImageDataModule
 from .measure import count_parameters
 from .modes import CPU_DATA as DATA, CPU_EPOCHS as EPOCHS, cpu_sizes
-from .runs import Run
+from ._machinery.runs import Run
 
 CLASSES = 10
 SMOKE_SIZES = (256, 128, 256)

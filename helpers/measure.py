@@ -1,18 +1,14 @@
-"""Measuring models: their size (parameters, FLOPs, a layer table), the peak memory of a training
-step, and inference and training throughput.
+"""Measuring models: their size, a training step's peak memory, and throughput.
 
-Peak memory: on a CUDA GPU the answer is exact, the allocator's peak above what was allocated
-before (weights, gradients, the batch). On a Linux CPU it is the growth of the process's peak
-resident memory (VmHWM), measured in a process in which every allocation of 64 KiB or more is
-mapped and unmapped directly, so that freed memory is returned at once and the peak reflects
-what was really held; ``peak_step_memory`` starts a fresh process for that. Elsewhere it cannot
-be measured and is reported as None.
+Size: parameters, FLOPs and a layer table. Throughput: of inference, and of a training step.
+
+Peak memory is exact on a CUDA GPU (the allocator's peak) and on Linux (the peak resident memory
+of a fresh process; how: :mod:`helpers._machinery.memory`); elsewhere it is reported as None.
 """
 
 from __future__ import annotations
 
 import copy
-import functools
 import json
 import os
 import subprocess
@@ -20,21 +16,15 @@ import statistics
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pandas as pd
 import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import _allocator, config, models
-
-_MIB = 2 ** 20
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Learnable parameters (what papers count; BatchNorm running statistics are buffers)."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+from ._machinery import allocator as _allocator, config, memory
+from . import models
+from .models.registry import count_parameters
 
 
 def count_flops(model: nn.Module, input_shape: tuple[int, ...]) -> int:
@@ -76,7 +66,7 @@ def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32
 
     Returns ``{"device": ..., "method": ..., "peak_mib": {batch_size: MiB or None}}``."""
     if config.device_type() == "cuda":
-        peaks = _measure(model_name, batch_sizes, input_shape, hparams, "cuda")
+        peaks = memory.measure_peaks(model_name, batch_sizes, input_shape, hparams, "cuda")
         return {"device": config.hardware(), "method": "CUDA allocator peak",
                 "peak_mib": peaks}
     if not os.access("/proc/self/clear_refs", os.W_OK):
@@ -84,7 +74,7 @@ def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32
                 "peak_mib": {b: None for b in batch_sizes}}
     request = json.dumps({"model": model_name, "batch_sizes": batch_sizes,
                           "input_shape": list(input_shape), "hparams": hparams})
-    done = subprocess.run([sys.executable, "-m", "helpers.measure", request], check=True,
+    done = subprocess.run([sys.executable, "-m", "helpers._machinery.memory", request], check=True,
                           capture_output=True, text=True)
     peaks = {int(b): mib for b, mib in json.loads(done.stdout.splitlines()[-1]).items()}
     return {"device": config.hardware(), "method": "peak resident memory (Linux VmHWM)",
@@ -203,76 +193,3 @@ def _synchronize(device: str) -> None:
         torch.cuda.synchronize()
     elif device == "mps":
         torch.mps.synchronize()
-
-
-def _measure(model_name: str, batch_sizes: list[int], input_shape, hparams: dict,
-             device: str) -> dict:
-    torch.manual_seed(0)
-    model = models.create(model_name, **hparams).to(device).train()
-    for parameter in model.parameters():
-        parameter.grad = torch.zeros_like(parameter)
-    with torch.no_grad():
-        num_classes = model(torch.zeros(2, *input_shape, device=device)).shape[1]
-    peaks = {}
-    for batch_size in batch_sizes:
-        x = torch.randn(batch_size, *input_shape, device=device)
-        y = torch.randint(num_classes, (batch_size,), device=device)
-        step = functools.partial(_training_step, model, x, y)
-        peaks[batch_size] = peak_memory_mib(step, device)
-    return peaks
-
-
-def _training_step(model, x, y) -> None:
-    torch.nn.functional.cross_entropy(model(x), y).backward()
-
-
-def track_cpu_peaks() -> None:
-    """Make CPU peak-memory measurements of this process exact from now on: glibc then maps and
-    unmaps every allocation of 64 KiB or more directly, so freed memory leaves the process at
-    once. For measuring processes only: it makes allocation slower."""
-    _allocator.track_peaks()
-
-
-def peak_memory_mib(fn, device: str | None = None) -> float | None:
-    """How much memory (MiB) ``fn()`` needs at its peak beyond what was held before: the CUDA
-    allocator's peak on a GPU; on a Linux CPU the growth of the peak resident memory (exact
-    after ``track_cpu_peaks()``); None where neither can be read."""
-    device = device or config.device_type()
-    if device == "cpu" and not os.access("/proc/self/clear_refs", os.W_OK):
-        return None
-    before = _start(device)
-    fn()
-    return round(_peak_since(before, device) / _MIB, 1)
-
-
-def _start(device: str) -> int:
-    if device == "cuda":
-        torch.cuda.synchronize()
-        torch.cuda.reset_peak_memory_stats()
-        return torch.cuda.memory_allocated()
-    _allocator.release_free_memory()
-    before = _status_bytes("VmRSS")
-    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
-    return before
-
-
-def _peak_since(before: int, device: str) -> int:
-    if device == "cuda":
-        torch.cuda.synchronize()
-        return torch.cuda.max_memory_allocated() - before
-    return _status_bytes("VmHWM") - before
-
-
-def _status_bytes(key: str) -> int:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(f"{key}:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError(f"{key} not found in /proc/self/status")
-
-
-if __name__ == "__main__":  # the fresh process of a CPU measurement
-    track_cpu_peaks()
-    task = json.loads(sys.argv[1])
-    result = _measure(task["model"], task["batch_sizes"], tuple(task["input_shape"]),
-                      task["hparams"], "cpu")
-    print(json.dumps(result))

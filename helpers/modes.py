@@ -1,4 +1,4 @@
-"""What each mode trains in each notebook (``COURSE_MODE``, see :mod:`helpers.config`).
+"""What each mode trains in each notebook (``COURSE_MODE``, see :mod:`helpers._machinery.config`).
 
 - **full**: the paper's data set and recipe, every image, every epoch.
 - **cpu**: the real Fashion-MNIST at a small scale for everything a learner trains on a CPU
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import config
+from ._machinery import config
 from .data import ImageDataModule
 
 CPU_DATA = "FashionMNIST"
@@ -39,7 +39,7 @@ def cpu_sizes(notebook: str) -> tuple[int, int, int]:
 @dataclass(frozen=True)
 class Scale:
     """The data and length of a notebook's own runs in one mode."""
-    data: str                    # data set name (helpers.datasets)
+    data: str                    # data set name (helpers._machinery.datasets)
     subset: tuple | None         # (train, validation, test) images; None: all of them
     val_size: int                # validation images cut from the training split
     epochs: int | None           # None: the recipe's own

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import math
+from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
@@ -15,6 +16,9 @@ import numpy as np
 import pandas as pd
 import seaborn as sns
 import torch
+
+if TYPE_CHECKING:
+    from ._machinery.runs import Run
 
 
 def _as_image(image: torch.Tensor) -> np.ndarray:
@@ -220,7 +224,7 @@ def sampled_pixels_figure(size: int = 16, steps: int = 3,
                           methods=("traditional", "naive", "lattice", "random")) -> plt.Figure:
     """Which input pixels are still sampled after 1..steps stride-2 subsamplings, per method
     (rows) and step (columns); each colour is one submap, white is not sampled."""
-    from .checkered import sampled_pixels
+    from .models.checkered import sampled_pixels
     side = 2.3 if size <= 16 else 2.8  # larger maps need larger squares to show their pixels
     figure, axes = plt.subplots(len(methods), steps, squeeze=False, layout="constrained",
                                 figsize=(side * steps, (side + 0.4) * len(methods)))
@@ -423,7 +427,7 @@ def checkered_diagram(size: int = 8) -> plt.Figure:
     """What one stride-2 step keeps of a ``size`` x ``size`` map: an ordinary stride-2 layer
     keeps one pixel of each 2x2 window (one map of a quarter of the size); checkered
     subsampling keeps the two on a diagonal, as two submaps, so half the pixels survive."""
-    from .checkered import sampled_pixels
+    from .models.checkered import sampled_pixels
     ordinary = sampled_pixels(size, 1, "traditional").float()
     checkered = sampled_pixels(size, 1, "naive").float()
     panels = {f"input {size}×{size}": None,
@@ -549,3 +553,40 @@ def against_reference_table(yours: dict, reference: dict):
     return (table.set_index(["model", "run"]).sort_index(level=0, sort_remaining=False)
             .style.format({"test accuracy": "{:.2%}", "parameters": "{:,}", "minutes": "{:.1f}",
                            "training images": "{:,}", "images seen": "{:,}"}, na_rep="-"))
+
+
+def results_table(runs: dict[str, Run]) -> pd.DataFrame:
+    """One row per run: parameters, best epoch, validation and test accuracy, provenance."""
+    return pd.DataFrame([{
+        "model": name, "parameters": run.info.get("parameters"),
+        "best epoch": run.info.get("best_epoch"), "val accuracy": run.info.get("best_val_acc"),
+        "test accuracy": run.info.get("test_acc"),
+        "test images": run.info.get("images", {}).get("test"),
+        "train minutes": run.wall_minutes,
+        "provenance": run.provenance} for name, run in runs.items()]).set_index("model")
+
+
+def show_results(runs: dict[str, Run], caption: str = ""):
+    """:func:`results_table` as a notebook shows it: accuracies in percent, parameters with
+    thousands separators, minutes to a tenth, and a caption that warns when a row is a smoke
+    run."""
+    if any(run.info.is_smoke_run for run in runs.values()):
+        caption = f"{caption} (SMOKE RUN rows are not results: see provenance)".strip()
+    return (results_table(runs).style
+            .format({"val accuracy": "{:.2%}", "test accuracy": "{:.2%}", "parameters": "{:,}",
+                     "test images": "{:,}", "train minutes": "{:.1f}"}, na_rep="-")
+            .set_caption(caption))
+
+
+def last_batch_table(probabilities: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
+                     caption: str = ""):
+    """The original notebook's evaluation bug on real predictions: the accuracy of the last
+    batch alone (what it reported) beside the accuracy over every image, as a notebook shows
+    it."""
+    correct = (probabilities.argmax(1) == labels).float()
+    last = len(correct) % batch_size or batch_size
+    return (pd.DataFrame({"images counted": [last, len(correct)],
+                          "test accuracy": [correct[-last:].mean().item(), correct.mean().item()]},
+                         index=["seed: the last batch only", "course: every test image"])
+            .style.format({"test accuracy": "{:.2%}", "images counted": "{:,}"})
+            .set_caption(caption))

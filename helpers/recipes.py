@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from . import _arguments, config
+from ._machinery import arguments as _arguments, config
 
 
 @dataclass(frozen=True)

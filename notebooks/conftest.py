@@ -1,8 +1,8 @@
 """Notebooks under pytest run as a smoke test: smoke mode, no network (unless set otherwise).
 
 Each executed cell's outputs are also read as a reader of ``make course``'s build/ would see them
-(:func:`helpers.course.output_problems`): a cell that leaves a line per progress-bar refresh, a
-warning, or an object's '<... at 0x…>' text fails, although it ran."""
+(:func:`helpers._machinery.notebook_runner.output_problems`): a cell that leaves a line per
+progress-bar refresh, a warning, or an object's '<... at 0x…>' text fails, although it ran."""
 
 import os
 
@@ -19,7 +19,7 @@ def pytest_runtest_makereport(item, call):
     outputs = getattr(item, "test_outputs", None)  # nbval keeps the cell's executed outputs
     if call.when != "call" or not report.passed or outputs is None:
         return
-    from helpers.course import output_problems
+    from helpers._machinery.notebook_runner import output_problems
 
     problems = output_problems(outputs)
     if problems:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import nbformat
 
-from helpers import config
+from helpers._machinery import config
 
 ROOT = config.project_root()
 MATHJAX = "mathjax@3.2.2"

@@ -94,16 +94,17 @@ def _load_helpers():
     import pytorch_lightning as pl
     import torch
 
-    from helpers import (checkered, checkpoints, config, data, datasets, exercises, files,
-                         memory_safe, models, recipes, runs, sweep, training)
+    from helpers.models import checkered
+    from helpers import checkpoints, data, exercises, memory_safe, models, recipes, sweep, training
+    from helpers._machinery import config, datasets, downloads, files, runs
     H.__dict__.update(pl=pl, torch=torch, checkered=checkered, checkpoints=checkpoints,
                       config=config, data=data, datasets=datasets, exercises=exercises,
                       files=files, memory_safe=memory_safe, models=models, recipes=recipes,
                       runs=runs, sweep=sweep, training=training)
     H.course_errors = (runs.CheckpointError, runs.RunInUse, runs.LockLost,
                        runs.DefinitionMismatch, training.RunInterrupted,
-                       training.TrainingDiverged, checkpoints.ConfigurationError,
-                       checkpoints.DownloadError, datasets.DatasetNotFoundError,
+                       training.TrainingDiverged, downloads.ConfigurationError,
+                       downloads.DownloadError, datasets.DatasetNotFoundError,
                        memory_safe.DoesNotFit, checkered.ConversionError)
 
     class Steps(pl.Callback):

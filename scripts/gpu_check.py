@@ -27,10 +27,12 @@ os.environ.setdefault("COURSE_OFFLINE", "1")
 
 import torch  # noqa: E402
 
-from helpers import (classifier, config, data, files, measure, memory_safe, models,  # noqa: E402
-                     recipes, training)
+from helpers import classifier, data, measure, models, recipes, training  # noqa: E402
+from helpers._machinery import config, files  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+from doubles import OutOfMemoryAbove  # noqa: E402 (a test double: tests/doubles.py)
 RESULTS = ROOT / "benchmarks" / "results"
 # One small model per family, each with the input it expects; (name, hyper-parameters, data set).
 FAMILIES = [("allcnn", {"c": 16}, "CIFAR10"), ("densenet-40-k12", {}, "CIFAR10"),
@@ -135,7 +137,7 @@ def check_memory_efficient_densenet() -> dict:
 def check_out_of_memory_recovery(folder: Path) -> dict:
     """An injected out-of-memory error is recovered by micro-batches (memory_safe=True)."""
     module = data.ImageDataModule("CIFAR10", subset=(256, 128, 128), val_size=1000)
-    model = memory_safe.OutOfMemoryAbove(models.create("resnet"), limit=16)
+    model = OutOfMemoryAbove(models.create("resnet"), limit=16)
     run = training.fit(model, module, RECIPE, name="out-of-memory", epochs=1, directory=folder,
                        overwrite=True, enable_progress_bar=False, memory_safe=True)
     assert run.info["micro_batch"] == 16, run.info["micro_batch"]

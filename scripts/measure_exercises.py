@@ -24,7 +24,9 @@ from pathlib import Path
 
 os.environ["COURSE_MODE"] = "cpu"
 
-from helpers import checkered, exercises, files, models, sweep, training  # noqa: E402
+from helpers.models import checkered
+from helpers import exercises, models, sweep, training
+from helpers._machinery import files  # noqa: E402
 from helpers.models.densenet import TransitionLayer, densenet  # noqa: E402
 import torch  # noqa: E402
 from torch import nn  # noqa: E402

@@ -18,7 +18,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from helpers import config, files, reference, runs, training
+from helpers._machinery import config, files, reference_runs, runs
+from helpers import training
 
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -27,7 +28,7 @@ README = Path(__file__).resolve().parents[1] / "README.md"
 def write_readme_table(table: str) -> None:
     """Put ``table`` between README's two markers, replacing what was there."""
     text = README.read_text()
-    start, end = reference.README_MARKERS
+    start, end = reference_runs.README_MARKERS
     if text.count(start) != 1 or text.count(end) != 1:
         sys.exit(f"{README} must hold each of these lines once: {start} {end}")
     head, rest = text.split(start)
@@ -45,7 +46,7 @@ def main() -> None:
                         help="write that table into README.md (between its markers), and exit")
     args = parser.parse_args()
     if args.table or args.readme:
-        table = reference.results_markdown()
+        table = reference_runs.results_markdown()
         if args.readme:
             write_readme_table(table)
         print(table)
@@ -53,19 +54,14 @@ def main() -> None:
     if config.mode() != "full":
         parser.error("reference runs are results: run with COURSE_MODE=full (make reference)")
     try:
-        entries = [reference.get(name) for name in args.only] if args.only else reference.RUNS
+        entries = ([reference_runs.get(name) for name in args.only] if args.only
+                   else reference_runs.RUNS)
     except ValueError as error:
         parser.error(str(error))
     pd.set_option("display.width", 200, "display.max_colwidth", 60)
     print(f"device: {config.device_type()} ({config.hardware()}), precision "
           f"{config.precision()}")
     status = {entry.name: entry.status() for entry in entries}
-    for entry in entries:
-        if isinstance(entry, reference.Reference) and status[entry.name] == "finished":
-            try:
-                entry.add_missing_files()
-            except (runs.CheckpointError, OSError, ValueError) as error:
-                status[entry.name] = f"damaged: {error}"
     print(pd.Series({name: "damaged (said below)" if state.startswith("damaged") else state
                      for name, state in status.items()}, name="status").to_string())
     disagreeing = [name for name, state in status.items() if state.startswith("disagrees")]

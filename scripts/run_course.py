@@ -2,13 +2,13 @@
 
 The mode is COURSE_MODE (default: full with a GPU, cpu without); in CPU mode each notebook that
 runs cleanly is written back with its outputs. Exits 1 if a notebook fails.
-The runner itself is helpers.course.
+The runner itself is helpers._machinery.notebook_runner.
 """
 
 import argparse
 import sys
 
-from helpers import course
+from helpers._machinery import notebook_runner
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0], epilog=__doc__.split(
@@ -18,7 +18,7 @@ if __name__ == "__main__":
                              "02_densenet); default: every notebooks/NN_*.ipynb")
     args = parser.parse_args()
     try:
-        course.find_notebooks(args.notebooks)
+        notebook_runner.find_notebooks(args.notebooks)
     except ValueError as error:
         parser.error(str(error))
-    sys.exit(course.main(args.notebooks))
+    sys.exit(notebook_runner.main(args.notebooks))

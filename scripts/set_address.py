@@ -17,7 +17,7 @@ from pathlib import Path
 
 import nbformat
 
-from helpers import config
+from helpers._machinery import config
 
 BADGE_IMAGE = "https://colab.research.google.com/assets/colab-badge.svg"
 BADGE = re.compile(r"^\[!\[Open In Colab\]\(.*\)\]\(.*\)$")

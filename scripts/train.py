@@ -14,7 +14,8 @@ number when stopped by SIGINT or SIGTERM (the run resumes when started again).
 import argparse
 import sys
 
-from helpers import data, datasets, memory_safe, models, recipes, runs, training
+from helpers import data, memory_safe, models, recipes, training
+from helpers._machinery import datasets, fitting, runs
 
 
 def _name(value: str) -> str:
@@ -71,7 +72,7 @@ def train(args: argparse.Namespace) -> None:
     scale = {"devices": args.devices, "strategy": "ddp"} if args.devices > 1 else {}
     run = training.fit(model, module, args.recipe, name=args.name, epochs=args.epochs,
                        seed=args.seed, note=args.note, overwrite=args.overwrite or None, **scale)
-    if training.is_other_process():
+    if fitting.is_other_process():
         return  # the first process reports the run
     print(f"{args.name}: test accuracy {run.info['test_acc']:.4f} (best epoch "
           f"{run.info['best_epoch']}), {run.info['train_seconds']:.0f} s on {run.info['hardware']}"

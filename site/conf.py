@@ -1,7 +1,7 @@
 """Sphinx configuration of the course website (``make site``; scripts/build_site.py stages the
 pages next to a copy of this file). Nothing is executed and nothing is fetched from a CDN."""
 
-from helpers import config
+from helpers._machinery import config
 
 project = "Convolutional network architectures"
 author = "the course's authors"

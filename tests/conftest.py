@@ -13,7 +13,8 @@ os.environ.setdefault("MPLBACKEND", "Agg")
 import pytest  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 
-from helpers import datasets, memory_safe  # noqa: E402
+from doubles import OutOfMemoryAbove  # noqa: E402 (tests/ is on the path, as for conftest)
+from helpers._machinery import datasets  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -100,7 +101,7 @@ def server():
 @pytest.fixture
 def out_of_memory_above():
     """Wraps a model so that batches above a size fail as on a full GPU: ``wrap(model, limit)``."""
-    return memory_safe.OutOfMemoryAbove
+    return OutOfMemoryAbove
 
 
 class _InterruptAtEpoch(pl.Callback):
@@ -124,7 +125,7 @@ def interrupt_at_epoch():
 HOLD_LOCK = """
 import sys, time
 from pathlib import Path
-from helpers import runs
+from helpers._machinery import runs
 with runs.lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(120)

@@ -1,4 +1,4 @@
-"""How the training path asks glibc to treat big blocks (helpers._allocator)."""
+"""How the training path asks glibc to treat big blocks (helpers._machinery.allocator)."""
 
 import subprocess
 import sys
@@ -6,7 +6,8 @@ import textwrap
 
 import pytest
 
-from helpers import _allocator, training
+from helpers._machinery import allocator as _allocator
+from helpers import training
 
 pytestmark = pytest.mark.skipif(_allocator._glibc() is None, reason="glibc's malloc only")
 
@@ -17,7 +18,8 @@ pytestmark = pytest.mark.skipif(_allocator._glibc() is None, reason="glibc's mal
 # MiB), so that with the defaults each is mapped afresh whatever the steps before did.
 _STEP = textwrap.dedent("""
     import resource, sys, torch
-    from helpers import _allocator, measure
+    from helpers._machinery import allocator as _allocator
+    from helpers._machinery import memory
     {setting}
     def faults_of_a_step():
         before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
@@ -50,7 +52,7 @@ def test_kept_blocks_are_reused_without_mapping_their_pages_again():
 def test_measuring_peak_memory_wins_over_keeping_blocks():
     """A process that measures peaks needs every block returned; the training path's setting,
     asked for later (a throughput timing in the measuring process), must not undo that."""
-    mode, faults = _step("measure.track_cpu_peaks()\nassert not _allocator.keep_freed_blocks()")
+    mode, faults = _step("memory.track_cpu_peaks()\nassert not _allocator.keep_freed_blocks()")
     assert mode == "every block mapped"
     assert faults > 1000  # 276 MiB of 4 KiB pages mapped afresh
 

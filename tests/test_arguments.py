@@ -3,7 +3,9 @@ item 6): "no" is not yes, and a negative width or None never reaches torch."""
 
 import pytest
 
-from helpers import checkered, checkpoints, data, exercises, models, recipes, runs, training
+from helpers.models import checkered
+from helpers import checkpoints, data, exercises, models, recipes, training
+from helpers._machinery import fitting, runs
 
 
 @pytest.mark.parametrize("hparams, error, says", [
@@ -94,7 +96,7 @@ def test_a_tuple_hyper_parameter_is_checked_too(model, hparams, says):
 
 def test_a_notebook_asking_for_several_processes_is_told_to_use_a_script(course_env,
                                                                         monkeypatch):
-    monkeypatch.setattr(training, "_IS_INTERACTIVE", True)  # what Lightning finds in Jupyter
+    monkeypatch.setattr(fitting, "_IS_INTERACTIVE", True)  # what Lightning finds in Jupyter
     module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
     with pytest.raises(ValueError, match="a notebook or an interactive session cannot: train "
                                          r"the run from a script \(python scripts/train.py"):

@@ -9,7 +9,8 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, data, datasets, measure, models, sweep
+from helpers._machinery import config, datasets
+from helpers import data, measure, models, sweep
 
 FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(FOLDER))  # as when a benchmark runs as a script: its siblings import

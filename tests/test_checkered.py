@@ -7,10 +7,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from helpers import checkered, measure, models, plots
-from helpers.checkered import (CheckeredAvgPool2d, CheckeredConv2d, CheckeredMaxPool2d,
-                               ConversionError, SubmapMeanPool, convert_to_checkered,
-                               sampled_pixels, sampler_sequence)
+from helpers.models import checkered
+from helpers import measure, models, plots
+from helpers.models.checkered import (CheckeredAvgPool2d, CheckeredConv2d, CheckeredMaxPool2d,
+    ConversionError, SubmapMeanPool, convert_to_checkered, sampled_pixels, sampler_sequence)
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "checkered_layer.py"
 _spec = importlib.util.spec_from_file_location("checkered_layer", BENCHMARK)
@@ -296,9 +296,9 @@ TUTORIAL5 = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uvad
 @pytest.mark.skipif(not (TUTORIAL5 / "ResNet.ckpt").exists(),
                     reason="the published Tutorial 5 ResNet is not beside the checkout")
 def test_the_published_resnet_converts_to_itself_on_submap_0():
-    from helpers import checkpoints
+    from helpers._machinery import runs
     cnn = models.create("resnet")
-    checkpoints.load_weights(TUTORIAL5 / "ResNet.ckpt", cnn)
+    runs.load_weights(TUTORIAL5 / "ResNet.ckpt", cnn)
     cnn = cnn.double().eval()
     ccnn = convert_to_checkered(cnn).eval()
     features = {}

@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from helpers import checkpoints, data, models, recipes, training
+from helpers._machinery import downloads
 
 
 def _published(seed=1):
@@ -40,14 +41,14 @@ def test_download_a_good_file(tmp_path, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
     _, body, digest = _published()
     target = tmp_path / "out" / "model.ckpt"
-    checkpoints.download(server.serve("/m.ckpt", body), target, digest)
+    downloads.download(server.serve("/m.ckpt", body), target, digest)
     assert target.read_bytes() == body and _leftovers(tmp_path / "out") == ["model.ckpt"]
 
 
 def test_the_progress_bar_names_what_is_downloaded(tmp_path, monkeypatch, server, capsys):
     monkeypatch.delenv("COURSE_OFFLINE")
     _, body, digest = _published()
-    checkpoints.download(server.serve("/m.ckpt", body), tmp_path / "best.ckpt", digest,
+    downloads.download(server.serve("/m.ckpt", body), tmp_path / "best.ckpt", digest,
                          what="tutorial5-resnet")
     assert "downloading tutorial5-resnet" in capsys.readouterr().err
 
@@ -56,8 +57,8 @@ def test_a_truncated_download_leaves_nothing(tmp_path, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
     _, body, digest = _published()
     url = server.serve("/m.ckpt", body, behaviour="truncate")
-    with pytest.raises(checkpoints.DownloadError, match="m.ckpt.*nothing was saved"):
-        checkpoints.download(url, tmp_path / "out" / "deeper" / "model.ckpt", digest)
+    with pytest.raises(downloads.DownloadError, match="m.ckpt.*nothing was saved"):
+        downloads.download(url, tmp_path / "out" / "deeper" / "model.ckpt", digest)
     assert not (tmp_path / "out").exists()  # not even the folders made for it
 
 
@@ -65,21 +66,21 @@ def test_a_wrong_sha256_leaves_nothing(tmp_path, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
     _, body, _ = _published()
     url = server.serve("/m.ckpt", body)
-    with pytest.raises(checkpoints.DownloadError, match=f"expected {'0' * 64}.*nothing was saved"):
-        checkpoints.download(url, tmp_path / "out" / "model.ckpt", "0" * 64)
+    with pytest.raises(downloads.DownloadError, match=f"expected {'0' * 64}.*nothing was saved"):
+        downloads.download(url, tmp_path / "out" / "model.ckpt", "0" * 64)
     assert not (tmp_path / "out").exists()
 
 
 def test_a_missing_file_is_a_clear_error(tmp_path, monkeypatch, server):
     monkeypatch.delenv("COURSE_OFFLINE")
-    with pytest.raises(checkpoints.DownloadError, match="absent.ckpt answered 404.*check the URL"):
-        checkpoints.download(server.url("/absent.ckpt"), tmp_path / "model.ckpt")
+    with pytest.raises(downloads.DownloadError, match="absent.ckpt answered 404.*check the URL"):
+        downloads.download(server.url("/absent.ckpt"), tmp_path / "model.ckpt")
     assert _leftovers(tmp_path) == []
 
 
 def test_download_refuses_when_offline(tmp_path, server):
-    with pytest.raises(checkpoints.DownloadError, match="COURSE_OFFLINE"):
-        checkpoints.download(server.serve("/m.ckpt", b"x"), tmp_path / "m.ckpt")
+    with pytest.raises(downloads.DownloadError, match="COURSE_OFFLINE"):
+        downloads.download(server.serve("/m.ckpt", b"x"), tmp_path / "m.ckpt")
     assert server.requests == []
 
 
@@ -92,8 +93,8 @@ def test_offline_still_copies_from_a_local_folder(tmp_path, course_env, capsys):
     url = (mirror / "m.ckpt").as_uri()
     run = checkpoints.load_or_train(_fresh(), url=url, sha256=digest, name="tiny")
     assert _same_weights(run.model, published) and "skipped" not in capsys.readouterr().out
-    with pytest.raises(checkpoints.DownloadError, match="sha256"):
-        checkpoints.download(url, tmp_path / "copy.ckpt", sha256="0" * 64)
+    with pytest.raises(downloads.DownloadError, match="sha256"):
+        downloads.download(url, tmp_path / "copy.ckpt", sha256="0" * 64)
     assert not (tmp_path / "copy.ckpt").exists()
 
 
@@ -176,9 +177,9 @@ def test_a_trickling_download_stops_at_its_deadline(tmp_path, monkeypatch, serve
     monkeypatch.delenv("COURSE_OFFLINE")
     url = server.serve("/slow.ckpt", bytes(100), behaviour="slow")  # one byte a second
     started = time.monotonic()
-    with pytest.raises(checkpoints.DownloadError, match=r"slow.ckpt exceeded its deadline of 2 s "
+    with pytest.raises(downloads.DownloadError, match=r"slow.ckpt exceeded its deadline of 2 s "
                                                         r"after \d bytes; nothing was saved"):
-        checkpoints.download(url, tmp_path / "out" / "model.ckpt", deadline=2)
+        downloads.download(url, tmp_path / "out" / "model.ckpt", deadline=2)
     assert time.monotonic() - started < 4.5
     assert not (tmp_path / "out").exists()
 
@@ -187,14 +188,14 @@ def test_a_trickling_download_stops_at_its_deadline(tmp_path, monkeypatch, serve
                                  "https://[::1/m.ckpt", "file://elsewhere/m.ckpt"])
 def test_a_malformed_url_is_a_configuration_error_not_no_network(tmp_path, monkeypatch, url):
     monkeypatch.delenv("COURSE_OFFLINE")
-    with pytest.raises(checkpoints.ConfigurationError,
+    with pytest.raises(downloads.ConfigurationError,
                        match=f"the URL '{re.escape(url)}' is not a URL to download from"):
-        checkpoints.download(url, tmp_path / "m.ckpt")
+        downloads.download(url, tmp_path / "m.ckpt")
     assert _leftovers(tmp_path) == []
 
 
 def test_a_malformed_url_is_an_error_also_offline(capsys):
-    with pytest.raises(checkpoints.ConfigurationError, match="'htp:/x.ckpt'.*scheme 'htp'"):
+    with pytest.raises(downloads.ConfigurationError, match="'htp:/x.ckpt'.*scheme 'htp'"):
         checkpoints.load_or_train(_fresh(), url="htp:/x.ckpt", name="tiny")
     assert "skipped" not in capsys.readouterr().out
 
@@ -205,13 +206,13 @@ def test_a_file_url_downloads_or_names_the_missing_file(tmp_path, monkeypatch):
     (tmp_path / "mirror").mkdir()
     (tmp_path / "mirror" / "m.ckpt").write_bytes(body)
     target = tmp_path / "out" / "m.ckpt"
-    checkpoints.download((tmp_path / "mirror" / "m.ckpt").as_uri(), target, digest)
+    downloads.download((tmp_path / "mirror" / "m.ckpt").as_uri(), target, digest)
     assert target.read_bytes() == body
     missing = tmp_path / "mirror" / "absent.ckpt"
-    with pytest.raises(checkpoints.DownloadError, match=f"cannot read {missing.as_uri()} .*No such "
+    with pytest.raises(downloads.DownloadError, match=f"cannot read {missing.as_uri()} .*No such "
                                                         f"file.*nothing was saved") as error:
-        checkpoints.download(missing.as_uri(), tmp_path / "out" / "absent.ckpt")
-    assert not isinstance(error.value, checkpoints.NoNetworkError)
+        downloads.download(missing.as_uri(), tmp_path / "out" / "absent.ckpt")
+    assert not isinstance(error.value, downloads.NoNetworkError)
 
 
 def _train_instead(monkeypatch):
@@ -230,9 +231,9 @@ def test_a_bad_tutorial5_mirror_is_named_not_mistaken_for_no_network(monkeypatch
     monkeypatch.delenv("COURSE_OFFLINE")
     _train_instead(monkeypatch)
     module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
-    with pytest.raises(checkpoints.ConfigurationError, match=message):
+    with pytest.raises(downloads.ConfigurationError, match=message):
         checkpoints.load_tutorial5("resnet", data=module)
-    with pytest.raises(checkpoints.ConfigurationError, match=message):
+    with pytest.raises(downloads.ConfigurationError, match=message):
         checkpoints.tutorial5_log("resnet")
     assert "No network" not in capsys.readouterr().out
 
@@ -245,8 +246,8 @@ def test_a_tutorial5_folder_without_the_file_names_it(tmp_path, monkeypatch, cap
     module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
     url = checkpoints.tutorial5_url("ResNet.ckpt")
     assert url == (tmp_path / "mirror" / "ResNet.ckpt").as_uri()
-    with pytest.raises(checkpoints.DownloadError, match="cannot read .*mirror/ResNet.ckpt .*"
+    with pytest.raises(downloads.DownloadError, match="cannot read .*mirror/ResNet.ckpt .*"
                                                         "No such file") as error:
         checkpoints.load_tutorial5("resnet", data=module)
-    assert not isinstance(error.value, checkpoints.NoNetworkError)
+    assert not isinstance(error.value, downloads.NoNetworkError)
     assert "No network" not in capsys.readouterr().out

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import config
+from helpers._machinery import config
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -52,7 +52,8 @@ def test_the_setup_cell_installs_the_course_and_its_reference_runs(tmp_path):
     cell = _with_repo(_setup_cell(), ROOT.as_uri())
     check = textwrap.dedent("""
         import helpers
-        from helpers import config, reference
+        from helpers._machinery import config
+        from helpers import reference
         print("installed at", helpers.__file__)
         print("saved models in", config.saved_models_dir())
         for notebook in ("03", "04"):

@@ -13,7 +13,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helpers import config, course
+from helpers._machinery import config, notebook_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -33,12 +33,12 @@ def _text(output) -> str:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem[:2])
 def test_outputs_fit_the_code_and_come_from_cpu_mode(path):
     notebook = nbformat.read(path, as_version=4)
-    record = notebook.metadata.get(course.OUTPUTS_RECORD)
+    record = notebook.metadata.get(notebook_runner.OUTPUTS_RECORD)
     assert record, f"{path.name} has no recorded outputs: run `make course` (CPU mode)"
-    assert record["code_sha256"] == course.code_fingerprint(notebook), (
+    assert record["code_sha256"] == notebook_runner.code_fingerprint(notebook), (
         f"{path.name}: code cells changed since its outputs were made ({record['date']}); run "
         "`make course` (CPU mode) and commit the notebooks it writes")
-    assert record["mode"] == course.OUTPUTS_MODE
+    assert record["mode"] == notebook_runner.OUTPUTS_MODE
     code = [cell for cell in notebook.cells if cell.cell_type == "code"]
     assert all(cell.execution_count for cell in code), "every code cell ran"
     texts = [_text(output) for output in _outputs(notebook)]
@@ -98,6 +98,6 @@ def test_the_address_check_names_a_file_that_does_not_follow(tmp_path):
         before = nbformat.read(path, as_version=4)
         after = nbformat.read(tmp_path / "notebooks" / path.name, as_version=4)
         assert [c.get("outputs") for c in after.cells] == [c.get("outputs") for c in before.cells]
-        assert course.code_fingerprint(after) == course.code_fingerprint(before)
+        assert notebook_runner.code_fingerprint(after) == notebook_runner.code_fingerprint(before)
         assert 'REPO = "https://github.com/someone/cnn-course"' in "".join(
             cell.source for cell in after.cells)

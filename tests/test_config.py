@@ -3,7 +3,8 @@ import json
 import pytest
 import torch
 
-from helpers import config, course
+from helpers import course
+from helpers._machinery import config
 
 
 def test_mode_reads_the_environment(monkeypatch):

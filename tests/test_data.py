@@ -13,7 +13,8 @@ import pytest
 import torch
 import torchvision
 
-from helpers import data, datasets, files
+from helpers import data
+from helpers._machinery import datasets, files
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:

@@ -13,7 +13,7 @@ import time
 import pytest
 import torch
 
-from helpers import runs
+from helpers._machinery import runs
 
 pytestmark = pytest.mark.slow
 

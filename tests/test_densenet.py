@@ -3,7 +3,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helpers import checkpoints, measure, models
+from helpers import measure, models
+from helpers._machinery import runs
 from helpers.models.densenet import DenseNet, densenet, layers_per_block
 
 # Published configurations: exact counts and channel traces (allconv_and_densenet.md, 4.2).
@@ -122,5 +123,5 @@ TUTORIAL = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uvadl
 @pytest.mark.skipif(not (TUTORIAL / "DenseNet.ckpt").exists(),
                     reason="the published Tutorial 5 checkpoints are not beside the checkout")
 def test_the_tutorial_default_loads_the_published_densenet_strictly():
-    checkpoint = checkpoints.load_weights(TUTORIAL / "DenseNet.ckpt", models.create("densenet"))
+    checkpoint = runs.load_weights(TUTORIAL / "DenseNet.ckpt", models.create("densenet"))
     assert checkpoint["hyper_parameters"]["model_hparams"]["num_layers"] == [6, 6, 6, 6]

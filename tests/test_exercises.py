@@ -6,7 +6,8 @@ import json
 import pytest
 import torch
 
-from helpers import config, data, datasets, exercises, models, modes, training
+from helpers._machinery import config, datasets
+from helpers import data, exercises, models, modes, training
 
 CPU = "CPU AMD EPYC, 2 threads"
 

@@ -13,15 +13,20 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, datasets, measure, models, reference, runs, training
+from helpers._machinery import config, datasets, reference_runs, runs
+from helpers import measure, models, training
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models"
-SINGLE_RUNS = [entry for entry in reference.RUNS if isinstance(entry, reference.Reference)]
+SINGLE_RUNS = [entry for entry in reference_runs.RUNS
+               if isinstance(entry, reference_runs.Reference)]
+# The eight runs recorded before definition.json existed, whose records were migrated once
+# (2026-12-04); toy models, small enough to evaluate on the whole test set in seconds.
+MIGRATED = [reference_runs.get(f"{model}-fashionmnist-{recipe}")
+            for model in ("cnn-toy", "ccnn-toy")
+            for recipe in ("s0", "sgd-cosine-s0", "sgd-cosine-s1", "sgd-cosine-s2")]
 # Runs small enough to evaluate on the whole test set in seconds on a 2-core CPU.
-FAST = [reference.get(name) for name in ("cnn-toy-fashionmnist-sgd-cosine-s0",
-                                         "ccnn-toy-fashionmnist-sgd-cosine-s0",
-                                         "tutorial5-resnet-fashionmnist")]
+FAST = [*MIGRATED, reference_runs.get("tutorial5-resnet-fashionmnist")]
 
 
 @pytest.fixture
@@ -34,7 +39,7 @@ def shipped(monkeypatch):
 
 
 def test_the_list_is_one_run_per_name_with_valid_settings():
-    names = [entry.name for entry in reference.RUNS]
+    names = [entry.name for entry in reference_runs.RUNS]
     assert len(names) == len(set(names))
     for entry in SINGLE_RUNS:
         runs.check_name(entry.name)
@@ -64,7 +69,7 @@ def test_the_converted_cnn_has_exactly_the_plain_cnn_s_parameters():
 
 
 def test_the_sweep_entries_scale_vgg_d_to_an_eighth():
-    sweeps = [e for e in reference.RUNS if isinstance(e, reference.ReferenceSweep)]
+    sweeps = [e for e in reference_runs.RUNS if isinstance(e, reference_runs.ReferenceSweep)]
     assert [len(e.chosen()) for e in sweeps] == [15, 3, 3]
     assert {e.settings.seed for e in sweeps} == {0, 1, 2}
     from helpers import sweep
@@ -108,8 +113,10 @@ def test_the_recorded_test_accuracy_is_reproduced(shipped, entry):
     assert torch.equal(recorded_labels, labels)
     agreement = (recorded.argmax(1) == probabilities.argmax(1)).float().mean().item()
     assert agreement > (0.998 if same else 0.99)
-    if same:
-        assert (recorded - probabilities).abs().max() < 0.02  # float16 rounding
+    if same:  # float16 storage; bf16 also rounds the logits (by up to 0.043 in a probability
+        # for cnn-toy-fashionmnist-s0, whose lr-1.6 recipe left large logits; all argmaxes agree)
+        bound = 0.05 if run.info["precision"].startswith("bf16") else 0.02
+        assert (recorded - probabilities).abs().max() < bound
 
 
 def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch):
@@ -118,7 +125,7 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
     monkeypatch.setenv("COURSE_MODE", "full")
-    entry = reference.get("cnn-toy-fashionmnist-sgd-cosine-s1")
+    entry = reference_runs.get("cnn-toy-fashionmnist-sgd-cosine-s1")
     shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
     definition = runs.saved_definition(entry.folder)
     definition["seed"] = 7
@@ -141,7 +148,7 @@ def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch
     whom) and not touched, a notebook says it is being trained; once its process ends, it is an
     ordinary missing run again."""
     monkeypatch.setenv("COURSE_MODE", "full")
-    entry = reference.get("cnn-toy-fashionmnist-sgd-cosine-s1")
+    entry = reference_runs.get("cnn-toy-fashionmnist-sgd-cosine-s1")
     holder = hold_lock(entry.folder)
     assert entry.status().startswith(f"in use: process {holder.pid} on ")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--only",
@@ -150,7 +157,7 @@ def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"Left to the process that is training them: {entry.name}." in done.stdout
     assert "Nothing to train." in done.stdout
-    reference.finished("04")  # a notebook meanwhile: the run is not shown, and says why
+    reference_runs.finished("04")  # a notebook meanwhile: the run is not shown, and says why
     assert (f"Reference run {entry.name} is being trained now (process {holder.pid} on "
             in capsys.readouterr().out)
     holder.kill()
@@ -164,7 +171,8 @@ def test_one_damaged_reference_folder_is_reported_and_hides_nothing_else(course_
     if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
     monkeypatch.setenv("COURSE_MODE", "full")
-    there, damaged = (reference.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}") for seed in (0, 1))
+    there, damaged = (reference_runs.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}")
+                      for seed in (0, 1))
     for entry in (there, damaged):
         shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
     if damage == "weights gone":
@@ -173,7 +181,7 @@ def test_one_damaged_reference_folder_is_reported_and_hides_nothing_else(course_
     else:
         name = runs.DEFINITION if damage == "garbled definition" else runs.RECORD
         (damaged.folder / name).write_text('{"seed": 1, "mod')
-    found = reference.finished("04")
+    found = reference_runs.finished("04")
     assert list(found) == [there.name]  # still shown
     out = capsys.readouterr().out
     assert f"Reference run {damaged.name} is damaged" in out and str(damaged.folder) in out
@@ -203,20 +211,21 @@ def test_a_notebook_gets_its_finished_runs_and_a_line_for_each_other(course_env,
     monkeypatch.setenv("COURSE_MODE", "full")
     if not datasets.DEBIAN_FASHION_MNIST.is_dir():
         pytest.skip("needs the Debian package dataset-fashion-mnist")
-    there, other = (reference.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}") for seed in (0, 1))
+    there, other = (reference_runs.get(f"cnn-toy-fashionmnist-sgd-cosine-s{seed}")
+                    for seed in (0, 1))
     for entry in (there, other):
         shutil.copytree(SHIPPED / entry.name, config.saved_models_dir() / entry.name)
     definition = runs.saved_definition(other.folder)
     definition["seed"] = 7
     (other.folder / "definition.json").write_text(json.dumps(definition))
-    found = reference.finished("04")
+    found = reference_runs.finished("04")
     assert list(found) == [there.name] and found[there.name].info["seed"] == 0
     lines = capsys.readouterr().out.splitlines()
     notebook_04 = [e for e in SINGLE_RUNS if e.notebook == "04"]
     assert len(lines) == len(notebook_04) - 1
     assert (f"Reference run {other.name} disagrees with the list (seed: 7 in the folder vs 1 "
             f"now): not shown. Train it with `make reference ONLY={other.name}`.") in lines
-    assert reference.finished_sweeps("05") == {}
+    assert reference_runs.finished_sweeps("05") == {}
 
 
 def test_recorded_test_predictions_come_with_the_images_they_were_made_on(shipped):
@@ -241,11 +250,12 @@ def test_recorded_predictions_need_the_real_test_set(course_env, monkeypatch):
 
 def test_a_sweeps_estimate_counts_only_the_epochs_left(monkeypatch):
     """Finished variants cost nothing more, an interrupted one only its remaining epochs."""
-    entry = reference.get("fashionmnist-eighth-sgdr10")
-    monkeypatch.setattr(reference.training, "estimate_seconds",
+    entry = reference_runs.get("fashionmnist-eighth-sgdr10")
+    monkeypatch.setattr(reference_runs.fitting, "estimate_seconds",
                         lambda model, data, recipe, epochs, precision: float(epochs))  # 1 s/epoch
-    monkeypatch.setattr(reference.sweep, "results", lambda folder: pd.DataFrame({"variant": [-1]}))
-    monkeypatch.setattr(reference.runs, "epochs_done",
+    monkeypatch.setattr(reference_runs.sweep, "results",
+                        lambda folder: pd.DataFrame({"variant": [-1]}))
+    monkeypatch.setattr(reference_runs.runs, "epochs_done",
                         lambda folder: 6 if folder.name == "variant-017" else 0)
     assert entry.estimate_seconds() == 14 * 10 - 6  # 14 profiles to train, VGG-D done
 
@@ -262,28 +272,29 @@ def test_the_results_table_writes_a_sweep_as_one_line(monkeypatch):
         "hardware": ["CPU X"] * 4, "precision": ["32-true"] * 3 + [None],
         "date": ["2026-11-30T01:00:00+00:00", "2026-11-30T02:00:00+00:00",
                  "2026-11-30T02:10:00+00:00", None]})
-    monkeypatch.setattr(reference.Reference, "status", lambda self: "missing")
-    monkeypatch.setattr(reference.ReferenceSweep, "status",
+    monkeypatch.setattr(reference_runs.Reference, "status", lambda self: "missing")
+    monkeypatch.setattr(reference_runs.ReferenceSweep, "status",
                         lambda self: "finished" if self.name == "fashionmnist-eighth-sgdr10"
                         else "missing")
-    monkeypatch.setattr(reference.ReferenceSweep, "load", lambda self: sweep_table)
-    lines = reference.results_markdown().splitlines()
+    monkeypatch.setattr(reference_runs.ReferenceSweep, "load", lambda self: sweep_table)
+    lines = reference_runs.results_markdown().splitlines()
     assert lines[2] == (
         "| `fashionmnist-eighth-sgdr10` (sweep) | 05 | VGG-D and 2 profiles, widths x 0.125 | "
         "800,000 to 1,500,000 | 5,000 train / 2,000 val / 10,000 test, 32x32 | `mundt-sgdr`, 10 "
         "epochs | VGG-D 85.00%; best profile (xi = 7) 87.00% | 61 min | CPU X, 32-true | "
         "2026-11-30 |")
     sweep_table = sweep_table.drop(columns="wall_seconds").iloc[:3]  # no variant failed
-    assert "| 60 min |" in reference.results_markdown().splitlines()[2]
-    assert lines[-1].startswith(f"Not trained yet ({len(reference.RUNS) - 1} of "
-                                f"{len(reference.RUNS)}): `allcnn-c64-plain-fashionmnist`")
+    assert "| 60 min |" in reference_runs.results_markdown().splitlines()[2]
+    assert lines[-1].startswith(f"Not trained yet ({len(reference_runs.RUNS) - 1} of "
+                                f"{len(reference_runs.RUNS)}): `allcnn-c64-plain-fashionmnist`")
 
 
 def test_the_readme_results_table_is_written_from_the_records(shipped):
     """README's table is `python scripts/reference.py --table`: never typed by hand."""
     readme = (ROOT / "README.md").read_text()
-    block = readme.split(reference.README_MARKERS[0])[1].split(reference.README_MARKERS[1])[0]
-    assert block.strip() == reference.results_markdown()
+    start, end = reference_runs.README_MARKERS
+    block = readme.split(start)[1].split(end)[0]
+    assert block.strip() == reference_runs.results_markdown()
 
 
 def _what_to_expect(notebook: str) -> str:
@@ -307,14 +318,14 @@ def test_each_notebook_opens_with_what_to_expect_in_four_lines(shipped, notebook
         "Time:", "Your runs", "The reference runs", "Full mode"]
     assert "CPU mode" in bullets[0] and "minutes" in bullets[0]
     assert not re.search(r"AMD|EPYC|AVX|thread|20\d\d-\d\d", box), "machine or date in the box"
-    finished = reference.finished(notebook)
+    finished = reference_runs.finished(notebook)
     recorded = {f"{run.info['test_acc']:.2%}" for run in finished.values()}
     by_model = {}
     for name, run in finished.items():
-        entry = reference.get(name)
+        entry = reference_runs.get(name)
         by_model.setdefault((entry.model, entry.recipe), []).append(run.info["test_acc"])
     recorded |= {f"{sum(values) / len(values):.2%}" for values in by_model.values()}
-    for table in reference.finished_sweeps(notebook).values():
+    for table in reference_runs.finished_sweeps(notebook).values():
         recorded |= {f"{value:.2%}" for value in table["test_acc"].dropna()}
     quoted = re.findall(r"\*\*(\d+\.\d\d) %\*\*", bullets[2])
     assert quoted, "the box quotes no reference result"
@@ -323,4 +334,4 @@ def test_each_notebook_opens_with_what_to_expect_in_four_lines(shipped, notebook
 
 def test_an_unknown_reference_run_lists_the_valid_ones():
     with pytest.raises(ValueError, match="no reference run 'x'; valid: allcnn-c64-plain"):
-        reference.get("x")
+        reference_runs.get("x")

@@ -1,5 +1,5 @@
-"""`make course` runs helpers.course (scripts/run_course.py): executed copies, a summary table,
-and in CPU mode the outputs written back into the notebooks that ran cleanly."""
+"""`make course` runs helpers._machinery.notebook_runner (scripts/run_course.py): executed copies,
+a summary table, and in CPU mode the outputs written back into the notebooks that ran cleanly."""
 
 from pathlib import Path
 
@@ -7,8 +7,8 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
-from helpers import config
-from helpers import course as run_course
+from helpers._machinery import config
+from helpers._machinery import notebook_runner as runner
 
 
 def _notebook(path: Path, source: str) -> Path:
@@ -24,7 +24,7 @@ def test_runner_writes_copies_and_a_summary(tmp_path, capfd):
     untidy = _notebook(tmp_path / "03_untidy.ipynb",
                        "import sys, time\ntime.sleep(1.2)\nsys.stderr.write('a warning\\n')")
     build = tmp_path / "build"
-    assert run_course.main([str(good), str(bad), str(untidy)], build=build) == 1  # fails the run
+    assert runner.main([str(good), str(bad), str(untidy)], build=build) == 1  # fails the run
     for name in ("01_good.ipynb", "02_bad.ipynb", "summary.md"):
         assert (build / name).exists(), name
     assert not list(build.glob("*.html"))  # the course website (make site) is the HTML
@@ -45,21 +45,21 @@ def test_runner_writes_copies_and_a_summary(tmp_path, capfd):
 def test_cpu_mode_writes_back_only_the_notebooks_that_ran_cleanly(tmp_path, monkeypatch):
     monkeypatch.setenv("COURSE_MODE", "cpu")
     good = _notebook(tmp_path / "01_good.ipynb",
-                     "REPO = \"x\"\nfrom helpers import config\nconfig.banner()\nprint('fine')")
+                     "REPO = \"x\"\nfrom helpers import course\ncourse.banner()\nprint('fine')")
     bad = _notebook(tmp_path / "02_bad.ipynb", "print('half')\nraise RuntimeError('broken')")
     untidy = _notebook(tmp_path / "03_untidy.ipynb", "import sys\nsys.stderr.write('warn\\n')")
     before = {path: path.read_text() for path in (bad, untidy)}
-    assert run_course.main([str(good), str(bad), str(untidy)], build=tmp_path / "build") == 1
+    assert runner.main([str(good), str(bad), str(untidy)], build=tmp_path / "build") == 1
     for path, text in before.items():
         assert path.read_text() == text, path.name  # failed runs never replace outputs
     written = nbformat.read(good, as_version=4)
     printed = written.cells[0].outputs[0]["text"]
     assert printed.endswith("fine\n")
     assert "execution" not in written.cells[0].metadata and "widgets" not in written.metadata
-    record = written.metadata[run_course.OUTPUTS_RECORD]
+    record = written.metadata[runner.OUTPUTS_RECORD]
     assert record["mode"] == "cpu" and record["hardware"] == config.hardware()
     assert record["date"] and record["commit"] and record["versions"].startswith("torch ")
-    assert record["code_sha256"] == run_course.code_fingerprint(written)
+    assert record["code_sha256"] == runner.code_fingerprint(written)
     # the metadata is what the notebook's own kernel printed in its one line
     assert config.provenance_line(record) in printed
 
@@ -67,27 +67,27 @@ def test_cpu_mode_writes_back_only_the_notebooks_that_ran_cleanly(tmp_path, monk
 def test_the_code_fingerprint_follows_code_cells_but_not_prose_or_the_address():
     notebook = new_notebook(cells=[new_markdown_cell("# prose"),
                                    new_code_cell('REPO = "https://github.com/a/b"\nx = 1')])
-    fingerprint = run_course.code_fingerprint(notebook)
+    fingerprint = runner.code_fingerprint(notebook)
     notebook.cells[0].source = "# other prose"
     notebook.cells[1].source = 'REPO = "https://github.com/c/d"\nx = 1'
-    assert run_course.code_fingerprint(notebook) == fingerprint
+    assert runner.code_fingerprint(notebook) == fingerprint
     notebook.cells[1].source = 'REPO = "https://github.com/c/d"\nx = 2'
-    assert run_course.code_fingerprint(notebook) != fingerprint
+    assert runner.code_fingerprint(notebook) != fingerprint
 
 
 def test_notebooks_are_named_by_path_or_by_the_start_of_their_name(tmp_path):
     """`make course` / scripts/run_course.py NOTEBOOK: "02" is notebook 02; a name that fits no
     notebook, or several, lists the course's notebooks; no name means all five."""
-    course_notebooks = run_course.find_notebooks([])
+    course_notebooks = runner.find_notebooks([])
     assert [nb.name[:2] for nb in course_notebooks] == ["01", "02", "03", "04", "05"]
-    assert run_course.find_notebooks(["02"]) == [course_notebooks[1]]
+    assert runner.find_notebooks(["02"]) == [course_notebooks[1]]
     other = _notebook(tmp_path / "mine.ipynb", "1 + 1")
-    assert run_course.find_notebooks([str(other), "05_feature"]) == [other, course_notebooks[4]]
+    assert runner.find_notebooks([str(other), "05_feature"]) == [other, course_notebooks[4]]
     for name, problem in (("07", "matches none"), ("0", "matches several"),
                           ("--help", "matches none")):
         with pytest.raises(ValueError, match=f"{problem} of the course's notebooks: "
                                              f"01_allconv_baseline.ipynb, 02_"):
-            run_course.find_notebooks([name])
+            runner.find_notebooks([name])
 
 
 def test_executed_notebooks_keep_a_compact_record(tmp_path):
@@ -102,7 +102,7 @@ def test_executed_notebooks_keep_a_compact_record(tmp_path):
               "import pandas as pd\n"
               "display(pd.DataFrame({'a': [0.5]}).style.format('{:.0%}'))")
     notebook = _notebook(tmp_path / "01_bar.ipynb", source)
-    assert run_course.main([str(notebook)], build=tmp_path / "build") == 0
+    assert runner.main([str(notebook)], build=tmp_path / "build") == 0
     outputs = nbformat.read(tmp_path / "build" / "01_bar.ipynb", as_version=4).cells[0].outputs
     streams = [o for o in outputs if o["output_type"] == "stream"]
     assert len(streams) == 1 and streams[0]["text"] == "training 40/40 [00:00<00:00\n"
@@ -116,7 +116,7 @@ def test_compact_merges_only_neighbouring_streams():
                {"output_type": "stream", "name": "stdout", "text": "\r   \r"},
                {"output_type": "display_data", "data": {"image/png": ""}},
                {"output_type": "stream", "name": "stdout", "text": "b\n"}]
-    kept = run_course.compact(outputs)
+    kept = runner.compact(outputs)
     assert [o.get("text") for o in kept] == ["a\n", None, "b\n"]
 
 
@@ -126,23 +126,23 @@ def _stream(text, name="stdout"):
 
 def test_output_problems_names_each_kind_of_untidy_output():
     bar = "".join(f"\rEpoch 0: {i}/312 [00:{i:02d}<04:57, 1.00it/s]" for i in range(1, 40))
-    assert run_course.output_problems([_stream(bar + "\n", "stderr")]) == []  # rewrites one line
+    assert runner.output_problems([_stream(bar + "\n", "stderr")]) == []  # rewrites one line
     per_refresh = "".join(f"Epoch 0: {i}/312 [00:{i:02d}<04:57, 1.00it/s]\n" for i in range(1, 6))
-    assert "progress bar left 5 lines" in run_course.output_problems(
+    assert "progress bar left 5 lines" in runner.output_problems(
         [_stream(per_refresh, "stderr")])[0]
     downloads = "".join(f"\rdownloading {name}: 100%|██████████| 1.13M/1.13M [00:00<00:00, "
                         "406MB/s]\n" for name in ["googlenet", "resnet", "preact", "densenet"])
-    assert run_course.output_problems([_stream(downloads, "stderr")]) == []  # one line each
+    assert runner.output_problems([_stream(downloads, "stderr")]) == []  # one line each
     mixed = _stream(downloads + "/x.py:3: UserWarning: something is deprecated\n", "stderr")
-    assert run_course.output_problems([mixed]) == [
+    assert runner.output_problems([mixed]) == [
         "stderr output (a warning?): '/x.py:3: UserWarning: something is deprecated'"]
     warning = _stream("/x.py:3: UserWarning: something is deprecated\n", "stderr")
-    assert "UserWarning" in run_course.output_problems([warning])[0]
+    assert "UserWarning" in runner.output_problems([warning])[0]
     tcp = _stream("Kernel is running over TCP without encryption\n", "stderr")
-    assert "TCP warning" in run_course.output_problems([tcp])[0]
+    assert "TCP warning" in runner.output_problems([tcp])[0]
     fallback = {"output_type": "execute_result", "execution_count": 1, "metadata": {},
-                "data": {"text/plain": "<helpers.runs.Record object at 0x7f3a2c1d9e50>"}}
-    assert "text fallback" in run_course.output_problems([fallback])[0]
+                "data": {"text/plain": "<helpers._machinery.runs.Record object at 0x7f3a2c1d9e50>"}}
+    assert "text fallback" in runner.output_problems([fallback])[0]
     styled = {"output_type": "display_data", "metadata": {}, "data": {
         "text/html": "<table></table>",
         "text/plain": "<pandas.io.formats.style.Styler at 0x7f3a2c1d9e50>"}}
@@ -151,7 +151,7 @@ def test_output_problems_names_each_kind_of_untidy_output():
     clean = [_stream("accuracy 12%\n"), _stream("\n"), styled, figure,
              {"output_type": "execute_result", "execution_count": 2, "metadata": {},
               "data": {"text/plain": "0.5"}}]
-    assert run_course.output_problems(clean) == []
+    assert runner.output_problems(clean) == []
     assert clean[0]["text"] == "accuracy 12%\n"  # the cell's outputs are not changed
 
 

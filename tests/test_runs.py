@@ -20,7 +20,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from helpers import checkpoints, config, data, files, models, recipes, runs, sweep, training
+from helpers import checkpoints, data, models, recipes, sweep, training
+from helpers._machinery import config, files, runs
 
 ROOT = Path(__file__).resolve().parents[1]
 TRAIN_SCRIPT = ROOT / "scripts" / "train.py"
@@ -665,6 +666,9 @@ OTHER_RECIPE = recipes.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.02
      "weights.pt is not the file this run recorded", RESTORE),
     (lambda folder: shutil.copy(folder.parent / "other" / runs.HISTORY, folder / runs.HISTORY),
      "history.csv is not the file this run recorded", RESTORE),
+    (lambda folder: (folder / runs.WEIGHTS).unlink(), "weights.pt is missing", RESTORE),
+    (lambda folder: _unbind_files(folder), r"weights.pt is not the file this run recorded "
+     r"\(run.json binds no such file\)", RESTORE),
     (lambda folder: _link_out(folder, runs.RECORD), "run.json is a symbolic link",
      "Replace the link"),
     (lambda folder: _link_out(folder, runs.WEIGHTS), "weights.pt is a symbolic link",
@@ -681,6 +685,27 @@ def test_a_damaged_run_is_named_with_the_remedy(course_env, damage, message, rem
     with pytest.raises(runs.CheckpointError, match=message) as info:
         checkpoints.load_or_train(_model(), _data(), RECIPE, name="damaged")
     assert re.search(remedy, str(info.value))
+
+
+def _unbind_files(folder: Path) -> None:
+    """A run record that binds none of the run's files by checksum."""
+    record = json.loads((folder / runs.RECORD).read_text())
+    del record["files"]
+    (folder / runs.RECORD).write_text(json.dumps(record))
+
+
+def test_a_run_without_its_definition_is_neither_loaded_nor_resumed(course_env):
+    """Every run the course ships has its definition.json (the eight recorded before it existed
+    were given theirs); a folder holding a run without one is refused, naming the remedies."""
+    folder = _fit("undefined", epochs=1, directory=config.saved_models_dir()).directory
+    (folder / runs.DEFINITION).unlink()
+    for attempt in (lambda: checkpoints.load_or_train(_model(), _data(), RECIPE,
+                                                      name="undefined"),
+                    lambda: _fit("undefined", epochs=1, directory=config.saved_models_dir())):
+        with pytest.raises(runs.DefinitionMismatch, match="holds a run but no record of the "
+                           "settings it was trained with.*overwrite=True"):
+            attempt()
+    assert (folder / runs.WEIGHTS).exists()  # refused, not deleted
 
 
 def _link_out(folder: Path, name: str) -> None:

@@ -13,7 +13,8 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from helpers import config, measure, models, recipes, runs, sweep
+from helpers._machinery import config, runs, sweep_runs
+from helpers import measure, models, recipes, sweep
 from helpers.models import vgg
 
 # Worked examples of the original generator (feature_amounts.md, 2.8): index, (xi, omega,
@@ -223,27 +224,27 @@ def test_an_abandoned_variant_stays_abandoned_after_an_interruption(course_env, 
                                                                    moment):
     """Abandoned after epoch 1 of 3 (a threshold no variant reaches), then interrupted: run
     again, it is still abandoned after 1 epoch (before: trained all 3 and reported 'done')."""
-    monkeypatch.setattr(sweep.AbandonUnlessLearning, "TIMES_CHANCE", 11)
+    monkeypatch.setattr(sweep_runs.AbandonUnlessLearning, "TIMES_CHANCE", 11)
     settings = sweep.SweepSettings("CIFAR10", "mundt-sgdr", epochs=3, abandon_after=1,
                                    subset=(128, 64, 64))
-    twin = sweep.train_variant(_tiny(0), settings, course_env / "twin")
+    twin = sweep_runs.train_variant(_tiny(0), settings, course_env / "twin")
     assert twin["status"] == "abandoned" and twin["epochs"] == 1
     directory = course_env / "sweep"
     if moment == "in its final test":
         with pytest.raises(_Interrupted):
-            sweep.train_variant(_tiny(0), settings, directory, callbacks=(_StopInFinalTest(),))
+            sweep_runs.train_variant(_tiny(0), settings, directory, callbacks=(_StopInFinalTest(),))
     else:
-        write_text = sweep.files.write_text
+        write_text = sweep_runs.files.write_text
 
         def fail_on_rows(path, text):
             if Path(path).parent.name == "rows":
                 raise _Interrupted
             write_text(path, text)
 
-        monkeypatch.setattr(sweep.files, "write_text", fail_on_rows)
+        monkeypatch.setattr(sweep_runs.files, "write_text", fail_on_rows)
         with pytest.raises(_Interrupted):
-            sweep.train_variant(_tiny(0), settings, directory)
-        monkeypatch.setattr(sweep.files, "write_text", write_text)
+            sweep_runs.train_variant(_tiny(0), settings, directory)
+        monkeypatch.setattr(sweep_runs.files, "write_text", write_text)
         assert runs.is_complete(directory / "variant-000")
     table = sweep.run_sweep([_tiny(0)], settings, directory)
     row = table.to_dict("records")[0]
@@ -258,9 +259,9 @@ def test_a_resumed_variant_keeps_its_micro_batch(course_env, monkeypatch, out_of
     monkeypatch.setattr(models, "create",
                         lambda name, **hparams: out_of_memory_above(create(name, **hparams), 16))
     with pytest.raises(_Interrupted):
-        sweep.train_variant(_tiny(0), SETTINGS, course_env / "sweep",
+        sweep_runs.train_variant(_tiny(0), SETTINGS, course_env / "sweep",
                             callbacks=(_StopInFinalTest(),))
-    row = sweep.train_variant(_tiny(0), SETTINGS, course_env / "sweep")
+    row = sweep_runs.train_variant(_tiny(0), SETTINGS, course_env / "sweep")
     assert row["status"] == "done" and row["micro_batch"] == 16
 
 
@@ -313,11 +314,12 @@ def test_bad_sweep_settings_are_named(field, value, error, words):
 CHILD = """
 import sys, time
 from helpers import sweep
-original = sweep.AbandonUnlessLearning.on_train_epoch_end
+from helpers._machinery import sweep_runs
+original = sweep_runs.AbandonUnlessLearning.on_train_epoch_end
 def slow(self, trainer, module):  # give the test time to kill mid-variant
     time.sleep(0.7)
     original(self, trainer, module)
-sweep.AbandonUnlessLearning.on_train_epoch_end = slow
+sweep_runs.AbandonUnlessLearning.on_train_epoch_end = slow
 variants = [sweep.Variant(i, float(i), 4.0, 0.0, tuple([4] * 13 + [8, 8])) for i in range(3)]
 settings = sweep.SweepSettings("CIFAR10", "mundt-sgdr", epochs=3, subset=(128, 64, 64))
 sweep.run_sweep(variants, settings, sys.argv[1])
@@ -354,7 +356,7 @@ def test_a_killed_sweep_resumes_without_losing_or_repeating_anything(course_env,
 
 
 def test_early_abandonment_after_the_first_cycle():
-    callback = sweep.AbandonUnlessLearning(num_classes=10, after_epochs=10)
+    callback = sweep_runs.AbandonUnlessLearning(num_classes=10, after_epochs=10)
 
     class Trainer:
         should_stop = False
@@ -366,7 +368,7 @@ def test_early_abandonment_after_the_first_cycle():
     assert trainer.should_stop and callback.abandoned
     learning = Trainer()
     learning.callback_metrics = {"train_acc": torch.tensor(0.25)}
-    fresh = sweep.AbandonUnlessLearning(num_classes=10, after_epochs=10)
+    fresh = sweep_runs.AbandonUnlessLearning(num_classes=10, after_epochs=10)
     fresh.on_train_epoch_end(learning, None)
     assert not learning.should_stop and not fresh.abandoned
     assert recipes.get_recipe("mundt-sgdr").cycle_epochs == 10

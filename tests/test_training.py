@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers import config, data, measure, memory_safe, models, recipes, runs, training
+from helpers._machinery import config, fitting, runs
+from helpers import data, measure, memory_safe, models, plots, recipes, training
 
 
 def _data(**options):
@@ -178,11 +179,11 @@ def test_the_record_keeps_the_environment_and_the_best_epoch(smoke_run):
 
 
 def test_the_results_table_shows_a_run_as_recorded(smoke_run):
-    table = training.results_table({"tiny": smoke_run})
+    table = plots.results_table({"tiny": smoke_run})
     assert table.loc["tiny", "test accuracy"] == smoke_run.info["test_acc"]
     assert table.loc["tiny", "test images"] == 250
     assert table.loc["tiny", "provenance"] == smoke_run.provenance
-    shown = training.show_results({"tiny": smoke_run}, caption="tiny run").to_html()
+    shown = plots.show_results({"tiny": smoke_run}, caption="tiny run").to_html()
     assert f"{smoke_run.info['test_acc']:.2%}" in shown  # in percent
     assert f">{smoke_run.wall_minutes:.1f}<" in shown  # minutes to a tenth, not 0.016667
     assert "tiny run (SMOKE RUN rows are not results" in shown
@@ -367,15 +368,15 @@ def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_log
 def test_the_time_estimate_counts_every_image_each_epoch_evaluates(monkeypatch):
     """Training images at the timed rate, evaluated images at a third of a step each: a sweep,
     which also tests every epoch, is estimated longer by exactly its test passes."""
-    monkeypatch.setattr(training.measure, "training_throughput", lambda *a, **k: 100.0)
+    monkeypatch.setattr(fitting.measure, "training_throughput", lambda *a, **k: 100.0)
     plain, tested = _data(), _data(test_every_epoch=True)
     for module in (plain, tested):
         module.setup()
     # 512 training and 128 validation images per epoch, 250 test images at the end
-    assert training.estimate_seconds(_model(), plain, FAST, 4) == pytest.approx(
+    assert fitting.estimate_seconds(_model(), plain, FAST, 4) == pytest.approx(
         1.1 * (4 * 512 + (4 * 128 + 250) / 3) / 100)
-    assert training.estimate_seconds(_model(), tested, FAST, 4) == pytest.approx(
-        training.estimate_seconds(_model(), plain, FAST, 4) + 1.1 * 4 * 250 / 3 / 100)
+    assert fitting.estimate_seconds(_model(), tested, FAST, 4) == pytest.approx(
+        fitting.estimate_seconds(_model(), plain, FAST, 4) + 1.1 * 4 * 250 / 3 / 100)
 
 
 def test_smoke_mode_caps_the_epochs(course_env):
@@ -472,20 +473,20 @@ def test_a_long_run_says_beforehand_how_long_it_will_take(monkeypatch, capsys, t
     before = {key: value.clone() for key, value in model.state_dict().items()}
     module = _data().with_batch_size(64)  # 512 images: 8 steps per epoch
     monkeypatch.setattr(training.config, "is_smoke", lambda: False)
-    monkeypatch.setattr(training, "LONG_RUN_SECONDS", 0)  # every run counts as long here
-    training._say_how_long_if_long(model, module, FAST, tmp_path / "long", epochs=13)
+    monkeypatch.setattr(fitting, "LONG_RUN_SECONDS", 0)  # every run counts as long here
+    fitting.say_how_long_if_long(model, module, FAST, tmp_path / "long", epochs=13)
     said = capsys.readouterr().out
     assert "long: about" in said and "allcnn" in said and "13 epoch(s) to train" in said
     assert "resumes from its last completed epoch" in said and "epochs=..." in said
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
-    training._say_how_long_if_long(model, module, FAST, tmp_path / "short", epochs=12)
+    fitting.say_how_long_if_long(model, module, FAST, tmp_path / "short", epochs=12)
     assert capsys.readouterr().out == ""  # under 100 steps: not even timed
 
 
 def test_the_progress_bar_shows_accuracies_in_percent(monkeypatch):
     from pytorch_lightning.callbacks import TQDMProgressBar
 
-    from helpers import _lightning
+    from helpers._machinery import lightning as _lightning
 
     monkeypatch.setattr(TQDMProgressBar, "get_metrics", lambda self, trainer, module: {
         "v_num": 3, "train_loss": 1.25, "val_acc": 0.4375})
@@ -499,7 +500,7 @@ def test_the_last_batch_table_shows_the_seeds_bug():
     probabilities = torch.zeros(100, 2)
     probabilities[:64, 0] = 1  # the first 64 right, the last 36 wrong
     probabilities[64:, 1] = 1
-    table = training.last_batch_table(probabilities, labels).data
+    table = plots.last_batch_table(probabilities, labels).data
     assert table["images counted"].tolist() == [36, 100]
     assert table["test accuracy"].tolist() == pytest.approx([0.0, 0.64])  # float32 means
 
@@ -532,7 +533,7 @@ def test_the_layout_is_measured_for_one_cpu_process_in_full_mode_only(course_env
     folder = course_env / "no-run-here"
 
     def choose(**options):
-        return training._channels_last(None, folder, _model(), module, FAST, "32-true", options)
+        return fitting.choose_layout(None, folder, _model(), module, FAST, "32-true", options)
 
     assert choose() is True and asked == []  # smoke mode: the device's default
     monkeypatch.setattr(config, "mode", lambda: "cpu")

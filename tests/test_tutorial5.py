@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from helpers import checkpoints, measure, models, recipes, training
+from helpers._machinery import downloads, runs
 
 REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "uvadlc-tutorial5"
 needs_reference = pytest.mark.skipif(
@@ -76,7 +77,7 @@ def test_densenet_concatenates_new_maps_before_its_input():
     channels 16-47 are the stem's: our model must put the stem's maps there too. With zero-mean
     inputs (as normalised CIFAR-10 is) a convolution's mean output is its bias."""
     model = models.create("densenet")
-    checkpoints.load_weights(REFERENCE / "DenseNet.ckpt", model)
+    runs.load_weights(REFERENCE / "DenseNet.ckpt", model)
     norm = model.blocks[0].block[1].net[0]
     seen = {}
     norm.register_forward_hook(lambda module, inputs, output: seen.update(x=inputs[0]))
@@ -90,7 +91,7 @@ def test_densenet_concatenates_new_maps_before_its_input():
 
 def test_a_wrong_hash_is_refused(published, course_env):
     published.serve("/ResNet.ckpt", (REFERENCE / "ResNetPreAct.ckpt").read_bytes())
-    with pytest.raises(checkpoints.DownloadError, match="ResNet.ckpt arrived with sha256 .*"
+    with pytest.raises(downloads.DownloadError, match="ResNet.ckpt arrived with sha256 .*"
                                                         "expected c16348ee.*nothing was saved"):
         checkpoints.load_tutorial5("resnet")
     assert not (course_env / "saved_models" / "tutorial5-resnet").exists()
@@ -98,7 +99,7 @@ def test_a_wrong_hash_is_refused(published, course_env):
 
 def test_a_truncated_download_is_refused(published, course_env):
     published.serve("/DenseNet.ckpt", (REFERENCE / "DenseNet.ckpt").read_bytes(), "truncate")
-    with pytest.raises(checkpoints.DownloadError, match="DenseNet.ckpt was truncated"):
+    with pytest.raises(downloads.DownloadError, match="DenseNet.ckpt was truncated"):
         checkpoints.load_tutorial5("densenet")
     assert not (course_env / "saved_models" / "tutorial5-densenet").exists()
 
@@ -162,7 +163,7 @@ def test_our_own_runs_tensorboard_logs_read_back(course_env):
     run = training.fit(models.create("allcnn", c=4, num_classes=10), module,
                        recipes.get_recipe("sgd-cosine", batch_size=64), name="logged", epochs=2,
                        enable_progress_bar=False)
-    scalars = checkpoints.tensorboard_scalars(run.directory / "logs" / "tensorboard")
+    scalars = downloads.tensorboard_scalars(run.directory / "logs" / "tensorboard")
     val = scalars[scalars["tag"] == "val_acc"]["value"].tolist()
     assert val == pytest.approx(run.history["val_acc"].tolist())
 

@@ -2,14 +2,16 @@
 
 Shaped like torchvision's ``models``: one module per family (``allcnn``, ``ccnn``, ``densenet``,
 ``inception``, ``resnet``, ``vgg``), each registering its builders in ``registry``; shared
-building blocks in ``layers``; the published weights of UvA Tutorial 5 in ``weights``. This file
-only gathers them. Counting parameters and FLOPs lives in :mod:`helpers.measure`.
+building blocks in ``layers``, and the checkered layers in ``checkered``, as timm keeps its
+layers beside its models; the published weights of UvA Tutorial 5 in ``weights``. This file
+only gathers them. Measuring a model (parameters, FLOPs, memory, speed) is
+:mod:`helpers.measure`'s.
 """
 
-from . import allcnn, ccnn, densenet, inception, resnet, vgg, weights
+from . import allcnn, ccnn, checkered, densenet, inception, resnet, vgg, weights
 from .layers import activation, init_weights, to_channels_last
-from .registry import create, hyperparameters, names, register
+from .registry import create, definition, hyperparameters, names, register
 
-__all__ = ["create", "names", "hyperparameters", "register", "activation", "init_weights",
-           "to_channels_last", "allcnn", "ccnn", "densenet", "inception", "resnet", "vgg",
-           "weights"]
+__all__ = ["create", "names", "hyperparameters", "definition", "register", "activation",
+           "init_weights", "to_channels_last", "allcnn", "ccnn", "checkered", "densenet",
+           "inception", "resnet", "vgg", "weights"]

@@ -1,5 +1,6 @@
-"""All-convolutional networks: the course's AllCNN (from the original notebook, "The AllConv
-Net") and All-CNN-C (Springenberg et al.).
+"""All-convolutional networks: the course's AllCNN and All-CNN-C.
+
+The AllCNN is the original notebook's ("The AllConv Net"); All-CNN-C is Springenberg et al.'s.
 
 Both replace max-pooling by stride-2 convolutions and the fully connected classifier by a 1x1
 convolution to one map per class followed by global average pooling.

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..checkered import CheckeredConv2d, convert_to_checkered
+from .checkered import CheckeredConv2d, convert_to_checkered
 from .registry import register
 
 WIDTHS = (32, 32, 45, 45, 64)

@@ -10,9 +10,10 @@ Module names follow UvA Tutorial 5 (``input_net``, ``blocks.N.block.K.net``,
 concatenates its new maps *before* its input, as Tutorial 5 does (the order only matters for
 loading weights).
 
-``memory_efficient=True`` recomputes each layer's concatenation, BatchNorm, activation and first
-convolution in the backward pass instead of storing them (gradient checkpointing), as the DenseNet
-authors' efficient implementation does: the stored activations then grow linearly with depth
+``memory_efficient=True`` builds the blocks from :class:`MemoryEfficientDenseLayer`, which
+recomputes each layer's concatenation, BatchNorm, activation and first convolution in the
+backward pass instead of storing them (gradient checkpointing), as the DenseNet authors'
+efficient implementation does: the stored activations then grow linearly with depth
 instead of quadratically, for the price of a second forward pass through those operations.
 """
 
@@ -59,11 +60,11 @@ def _batchnorm_statistics_frozen(module: nn.Module):
 
 class DenseLayer(nn.Module):
     """BN-act-Conv3x3 (plain), or BN-act-Conv1x1-BN-act-Conv3x3 (bottleneck, DenseNet-B);
-    optional dropout after each convolution. Takes the list of the block's feature maps so far
-    and returns ``growth_rate`` new maps."""
+    optional dropout after each convolution. Takes the list of the block's feature maps so far,
+    concatenates them, and returns ``growth_rate`` new maps."""
 
     def __init__(self, c_in: int, growth_rate: int, bottleneck_width: int, dropout: float,
-                 act_fn: str, memory_efficient: bool):
+                 act_fn: str):
         super().__init__()
         drop = [nn.Dropout(dropout)] if dropout else []
         if bottleneck_width:
@@ -75,16 +76,24 @@ class DenseLayer(nn.Module):
             layers = [nn.BatchNorm2d(c_in), activation(act_fn),
                       nn.Conv2d(c_in, growth_rate, 3, padding=1, bias=False), *drop]
         self.net = nn.Sequential(*layers)
-        self.memory_efficient = memory_efficient
+
+    def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
+        x = torch.cat(features[::-1], dim=1)  # newest maps first, as Tutorial 5 orders them
+        return self.net(x)
+
+
+class MemoryEfficientDenseLayer(DenseLayer):
+    """The same layer, storing less for the backward pass: the concatenation, the first
+    BatchNorm, its activation and the first convolution are recomputed there instead of kept
+    (gradient checkpointing). Their outputs are the large ones: the concatenation grows with
+    every layer of the block."""
 
     def _first_conv(self, *features: torch.Tensor) -> torch.Tensor:
-        """Concatenate (newest maps first), BN, activation, first convolution: the part whose
-        large intermediate results the memory-efficient variant recomputes instead of storing."""
         return self.net[:3](torch.cat(features[::-1], dim=1))
 
     def forward(self, features: list[torch.Tensor]) -> torch.Tensor:
-        if not (self.memory_efficient and self.training and torch.is_grad_enabled()):
-            return self.net[3:](self._first_conv(*features))
+        if not (self.training and torch.is_grad_enabled()):  # nothing is stored: no need
+            return super().forward(features)
         calls = []
 
         def first_conv(*inputs):
@@ -103,9 +112,10 @@ class DenseBlock(nn.Module):
     def __init__(self, c_in: int, num_layers: int, growth_rate: int, bottleneck_width: int,
                  dropout: float, act_fn: str, memory_efficient: bool):
         super().__init__()
+        layer = MemoryEfficientDenseLayer if memory_efficient else DenseLayer
         self.block = nn.Sequential(*[
-            DenseLayer(c_in + i * growth_rate, growth_rate, bottleneck_width, dropout, act_fn,
-                       memory_efficient) for i in range(num_layers)])
+            layer(c_in + i * growth_rate, growth_rate, bottleneck_width, dropout, act_fn)
+            for i in range(num_layers)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = [x]

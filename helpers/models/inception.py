@@ -48,7 +48,7 @@ TUTORIAL5_BLOCKS = [
 
 @register("googlenet")
 class GoogleNet(nn.Module):
-    """A 3x3 stem with 64 channels, ten Inception blocks with two stride-2 max-pools between
+    """A 3x3 stem with 64 channels, eight Inception blocks with two stride-2 max-pools between
     them (32x32 -> 16x16 -> 8x8), global average pooling and a linear classifier."""
 
     def __init__(self, num_classes: int = 10, act_fn: str = "relu", in_channels: int = 3):

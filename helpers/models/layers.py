@@ -1,5 +1,7 @@
-"""Building blocks shared by the model families: activations by name, the conv-BN-activation
-unit, the He initialisation of the CIFAR models, and the channels-last weight layout."""
+"""Building blocks shared by the model families.
+
+Activations by name, the conv-BN-activation unit, the He initialisation of the CIFAR models, and
+the channels-last weight layout."""
 
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from .. import _arguments
+from .._machinery import arguments as _arguments
 
 _BUILDERS: dict[str, tuple[Callable[..., nn.Module], dict]] = {}
 
@@ -61,6 +61,24 @@ def create(name: str, **hparams) -> nn.Module:
     model = builder(**{**fixed, **hparams})
     model.blueprint = {"name": name, "hparams": dict(hparams)}
     return model
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Learnable parameters (what papers count; BatchNorm running statistics are buffers)."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def definition(model: nn.Module) -> dict:
+    """What a run records of its model: for a model built by :func:`create`, its name and every
+    hyper-parameter, defaults included; for any other module, its class, parameter count and
+    parameter shapes."""
+    blueprint = getattr(model, "blueprint", None)
+    if blueprint:
+        return {"name": blueprint["name"],
+                "hparams": {**hyperparameters(blueprint["name"]), **blueprint["hparams"]}}
+    shapes = [[key, list(value.shape)] for key, value in model.state_dict().items()]
+    return {"class": type(model).__qualname__, "parameters": count_parameters(model),
+            "shapes": shapes}
 
 
 def _lookup(name: str):

@@ -36,6 +36,12 @@ def blocks_for(widths) -> tuple:
     return BLOCKS[convs]
 
 
+# Simonyan & Zisserman's configurations by name: VGG-A, B, D and E have 11, 13, 16 and 19 weight
+# layers; VGG-D is the sweep's baseline.
+@register("vgg-e", widths=STANDARD_WIDTHS["E"])
+@register("vgg-d", widths=STANDARD_WIDTHS["D"])
+@register("vgg-b", widths=STANDARD_WIDTHS["B"])
+@register("vgg-a", widths=STANDARD_WIDTHS["A"])
 @register("vgg")
 class VGG(nn.Module):
     """VGG with the given layer ``widths`` (the convolutions', then the two hidden layers')."""
@@ -96,31 +102,3 @@ def parameter_count(widths, num_classes: int = 10, in_channels: int = 3, size: i
     flat, (hidden1, hidden2) = widths[-3] * (size // 32) ** 2, widths[-2:]  # after 5 poolings
     return (convs + flat * hidden1 + 2 * hidden1 + hidden1 * hidden2 + 2 * hidden2
             + hidden2 * num_classes + num_classes)
-
-
-@register("vgg-a")
-def vgg_a(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
-          dropout: float = 0.5) -> VGG:
-    """VGG-A (11 weight layers) with the standard widths."""
-    return VGG(STANDARD_WIDTHS["A"], num_classes, in_channels, bn_eps, dropout)
-
-
-@register("vgg-b")
-def vgg_b(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
-          dropout: float = 0.5) -> VGG:
-    """VGG-B (13 weight layers) with the standard widths."""
-    return VGG(STANDARD_WIDTHS["B"], num_classes, in_channels, bn_eps, dropout)
-
-
-@register("vgg-d")
-def vgg_d(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
-          dropout: float = 0.5) -> VGG:
-    """VGG-D (16 weight layers) with the standard widths: the sweep's baseline."""
-    return VGG(STANDARD_WIDTHS["D"], num_classes, in_channels, bn_eps, dropout)
-
-
-@register("vgg-e")
-def vgg_e(num_classes: int = 10, in_channels: int = 3, bn_eps: float = 1e-4,
-          dropout: float = 0.5) -> VGG:
-    """VGG-E (19 weight layers) with the standard widths."""
-    return VGG(STANDARD_WIDTHS["E"], num_classes, in_channels, bn_eps, dropout)

@@ -1,8 +1,9 @@
-"""Ends the Ray processes a sweep started on this machine when the process that started them is
-killed. Ray stops its local cluster when its driver exits, but a driver killed outright (SIGKILL,
-a notebook kernel that dies) leaves the cluster's agents running for a minute or more.
+"""Ends the Ray processes of a sweep whose process was killed.
 
-``python -m helpers._ray_cleanup PID`` watches process PID: while it lives, it notes every
+Ray stops its local cluster when its driver exits, but a driver killed outright (SIGKILL, a
+notebook kernel that dies) leaves the cluster's agents running for a minute or more.
+
+``python -m helpers._machinery.ray_cleanup PID`` watches process PID: while it lives, it notes every
 process below it (Ray's servers, agents and workers); once it is gone, it kills those that are
 still running (matched by start time, so that a reused process id is left alone), then exits.
 """
@@ -19,10 +20,10 @@ POLL_SECONDS = 0.5
 
 def start_for_this_process() -> subprocess.Popen:
     """Start a watcher for this process (call after ``ray.init`` started a local cluster)."""
-    return subprocess.Popen([sys.executable, "-m", "helpers._ray_cleanup", str(os.getpid())],
+    return subprocess.Popen([sys.executable, "-m", __name__, str(os.getpid())],
                             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True,
-                            cwd=os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+                            cwd=os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 
 
 def _is_ray(process) -> bool:

@@ -1,5 +1,7 @@
-"""Checkered subsampling (Sadigh & Sen, "Improving the Resolution of CNN Feature Maps
-Efficiently with Multisampling", arXiv 1805.10766).
+"""Checkered subsampling: its layers, their sampler sequences, and converting a CNN.
+
+The method is Sadigh & Sen's ( "Improving the Resolution of CNN Feature Maps Efficiently with
+Multisampling", arXiv 1805.10766).
 
 A stride-2 layer normally keeps 1 of the 4 positions of every 2x2 window. A checkered layer keeps
 2, on a diagonal of the window, each in a submap of its own: height and width halve as usual, the
@@ -30,7 +32,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.overrides import TorchFunctionMode
 
-from . import _arguments
+from .._machinery import arguments as _arguments
 
 SAMPLINGS = ("naive", "lattice", "random", "spread")  # the original's three, then the course's
 

@@ -35,7 +35,7 @@ OFFLINE_VALUES = {"1": True, "true": True, "yes": True, "0": False, "false": Fal
 SMOKE_SUBSET = (1024, 256, 512)
 SMOKE_EPOCHS = 1
 
-_PACKAGE_DIR = Path(__file__).resolve().parent
+_PACKAGE_DIR = Path(__file__).resolve().parents[1]  # helpers/
 
 
 def project_root() -> Path:

@@ -1,7 +1,8 @@
-"""Lightning plumbing that a learner never needs to read: quieter logs and warnings, the
-progress bar, a checkpoint writer that never leaves half a file, checkpoint callbacks that do
-not depend on where the run folder is, the Trainer's fixed settings, and log folders that a
-resumed run adds beside the earlier ones."""
+"""Lightning plumbing that a learner never needs to read.
+
+Quieter logs and warnings, the progress bar, a checkpoint writer that never leaves half a file,
+checkpoint callbacks that do not depend on where the run folder is, the Trainer's fixed
+settings, and log folders that a resumed run adds beside the earlier ones."""
 
 from __future__ import annotations
 

@@ -1,6 +1,8 @@
-"""Arguments checked where they enter the course, by the annotations of the function that takes
-them: one rule for ``fit``, the data module, recipes and every model builder, so that ``"no"``
-is never read as yes and a negative width or a ``None`` never reaches torch.
+"""One check of every argument where it enters the course, by annotation.
+
+The rule is the annotations of the function that takes them: one for ``fit``, the data module,
+recipes and every model builder, so that ``"no"`` is never read as yes and a negative width or a
+``None`` never reaches torch.
 
 An annotation made of ``bool``, ``int``, ``float``, ``str`` and ``None`` is checked, and so is
 an argument whose default is a tuple of whole numbers of at least 1 (block sizes, widths): it

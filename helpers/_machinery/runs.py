@@ -34,7 +34,7 @@ import pandas as pd
 import torch
 from torch import nn
 
-from . import config, files, measure, models
+from . import config, files
 
 DEFINITION, RECORD, HISTORY, LOCK = "definition.json", "run.json", "history.csv", ".lock"
 BEST, LAST, LOGS = "best.ckpt", "last.ckpt", "logs"
@@ -42,8 +42,8 @@ WEIGHTS, PROBABILITIES = "weights.pt", "test_probabilities.pt"
 # Everything a run writes into its folder; nothing else is ever deleted from it.
 RUN_FILES = (DEFINITION, RECORD, HISTORY, LOCK, BEST, LAST, LOGS, WEIGHTS, PROBABILITIES)
 
-# A recipe's description, not a setting ("source" in records written before it was renamed).
-PROSE = ("description", "source")
+# A recipe's description: prose, not a setting, so not part of a run's definition.
+PROSE = ("description",)
 
 _NAME = re.compile(r"[A-Za-z0-9._-]+")
 
@@ -86,25 +86,14 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
-def model_definition(model: nn.Module) -> dict:
-    """A model built by ``models.create``: its name and every hyper-parameter, defaults
-    included; any other module: its class, parameter count and parameter shapes."""
-    blueprint = getattr(model, "blueprint", None)
-    if blueprint:
-        return _plain({"name": blueprint["name"], "hparams": {
-            **models.hyperparameters(blueprint["name"]), **blueprint["hparams"]}})
-    shapes = [[key, list(value.shape)] for key, value in model.state_dict().items()]
-    return _plain({"class": type(model).__qualname__,
-                   "parameters": measure.count_parameters(model), "shapes": shapes})
-
-
-def definition(model: nn.Module, data, recipe, epochs: int, seed: int, precision: str) -> dict:
-    """What defines a run: change any of it and it is another run. The recipe's
-    ``description`` is prose, not a setting, and is left out."""
+def definition(model: dict, data, recipe, epochs: int, seed: int, precision: str) -> dict:
+    """What defines a run: change any of it and it is another run. ``model`` is the model's own
+    definition (:func:`helpers.models.definition`). The recipe's ``description`` is prose, not
+    a setting, and is left out."""
     recipe_fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in PROSE}
     data.setup()
     return _plain({
-        "model": model_definition(model),
+        "model": model,
         "data": {"name": data.name, "stand_in": data.train.is_stand_in,
                  "images": {"train": len(data.train), "val": len(data.val),
                             "test": len(data.test)},
@@ -113,39 +102,24 @@ def definition(model: nn.Module, data, recipe, epochs: int, seed: int, precision
         "recipe": recipe_fields, "epochs": epochs, "seed": seed, "precision": precision})
 
 
-def _from_record(info: dict) -> dict:
-    """The definition of a run recorded before definitions were (the fields it recorded)."""
-    model = info.get("model") or {}
-    recipe = {k: v for k, v in (info.get("recipe") or {}).items() if k not in PROSE}
-    found = {"model": {"name": model.get("name"), "hparams": {
-                 **models.hyperparameters(model["name"]), **model.get("hparams", {})}}
-             if model.get("name") in models.names() else None,
-             "data": {"name": info.get("data"), "images": info.get("images")},
-             "recipe": recipe or None, "epochs": info.get("epochs"), "seed": info.get("seed"),
-             "precision": info.get("precision")}
-    return _plain({key: value for key, value in found.items() if value is not None})
-
-
 def run_precision(folder: Path, precision: str = "auto") -> str:
     """The precision the run in ``folder`` trains in: ``precision`` as given, or for "auto" the
     run's own when the folder holds one (so that a run begun on other hardware goes on as it
-    began), else this machine's (:func:`~helpers.config.precision`)."""
+    began), else this machine's (:func:`~helpers._machinery.config.precision`)."""
     if precision != "auto":
         return precision
     return (saved_definition(folder) or {}).get("precision") or config.precision()
 
 
 def saved_definition(folder: Path) -> dict | None:
-    """The definition of the run in ``folder``: its ``definition.json``, else what its run
-    record says; None if the folder holds no run."""
+    """The definition of the run in ``folder`` (its ``definition.json``); None if the folder
+    holds no run."""
     folder = Path(folder)
     if (folder / DEFINITION).exists():
         return _read_json(folder / DEFINITION)
-    if (folder / RECORD).exists():
-        return _from_record(_read_json(folder / RECORD))
-    if any((folder / name).exists() for name in (LAST, BEST, WEIGHTS)):
+    if any((folder / name).exists() for name in (LAST, BEST, WEIGHTS, RECORD)):
         raise DefinitionMismatch(
-            f"{folder} holds a checkpoint but no record of the settings it was trained with, so "
+            f"{folder} holds a run but no record of the settings it was trained with, so "
             f"it cannot be resumed or loaded safely. Train under another name, or pass "
             f"overwrite=True (scripts/train.py: --overwrite) to delete it and train afresh.")
     return None
@@ -559,9 +533,8 @@ def epochs_done(folder: Path) -> int:
 
 
 def wall_minutes(info: dict) -> float | None:
-    """How long a run took, in minutes, from its record (None when it does not say; records
-    written before wall_seconds was kept give their training time)."""
-    seconds = info.get("wall_seconds", info.get("train_seconds"))
+    """How long a run took, in minutes, from its record (None when it was not recorded)."""
+    seconds = info.get("wall_seconds")
     return None if seconds is None else round(seconds / 60, 1)
 
 
@@ -602,7 +575,7 @@ def read_record(folder: Path) -> tuple[dict, pd.DataFrame | None]:
     except (OSError, ValueError) as error:
         raise CheckpointError(f"{path} is missing or unreadable ({type(error).__name__}). "
                               f"{_remedy(folder)}") from error
-    epochs = info.get("epochs_trained", info.get("epochs"))
+    epochs = info.get("epochs_trained")
     complete = ("epoch" in history and "val_acc" in history
                 and history["epoch"].tolist() == list(range(1, len(history) + 1))
                 and len(history) == epochs and history["val_acc"].notna().all())
@@ -668,22 +641,24 @@ def checksums(folder: Path) -> dict:
 
 def check_checksum(folder: Path, info: dict, name: str) -> None:
     """Raise :class:`CheckpointError` unless ``name`` is the file the run record ``info``
-    binds (records written before checksums were kept bind none)."""
+    binds by its sha256."""
+    path = Path(folder) / name
+    if not path.exists():
+        raise CheckpointError(f"{path} is missing. {_remedy(Path(folder))}")
     expected = (info.get("files") or {}).get(name)
-    if expected and files.sha256(Path(folder) / name) != expected:
-        raise CheckpointError(f"{Path(folder) / name} is not the file this run recorded (its "
-                              f"sha256 differs from run.json's): it was replaced or damaged. "
-                              f"{_remedy(Path(folder))}")
+    if expected is None or files.sha256(path) != expected:
+        how = ("run.json binds no such file" if expected is None
+               else "its sha256 differs from run.json's")
+        raise CheckpointError(f"{path} is not the file this run recorded ({how}): it was "
+                              f"replaced, damaged or copied in. {_remedy(Path(folder))}")
 
 
 def load(folder: Path, model: nn.Module) -> Run:
-    """The finished run in ``folder``: its best weights (``weights.pt``, else the Lightning
-    checkpoint ``best.ckpt`` of runs trained before) loaded into ``model`` in eval mode, its
-    history and its record."""
+    """The finished run in ``folder``: its best weights (``weights.pt``) loaded into ``model``
+    in eval mode, its history and its record."""
     folder = Path(folder)
     info, history = read_record(folder)
-    if (folder / WEIGHTS).exists():
-        check_checksum(folder, info, WEIGHTS)
-    load_weights(folder / WEIGHTS if (folder / WEIGHTS).exists() else folder / BEST, model)
+    check_checksum(folder, info, WEIGHTS)
+    load_weights(folder / WEIGHTS, model)
     model.eval()
     return Run(folder.name, model, history, info, folder)

@@ -1,0 +1,101 @@
+"""How ``measure.peak_step_memory`` measures a training step's peak memory.
+
+On a CUDA GPU the allocator's peak above what was allocated before (weights, gradients, the
+batch); on a Linux CPU the growth of the process's peak resident memory (VmHWM), in a fresh
+process in which every allocation of 64 KiB or more is mapped and unmapped directly, so that
+freed memory is returned at once and the peak reflects what was really held. ``python -m
+helpers._machinery.memory REQUEST`` is that process."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import sys
+from pathlib import Path
+
+import torch
+
+from . import allocator as _allocator, config
+from .. import models
+
+
+_MIB = 2 ** 20
+
+
+def measure_peaks(model_name: str, batch_sizes: list[int], input_shape, hparams: dict,
+                  device: str) -> dict:
+    """Peak memory (MiB) of one training step of the model per batch size, after a step of two
+    images: what a step's first run loads or initialises once (a module torch imports on first
+    use, for one) is not counted as the step's memory."""
+    torch.manual_seed(0)
+    model = models.create(model_name, **hparams).to(device).train()
+    for parameter in model.parameters():
+        parameter.grad = torch.zeros_like(parameter)
+    with torch.no_grad():
+        num_classes = model(torch.zeros(2, *input_shape, device=device)).shape[1]
+    _training_step(model, torch.randn(2, *input_shape, device=device),
+                   torch.randint(num_classes, (2,), device=device))
+    peaks = {}
+    for batch_size in batch_sizes:
+        x = torch.randn(batch_size, *input_shape, device=device)
+        y = torch.randint(num_classes, (batch_size,), device=device)
+        step = functools.partial(_training_step, model, x, y)
+        peaks[batch_size] = peak_memory_mib(step, device)
+    return peaks
+
+
+def _training_step(model, x, y) -> None:
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+
+
+def track_cpu_peaks() -> None:
+    """Make CPU peak-memory measurements of this process exact from now on: glibc then maps and
+    unmaps every allocation of 64 KiB or more directly, so freed memory leaves the process at
+    once. For measuring processes only: it makes allocation slower."""
+    _allocator.track_peaks()
+
+
+def peak_memory_mib(fn, device: str | None = None) -> float | None:
+    """How much memory (MiB) ``fn()`` needs at its peak beyond what was held before: the CUDA
+    allocator's peak on a GPU; on a Linux CPU the growth of the peak resident memory (exact
+    after ``track_cpu_peaks()``); None where neither can be read."""
+    device = device or config.device_type()
+    if device == "cpu" and not os.access("/proc/self/clear_refs", os.W_OK):
+        return None
+    before = _start(device)
+    fn()
+    return round(_peak_since(before, device) / _MIB, 1)
+
+
+def _start(device: str) -> int:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated()
+    _allocator.release_free_memory()
+    before = _status_bytes("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+    return before
+
+
+def _peak_since(before: int, device: str) -> int:
+    if device == "cuda":
+        torch.cuda.synchronize()
+        return torch.cuda.max_memory_allocated() - before
+    return _status_bytes("VmHWM") - before
+
+
+def _status_bytes(key: str) -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(f"{key}:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"{key} not found in /proc/self/status")
+
+
+if __name__ == "__main__":  # the fresh process of a CPU measurement
+    track_cpu_peaks()
+    task = json.loads(sys.argv[1])
+    result = measure_peaks(task["model"], task["batch_sizes"], tuple(task["input_shape"]),
+                           task["hparams"], "cpu")
+    print(json.dumps(result))
