@@ -116,7 +116,6 @@ def tutorial5_url(file: str) -> str:
     return base.rstrip("/") + "/" + file
 
 
-
 def load_tutorial5(name: str, data=None, recipe=None, **fit_options) -> training.Run:
     """Tutorial 5's published CIFAR-10 model ``name``, in eval mode: from ``saved_models/``,
     else downloaded and sha256-checked, else (given data) trained with the tutorial's recipe."""
@@ -142,7 +141,7 @@ def tutorial5_log(name: str) -> pd.DataFrame | None:
             raise CheckpointError(f"{path} has sha256 {actual}, expected {published.log_sha256}: "
                                   f"it is corrupt. Delete {path} and run again to download it.")
     elif not download_unless_offline(tutorial5_url(published.log), path, published.log_sha256,
-                                      f"the training log of {name}"):
+                                     f"the training log of {name}"):
         return None
     table = tensorboard_scalars(path)
     is_lr = table["tag"].str.startswith("lr-")

@@ -187,7 +187,7 @@ def denormalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
 
 
 def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
+    return _arguments.is_whole(value) and value > 0
 
 
 def _check_sizes(val_size, subset, eval_batch_size) -> None:

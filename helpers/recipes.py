@@ -57,7 +57,8 @@ class Recipe:
         check("schedule", lambda v: v in SCHEDULES,
               f"unknown schedule; valid: {', '.join(SCHEDULES)}")
         for field in ("epochs", "batch_size"):
-            check(field, _is_positive_int, "a positive whole number")
+            check(field, lambda v: _arguments.is_whole(v) and v >= 1,
+                  "a whole number of at least 1")
         check("lr", lambda v: _is_number(v) and v > 0, "a positive number")
         for field in ("weight_decay", "warmup_epochs", "final_lr"):
             check(field, lambda v: _is_number(v) and v >= 0, "a number >= 0")
@@ -78,21 +79,6 @@ SCHEDULES = ("step", "cosine", "sgdr", "constant")
 
 def _is_number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _is_positive_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
-
-
-def positive_int(value, what: str) -> int:
-    """``value`` if it is a whole number > 0, else a ValueError (TypeError for other types)
-    naming ``what``."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{what} must be a whole number > 0, not {value!r} "
-                        f"({type(value).__name__})")
-    if value <= 0:
-        raise ValueError(f"{what} must be a whole number > 0, not {value}")
-    return value
 
 
 RECIPES = {recipe.name: recipe for recipe in [
@@ -183,5 +169,5 @@ def planned_epochs(recipe: Recipe, epochs: int | None = None) -> int:
     """How many epochs a run trains: ``epochs`` when given, else the recipe's, capped at
     ``config.SMOKE_EPOCHS`` in smoke mode. The one place this rule lives."""
     if epochs is not None:
-        return positive_int(epochs, "epochs")
+        return _arguments.whole_number(epochs, "epochs")
     return min(recipe.epochs, config.SMOKE_EPOCHS) if config.is_smoke() else recipe.epochs

@@ -70,7 +70,7 @@ class Variant:
 def reference_widths(depth: int) -> list[int]:
     """The VGG widths whose sum is the budget of a depth: 2, 2, L, L, L convolutions with
     64, 128, 256, 512, 512 features (L = (depth - 7) / 3), then two hidden layers of 512."""
-    if isinstance(depth, bool) or not isinstance(depth, int):
+    if not _arguments.is_whole(depth):
         valid = ", ".join(map(str, VALID_DEPTHS))
         raise TypeError(f"depth must be a whole number, one of {valid}; got {depth!r} "
                         f"({type(depth).__name__})")
@@ -144,7 +144,6 @@ _FOUND: dict[int, tuple[Variant, ...]] = {}  # skew_normal_variants' results, by
 
 # --- running a sweep -------------------------------------------------------------------------
 
-
 @dataclass(frozen=True)
 class SweepSettings:
     """What every variant of a sweep is trained on and with (picklable, for remote workers).
@@ -166,7 +165,7 @@ class SweepSettings:
         dataset_info(self.data)
         recipes.get_recipe(self.recipe)
         if self.epochs is not None:
-            recipes.positive_int(self.epochs, "SweepSettings epochs")
+            _arguments.whole_number(self.epochs, "SweepSettings epochs")
         if self.augment is not None and self.augment not in AUGMENTATIONS:
             raise ValueError(f"SweepSettings augment={self.augment!r} is not an augmentation; "
                              f"valid: {', '.join(AUGMENTATIONS)}, or None")

@@ -82,8 +82,8 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         raise TypeError(f"fit: directory must be a path (a str or Path), not {directory!r}")
     check_trainer_options(trainer_options)
     epochs = planned_epochs(recipe, epochs)
-    if isinstance(seed, bool) or not isinstance(seed, int):
-        raise TypeError(f"seed must be a whole number, not {seed!r}")
+    if not _arguments.is_whole(seed):
+        raise TypeError(f"fit: seed must be a whole number, not {seed!r}")
     if not 0 <= seed < 2 ** 32:
         raise ValueError(f"fit: seed={seed} is not valid; it must be in [0, 2**32), the range "
                          f"the random number generators accept")

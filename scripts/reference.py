@@ -62,13 +62,12 @@ def main() -> None:
     print(f"device: {config.device_type()} ({config.hardware()}), precision "
           f"{config.precision()}")
     status = {entry.name: entry.status() for entry in entries}
-    print(pd.Series({name: "damaged (said below)" if state.startswith("damaged") else state
+    print(pd.Series({name: "damaged (said below)" if state.state == "damaged" else str(state)
                      for name, state in status.items()}, name="status").to_string())
-    disagreeing = [name for name, state in status.items() if state.startswith("disagrees")]
-    damaged = {name: state for name, state in status.items() if state.startswith("damaged")}
-    busy = [name for name, state in status.items() if state.startswith("in use")]
-    todo = [entry for entry in entries if status[entry.name] != "finished"
-            and entry.name not in [*disagreeing, *damaged, *busy]]
+    disagreeing = [name for name, state in status.items() if state.state == "disagrees"]
+    damaged = {name: str(state) for name, state in status.items() if state.state == "damaged"}
+    busy = [name for name, state in status.items() if state.state == "in use"]
+    todo = [entry for entry in entries if status[entry.name].state in ("interrupted", "missing")]
     if busy:
         print(f"Left to the process that is training them: {', '.join(busy)}.")
     if not todo:

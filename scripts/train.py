@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from helpers import data, memory_safe, models, recipes, training
-from helpers._machinery import datasets, fitting, runs
+from helpers._machinery import arguments, datasets, fitting, runs
 
 
 def _name(value: str) -> str:
@@ -27,9 +27,10 @@ def _name(value: str) -> str:
 
 def _positive(value: str) -> int:
     try:
-        return recipes.positive_int(int(value), "--epochs")
+        return arguments.whole_number(int(value), "--epochs")
     except (TypeError, ValueError):
-        raise argparse.ArgumentTypeError(f"must be a whole number > 0, not {value!r}") from None
+        raise argparse.ArgumentTypeError(f"must be a whole number of at least 1, not "
+                                         f"{value!r}") from None
 
 
 def main() -> None:

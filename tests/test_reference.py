@@ -80,7 +80,7 @@ def test_the_sweep_entries_scale_vgg_d_to_an_eighth():
 def test_a_shipped_run_is_complete_and_its_weights_load_strictly(shipped, entry):
     if not (entry.folder / "run.json").exists():
         pytest.skip(f"{entry.name} is not trained yet (make reference)")
-    assert entry.status() == "finished"
+    assert entry.status() == reference_runs.Status("finished")
     state = torch.load(entry.folder / "weights.pt", weights_only=True)
     model = entry.build()
     model.load_state_dict(state, strict=True)
@@ -131,7 +131,7 @@ def test_a_run_that_disagrees_with_the_list_is_reported(course_env, monkeypatch)
     definition["seed"] = 7
     (entry.folder / "definition.json").write_text(json.dumps(definition))
     record = (entry.folder / "run.json").read_text()
-    assert entry.status() == "disagrees: seed: 7 in the folder vs 1 now"
+    assert entry.status() == reference_runs.Status("disagrees", "seed: 7 in the folder vs 1 now")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--only",
                            entry.name], capture_output=True, text=True, check=False,
                           env={**os.environ})
@@ -150,7 +150,8 @@ def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch
     monkeypatch.setenv("COURSE_MODE", "full")
     entry = reference_runs.get("cnn-toy-fashionmnist-sgd-cosine-s1")
     holder = hold_lock(entry.folder)
-    assert entry.status().startswith(f"in use: process {holder.pid} on ")
+    assert entry.status().state == "in use"
+    assert entry.status().detail.startswith(f"process {holder.pid} on ")
     done = subprocess.run([sys.executable, str(ROOT / "scripts" / "reference.py"), "--only",
                            entry.name, "--dry-run"], capture_output=True, text=True,
                           check=False, env={**os.environ})
@@ -162,7 +163,7 @@ def test_a_run_another_process_is_training_is_left_to_it(course_env, monkeypatch
             in capsys.readouterr().out)
     holder.kill()
     holder.wait()
-    assert entry.status() == "missing"
+    assert entry.status() == reference_runs.Status("missing")
 
 
 @pytest.mark.parametrize("damage", ["garbled definition", "garbled record", "weights gone"])
@@ -272,10 +273,11 @@ def test_the_results_table_writes_a_sweep_as_one_line(monkeypatch):
         "hardware": ["CPU X"] * 4, "precision": ["32-true"] * 3 + [None],
         "date": ["2026-11-30T01:00:00+00:00", "2026-11-30T02:00:00+00:00",
                  "2026-11-30T02:10:00+00:00", None]})
-    monkeypatch.setattr(reference_runs.Reference, "status", lambda self: "missing")
+    monkeypatch.setattr(reference_runs.Reference, "status",
+                        lambda self: reference_runs.Status("missing"))
     monkeypatch.setattr(reference_runs.ReferenceSweep, "status",
-                        lambda self: "finished" if self.name == "fashionmnist-eighth-sgdr10"
-                        else "missing")
+                        lambda self: reference_runs.Status(
+                            "finished" if self.name == "fashionmnist-eighth-sgdr10" else "missing"))
     monkeypatch.setattr(reference_runs.ReferenceSweep, "load", lambda self: sweep_table)
     lines = reference_runs.results_markdown().splitlines()
     assert lines[2] == (

@@ -326,7 +326,7 @@ def test_a_finished_run_on_read_only_storage_is_loaded(course_env, monkeypatch):
 @pytest.mark.parametrize("epochs, error", [(-1, ValueError), (0, ValueError), (2.5, TypeError),
                                            ("3", TypeError)])
 def test_epochs_must_be_a_positive_whole_number(course_env, epochs, error):
-    with pytest.raises(error, match="epochs must be a whole number > 0"):
+    with pytest.raises(error, match="epochs must be a whole number of at least 1"):
         training.fit(_model(), _data(), RECIPE, name="epochs", epochs=epochs)
 
 
@@ -334,7 +334,7 @@ def test_the_training_script_checks_epochs(course_env):
     done = subprocess.run([sys.executable, str(TRAIN_SCRIPT), "cnn-toy", "CIFAR10", "sgd-cosine",
                            "--name", "x", "--epochs", "-1"], capture_output=True, text=True,
                           check=False)
-    assert done.returncode == 2 and "--epochs: must be a whole number > 0" in done.stderr
+    assert done.returncode == 2 and "--epochs: must be a whole number of at least 1" in done.stderr
 
 
 def test_a_batch_larger_than_the_training_split_is_an_error(course_env):
@@ -354,8 +354,8 @@ def test_a_validation_size_that_leaves_no_training_data_is_an_error(val_size):
     ("optimizer", "adam", "valid: sgd, adamw"),
     ("schedule", "linear", "valid: step, cosine, sgdr, constant"),
     ("lr", -0.1, "a positive number"),
-    ("batch_size", 0, "a positive whole number"),
-    ("epochs", 2.5, "a positive whole number"),
+    ("batch_size", 0, "a whole number of at least 1"),
+    ("epochs", 2.5, "a whole number of at least 1"),
     ("momentum", 1.5, "in \\[0, 1\\)"),
     ("milestones", (50, 75), "fractions of the run"),
 ])
@@ -373,7 +373,8 @@ def test_fewer_than_two_classes_is_an_error(classes):
 def test_sweep_spec_and_depth_are_checked():
     with pytest.raises(ValueError, match="augment='jitter' is not an augmentation; valid: crop-fl"):
         sweep.SweepSettings("MNIST", "mundt-sgdr", augment="jitter")
-    with pytest.raises(ValueError, match="SweepSettings epochs must be a whole number > 0"):
+    with pytest.raises(ValueError,
+                       match="SweepSettings epochs must be a whole number of at least 1"):
         sweep.SweepSettings("MNIST", "mundt-sgdr", epochs=0)
     for depth in ("16", 16.0):
         with pytest.raises(TypeError, match=f"depth must be a whole number.*got {depth!r}"):
@@ -667,7 +668,7 @@ OTHER_RECIPE = recipes.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.02
     (lambda folder: shutil.copy(folder.parent / "other" / runs.HISTORY, folder / runs.HISTORY),
      "history.csv is not the file this run recorded", RESTORE),
     (lambda folder: (folder / runs.WEIGHTS).unlink(), "weights.pt is missing", RESTORE),
-    (lambda folder: _unbind_files(folder), r"weights.pt is not the file this run recorded "
+    (lambda folder: _unbind_files(folder), r"history.csv is not the file this run recorded "
      r"\(run.json binds no such file\)", RESTORE),
     (lambda folder: _link_out(folder, runs.RECORD), "run.json is a symbolic link",
      "Replace the link"),

@@ -295,7 +295,7 @@ def test_bad_sweep_arguments_are_named_before_anything_is_written(course_env, ca
 
 @pytest.mark.parametrize("field, value, error, words", [
     ("epochs", "3", TypeError, "epochs='3'"),
-    ("epochs", 0, ValueError, "epochs must be a whole number > 0, not 0"),
+    ("epochs", 0, ValueError, "epochs must be a whole number of at least 1, not 0"),
     ("seed", 1.5, TypeError, "seed=1.5"),
     ("val_size", -1, ValueError, "val_size=-1"),
     ("abandon_after", 0, ValueError, "abandon_after=0"),

@@ -14,6 +14,7 @@ is a whole number whose default is, and a dropout rate is below 1.
 from __future__ import annotations
 
 import inspect
+import numbers
 
 _SIMPLE = {"bool", "int", "float", "str", "None"}
 
@@ -52,18 +53,32 @@ def _range_problem(name: str, value, default) -> str | None:
     return None
 
 
-def _whole(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
+def is_whole(value) -> bool:
+    """Whether ``value`` is a whole number (an integer of any kind; True and False are not
+    numbers here)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def whole_number(value, what: str, minimum: int = 1) -> int:
+    """``value`` if it is a whole number of at least ``minimum``, else a TypeError (not a whole
+    number) or ValueError (too small) that names ``what``, the value and what is valid: the
+    course's one check of a count."""
+    valid = f"a whole number of at least {minimum}"
+    if not is_whole(value):
+        raise TypeError(f"{what} must be {valid}, not {value!r} ({type(value).__name__})")
+    if value < minimum:
+        raise ValueError(f"{what} must be {valid}, not {value}")
+    return value
 
 
 def _counts_problem(value, default) -> str | None:
     """What is wrong with ``value`` for an argument whose default is a tuple of whole numbers
     of at least 1, or None."""
     if not (isinstance(default, (tuple, list)) and default
-            and all(_whole(d) and d >= 1 for d in default)):
+            and all(is_whole(d) and d >= 1 for d in default)):
         return None
     if (isinstance(value, (tuple, list)) and value
-            and all(_whole(v) and v >= 1 for v in value)):
+            and all(is_whole(v) and v >= 1 for v in value)):
         return None
     example = tuple(default) if len(default) <= 4 else f"({default[0]}, {default[1]}, ...)"
     return f"a non-empty tuple of whole numbers of at least 1, like {example}"

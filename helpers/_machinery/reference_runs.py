@@ -24,15 +24,34 @@ DATA = "FashionMNIST"
 VAL_SIZE = 5000
 
 
+STATES = ("finished", "interrupted", "missing", "disagrees", "in use", "damaged")
+
+
+@dataclass(frozen=True)
+class Status:
+    """What a reference run's folder holds: ``state`` is one of :data:`STATES`; ``detail`` says
+    what disagrees with the list, which process trains it, what is damaged (with the remedy),
+    or how much of an interrupted sweep is left."""
+    state: str
+    detail: str = ""
+
+    def __post_init__(self):
+        if self.state not in STATES:
+            raise ValueError(f"{self.state!r} is not a status; valid: {', '.join(STATES)}")
+
+    def __str__(self) -> str:
+        return f"{self.state}: {self.detail}" if self.detail else self.state
+
+
 def _reporting_damage(status):
     """A status method that says 'damaged: <what and the remedy>' when the run's folder holds
     a file it cannot read, so that one damaged folder never hides or stops the others."""
     @functools.wraps(status)
-    def checked(self) -> str:
+    def checked(self) -> Status:
         try:
             return status(self)
         except (runs.CheckpointError, OSError, ValueError) as error:
-            return f"damaged: {error}"
+            return Status("damaged", str(error))
     return checked
 
 
@@ -81,20 +100,20 @@ class Reference:
         return runs.differences(saved, wanted, ("model", "data", "recipe", "epochs", "seed"))
 
     @_reporting_damage
-    def status(self) -> str:
-        """'finished', 'interrupted', 'missing', 'disagrees: ...', 'in use: ...' while
-        another process trains it, or 'damaged: ...' naming what cannot be read."""
+    def status(self) -> Status:
+        """Finished, interrupted, missing, disagreeing with the list, in use by another process
+        that trains it, or damaged (naming what cannot be read)."""
         lines = self.disagreements()
         if lines:
-            return "disagrees: " + "; ".join(lines)
+            return Status("disagrees", "; ".join(lines))
         holder = runs.in_use(self.folder)
         if holder:
-            return f"in use: {holder}"
+            return Status("in use", holder)
         if runs.is_complete(self.folder):
             info, _ = runs.read_record(self.folder)  # a damaged record or weights say so here
             runs.check_checksum(self.folder, info, runs.WEIGHTS)
-            return "finished"
-        return "interrupted" if (self.folder / runs.DEFINITION).exists() else "missing"
+            return Status("finished")
+        return Status("interrupted" if (self.folder / runs.DEFINITION).exists() else "missing")
 
     def estimate_seconds(self) -> float:
         """Training time left on this machine: a few timed steps, times the images of the
@@ -156,17 +175,19 @@ class ReferenceSweep:
         return [sweep.vgg_d(), *chosen]
 
     @_reporting_damage
-    def status(self) -> str:
+    def status(self) -> Status:
         lines = sweep_runs.settings_differences(self.folder, self.settings)
         if lines:
-            return "disagrees: " + "; ".join(lines)
+            return Status("disagrees", "; ".join(lines))
         holder = runs.in_use(self.folder)
         if holder:
-            return f"in use: {holder}"
+            return Status("in use", holder)
         done = set(sweep.results(self.folder).get("variant", []))
         todo = [v for v in self.chosen() if v.index not in done]
-        return "finished" if not todo else ("missing" if not done else
-                                            f"interrupted ({len(todo)} variants to train)")
+        if not todo:
+            return Status("finished")
+        return Status("interrupted", f"{len(todo)} variants to train") if done else Status(
+            "missing")
 
     def estimate_seconds(self) -> float:
         module = self.settings.data_module()
@@ -274,17 +295,16 @@ def _finished(notebook: str, kind: type) -> dict:
             continue
         status = entry.status()
         what = f"Reference {'sweep' if kind is ReferenceSweep else 'run'} {entry.name}"
-        if status == "finished":
+        if status.state == "finished":
             try:
                 found[entry.name] = entry.load()
             except (runs.CheckpointError, OSError, ValueError) as error:
                 print(f"{what} is damaged ({error}): not shown.")
-        elif status.startswith("in use: "):
-            print(f"{what} is being trained now ({status.removeprefix('in use: ')}): shown "
-                  f"once it has finished.")
+        elif status.state == "in use":
+            print(f"{what} is being trained now ({status.detail}): shown once it has finished.")
         else:
-            state = (f"disagrees with the list ({status.removeprefix('disagrees: ')})"
-                     if status.startswith("disagrees: ") else f"is {status}")
+            state = (f"disagrees with the list ({status.detail})"
+                     if status.state == "disagrees" else f"is {status}")
             print(f"{what} {state}: not shown. Train it with "
                   f"`make reference ONLY={entry.name}`.")
     return found
@@ -302,7 +322,7 @@ def results_markdown() -> str:
              "|---|---|---|---|---|---|---|---|---|---|"]
     missing = []
     for entry in RUNS:
-        if entry.status() != "finished":
+        if entry.status().state != "finished":
             missing.append(entry.name)
         elif isinstance(entry, Reference):
             info, _ = runs.read_record(entry.folder)

@@ -18,7 +18,7 @@ import pytorch_lightning as pl
 import torch
 from tqdm import tqdm
 
-from . import config, files, ray_cleanup as _ray_cleanup, runs
+from . import arguments, config, files, ray_cleanup as _ray_cleanup, runs
 from .. import measure, memory_safe, models, recipes, sweep, training
 
 if TYPE_CHECKING:
@@ -122,8 +122,7 @@ def check_sweep_arguments(variants, settings, directory, workers) -> None:
         raise TypeError(f"run_sweep: settings must be a SweepSettings, not {settings!r}")
     if not isinstance(directory, (str, os.PathLike)):
         raise TypeError(f"run_sweep: directory must be a path, not {directory!r}")
-    if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int)
-                                or workers < 1):
+    if workers is not None and not (arguments.is_whole(workers) and workers >= 1):
         raise ValueError(f"run_sweep: workers={workers!r} is not valid; it must be None (train "
                          f"here, one variant after the other) or a whole number of at least 1 "
                          f"(Ray workers)")

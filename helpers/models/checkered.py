@@ -25,7 +25,6 @@ from __future__ import annotations
 import copy
 import functools
 import math
-import numbers
 
 import torch
 from torch import nn
@@ -139,10 +138,8 @@ def _checked_ints(name: str, value, minimum: int = 1, pair: bool = False):
     or a pair of them (returned as a pair); else a TypeError or ValueError that names the
     argument. Checked where options enter, as torch would fail later on them, deep inside."""
     items = _pair(value) if pair else (value,)
-    valid = ("a positive" if minimum else "a non-negative") + " integer"
-    valid += " or a pair of them" if pair else ""
-    if not all(isinstance(item, numbers.Integral) and not isinstance(item, bool)
-               for item in items):
+    valid = f"a whole number of at least {minimum}" + (" or a pair of them" if pair else "")
+    if not all(_arguments.is_whole(item) for item in items):
         raise TypeError(f"{name} must be {valid}, got {value!r}")
     if len(items) != (2 if pair else 1) or min(items) < minimum:
         raise ValueError(f"{name} must be {valid}, got {value!r}")

@@ -54,7 +54,7 @@ def create(name: str, **hparams) -> nn.Module:
         raise ValueError(f"unknown hyper-parameter(s) {', '.join(map(repr, unknown))} for model "
                          f"{name!r}; valid: {listing}")
     classes = {**valid, **hparams}.get("num_classes", 2)
-    if isinstance(classes, bool) or not isinstance(classes, int) or classes < 2:
+    if not (_arguments.is_whole(classes) and classes >= 2):
         raise ValueError(f"num_classes={classes!r} is not valid for model {name!r}: a classifier "
                          f"needs a whole number of at least 2 classes")
     _arguments.check(f"model {name!r}", builder, hparams)  # types and ranges, by annotation
