@@ -239,6 +239,19 @@ def test_recorded_test_predictions_come_with_the_images_they_were_made_on(shippe
     assert probabilities.shape == (10_000, 10) and classes[0] == "T-shirt/top"
 
 
+def test_showing_a_notebook_s_shipped_runs_builds_each_model_once(shipped, monkeypatch):
+    """Their status needs no model, and their recorded predictions no weights: only loading a
+    run builds its model."""
+    built = []
+    create = models.create
+    monkeypatch.setattr(models, "create", lambda name, **hparams: built.append(name) or create(
+        name, **hparams))
+    found = reference_runs.finished("01")
+    for name in found:
+        reference_runs.get(name).test_predictions()
+    assert len(found) == 2 and built == ["allcnn", "allcnn"]
+
+
 def test_recorded_predictions_need_the_real_test_set(course_env, monkeypatch):
     """Without the real data (smoke mode's stand-in), the gallery says how to get it."""
     entry = FAST[0]

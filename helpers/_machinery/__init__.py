@@ -6,8 +6,12 @@ import from here; they call the public modules above (``training.fit``,
 
 ``config`` (mode, offline flag, folders, device, provenance), ``datasets`` (where data comes
 from: ``data/``, the Debian package, a checked download, or a labelled stand-in in smoke mode),
-``runs`` (run folders bound to their settings, the one-writer lock, records), ``files`` (writes
-that are never half-done), ``lightning`` (the Trainer's fixed settings, checkpoints and logs),
-``allocator`` (glibc's handling of big blocks), ``arguments`` (one validator for arguments),
-``ray_cleanup`` (ends a killed sweep's Ray processes), ``notebook_runner`` (``make course``).
+``fitting`` (what ``fit`` does around the training itself), ``runs`` (run folders bound to
+their settings, the one-writer lock, records bound to their files), ``downloads`` (checked
+downloads), ``reference_runs`` (the list of reference runs, their status, ``make reference``),
+``sweep_runs`` (what ``run_sweep`` does around each variant), ``memory`` (measuring a training
+step's peak memory), ``files`` (writes that are never half-done), ``lightning`` (the Trainer's
+fixed settings, checkpoints and logs), ``allocator`` (glibc's handling of big blocks),
+``arguments`` (the one check of an argument), ``ray_cleanup`` (ends a killed sweep's Ray
+processes), ``notebook_runner`` (``make course``).
 """

@@ -80,7 +80,15 @@ class Reference:
     def build(self):
         """The untrained model, seeded as for training."""
         training.seed(self.seed)
-        return models.create(self.model, num_classes=10, in_channels=1, **self.hparams)
+        return models.create(self.model, **self._hparams())
+
+    def model_definition(self) -> dict:
+        """What the run records of its model (:func:`helpers.models.definition`), without
+        building it."""
+        return models.definition_of(self.model, **self._hparams())
+
+    def _hparams(self) -> dict:
+        return {"num_classes": 10, "in_channels": 1, **self.hparams}
 
     def training_recipe(self) -> recipes.Recipe:
         return recipes.get_recipe(self.recipe, **self.recipe_changes)
@@ -95,8 +103,8 @@ class Reference:
         saved = runs.saved_definition(self.folder)
         if saved is None:
             return []
-        wanted = runs.definition(models.definition(self.build()), self.data(),
-                                 self.training_recipe(), self.epochs, self.seed, precision="")
+        wanted = runs.definition(self.model_definition(), self.data(), self.training_recipe(),
+                                 self.epochs, self.seed, precision="")
         return runs.differences(saved, wanted, ("model", "data", "recipe", "epochs", "seed"))
 
     @_reporting_damage
@@ -138,7 +146,8 @@ class Reference:
         """(test images, labels, probabilities, class names) of the finished run: its recorded
         test-set probabilities, with the real test images they were computed on, for a
         predictions gallery or a confusion matrix without evaluating anything."""
-        recorded = self.load().test_probabilities()
+        info, history = runs.read_record(self.folder)  # the record, not the model: no weights
+        recorded = runs.Run(self.name, None, history, info, self.folder).test_probabilities()
         if recorded is None:
             raise runs.CheckpointError(f"{self.folder} holds no {runs.PROBABILITIES}: run "
                                        f"`make reference ONLY={self.name}` to add it.")

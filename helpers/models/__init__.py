@@ -10,8 +10,8 @@ only gathers them. Measuring a model (parameters, FLOPs, memory, speed) is
 
 from . import allcnn, ccnn, checkered, densenet, inception, resnet, vgg, weights
 from .layers import activation, init_weights, to_channels_last
-from .registry import create, definition, hyperparameters, names, register
+from .registry import create, definition, definition_of, hyperparameters, names, register
 
-__all__ = ["create", "names", "hyperparameters", "definition", "register", "activation",
-           "init_weights", "to_channels_last", "allcnn", "ccnn", "checkered", "densenet",
-           "inception", "resnet", "vgg", "weights"]
+__all__ = ["create", "names", "hyperparameters", "definition", "definition_of", "register",
+           "activation", "init_weights", "to_channels_last", "allcnn", "ccnn", "checkered",
+           "densenet", "inception", "resnet", "vgg", "weights"]

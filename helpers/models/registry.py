@@ -74,11 +74,15 @@ def definition(model: nn.Module) -> dict:
     parameter shapes."""
     blueprint = getattr(model, "blueprint", None)
     if blueprint:
-        return {"name": blueprint["name"],
-                "hparams": {**hyperparameters(blueprint["name"]), **blueprint["hparams"]}}
+        return definition_of(blueprint["name"], **blueprint["hparams"])
     shapes = [[key, list(value.shape)] for key, value in model.state_dict().items()]
     return {"class": type(model).__qualname__, "parameters": count_parameters(model),
             "shapes": shapes}
+
+
+def definition_of(name: str, **hparams) -> dict:
+    """:func:`definition` of ``create(name, **hparams)``, without building the model."""
+    return {"name": name, "hparams": {**hyperparameters(name), **hparams}}
 
 
 def _lookup(name: str):
