@@ -1,7 +1,7 @@
 """Training speed of the course's models in both memory layouts (the usual NCHW and
 channels-last) and in each precision this machine computes natively, side by side, with the
 layout the training path picks for each (on a CPU in full mode the faster of a few timed
-steps, ``helpers.measure.prefers_channels_last``; else channels-last).
+steps, ``helpers._machinery.fitting.prefers_channels_last``; else channels-last).
 
     python benchmarks/memory_layout.py [--repeats 3] [--only NAME ...] [--no-save]
 
@@ -53,7 +53,7 @@ def measure_model(name: str, hparams: dict, batch: int, shape: tuple, repeats: i
                 rates[layout].append(measure.training_throughput(
                     models.create(name, **hparams), shape, batch, batches=3,
                     precision=precision, channels_last=layout))
-        measure._LAYOUTS.clear()
+        fitting.LAYOUTS.clear()
         picked = fitting.fresh_layout(model, shape, batch, precision)  # as fit picks
         usual, last = (statistics.median(rates[layout]) for layout in (False, True))
         rows.append({"precision": precision, "usual": usual, "channels_last": last,

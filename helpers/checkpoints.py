@@ -14,11 +14,6 @@ and reads their TensorBoard training logs.
 
 from __future__ import annotations
 
-import dataclasses
-import json
-import os
-import urllib.parse
-import urllib.request
 from pathlib import Path
 
 import pandas as pd
@@ -26,8 +21,7 @@ from torch import nn
 
 from . import models, recipes, training
 from ._machinery import arguments as _arguments, config, files, runs
-from ._machinery.downloads import (ConfigurationError, check_url, download_unless_offline,
-                                   tensorboard_scalars)
+from ._machinery.downloads import download_unless_offline, tensorboard_scalars, tutorial5_url
 from ._machinery.runs import CheckpointError, load_weights
 from .models import weights
 
@@ -59,8 +53,7 @@ def load_or_train(model: nn.Module, data=None, recipe=None, *, name: str,
     path = folder / runs.BEST
     if not overwrite:
         if runs.is_complete(folder):
-            runs.check_definition(folder, _requested(model, data, recipe, fit_options),
-                                  fields=("model", "data", "recipe", "seed", "epochs"))
+            runs.check_same_run(folder, _requested(model, data, recipe, fit_options))
             print(f"Loaded {name} from {folder}.")
             return runs.load(folder, model)
         downloaded = not ((folder / runs.LAST).exists() or (folder / runs.DEFINITION).exists())
@@ -76,18 +69,14 @@ def load_or_train(model: nn.Module, data=None, recipe=None, *, name: str,
 
 
 def _requested(model: nn.Module, data, recipe, fit_options: dict) -> dict:
-    """The settings a caller of ``load_or_train`` asks for, as far as they decide the weights."""
-    wanted = {"model": models.definition(model), "seed": fit_options.get("seed", 0)}
-    if data is not None:
-        wanted["data"] = {"name": data.name, "augment": data.augment, "size": data.size,
-                          "channels": data.channels}
-    if recipe is not None:
-        recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe
-        wanted["recipe"] = {key: value for key, value in dataclasses.asdict(recipe).items()
-                            if key != "epochs" and key not in runs.PROSE}
+    """The settings a caller of ``load_or_train`` asks for (:func:`runs.settings`: not the
+    subset sizes), with the epochs when given; the recipe's own epochs are not compared."""
+    recipe = recipes.get_recipe(recipe) if isinstance(recipe, str) else recipe
+    wanted = runs.settings(models.definition(model), data, recipe, fit_options.get("seed", 0))
+    wanted.get("recipe", {}).pop("epochs", None)
     if fit_options.get("epochs") is not None:
         wanted["epochs"] = fit_options["epochs"]
-    return json.loads(json.dumps(wanted, default=str))
+    return wanted
 
 
 def _loaded_run(name: str, model: nn.Module, path: Path, sha256: str | None,
@@ -100,21 +89,6 @@ def _loaded_run(name: str, model: nn.Module, path: Path, sha256: str | None,
 
 
 # --- the published UvA Tutorial 5 models (their table: helpers.models.weights) ---------------
-
-def tutorial5_url(file: str) -> str:
-    """Where a published file lives (``COURSE_TUTORIAL5_URL`` overrides the base, e.g. for a
-    mirror, a local folder as a file:// URL, or a test server). A malformed base, or a file://
-    folder that does not exist, is a :class:`ConfigurationError` naming the variable."""
-    base = os.environ.get("COURSE_TUTORIAL5_URL") or weights.TUTORIAL5_URL
-    parts = urllib.parse.urlsplit(check_url(base, "COURSE_TUTORIAL5_URL"))
-    folder = Path(urllib.request.url2pathname(parts.path))
-    if parts.scheme == "file" and not folder.is_dir():
-        raise ConfigurationError(f"COURSE_TUTORIAL5_URL={base!r} names the folder {folder}, which "
-                                 f"does not exist. Point it at the folder that holds the published "
-                                 f"files, or unset it to download them from "
-                                 f"{weights.TUTORIAL5_URL}.")
-    return base.rstrip("/") + "/" + file
-
 
 def load_tutorial5(name: str, data=None, recipe=None, **fit_options) -> training.Run:
     """Tutorial 5's published CIFAR-10 model ``name``, in eval mode: from ``saved_models/``,

@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._machinery.lightning import gathered_in_order
 from .models.layers import to_channels_last
 from .recipes import Recipe, lr_factor
 
@@ -78,17 +79,8 @@ class Classifier(pl.LightningModule):
     def on_test_epoch_end(self):
         # Several processes each tested every n-th image (see DeviceLoader): their
         # probabilities are gathered back into the test split's order, on every process.
-        if self.test_probabilities is None or self.trainer.world_size == 1:
-            return
-        local = torch.cat(self.test_probabilities).float().to(self.device)
-        counts = self.all_gather(torch.tensor(len(local), device=self.device)).tolist()
-        padded = torch.zeros(max(counts), local.shape[1], device=self.device)
-        padded[:len(local)] = local
-        shares = self.all_gather(padded)
-        whole = torch.empty(sum(counts), local.shape[1])
-        for rank, count in enumerate(counts):
-            whole[rank::len(counts)] = shares[rank, :count].cpu()
-        self.test_probabilities = [whole.to(torch.float16)]
+        if self.test_probabilities is not None and self.trainer.world_size > 1:
+            self.test_probabilities = [gathered_in_order(self, self.test_probabilities)]
 
     def predict_step(self, batch, batch_idx):
         images, labels = batch

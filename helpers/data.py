@@ -186,47 +186,19 @@ def denormalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
     return (batch * std + mean).mul(255).round().clamp(0, 255).to(torch.uint8)
 
 
-def _whole(value) -> bool:
-    return _arguments.is_whole(value) and value > 0
-
-
-def _check_sizes(val_size, subset, eval_batch_size) -> None:
-    """The sizes an :class:`ImageDataModule` is given, checked before any data is loaded."""
-    if not (_whole(val_size) or isinstance(val_size, float) and 0 < val_size < 1):
-        raise ValueError(f"val_size={val_size!r} is not valid: give a number of images (e.g. "
-                         f"5000) or a fraction between 0 and 1 (e.g. 0.1); the validation set "
-                         f"is cut from the training split and must leave training data")
-    if subset not in (None, "auto") and not (isinstance(subset, (tuple, list))
-                                             and len(subset) == 3 and all(map(_whole, subset))):
-        raise ValueError(f"subset={subset!r} is not valid: give (train, val, test) image counts "
-                         f"> 0, None for everything, or 'auto' (everything in full mode, "
-                         f"{config.SMOKE_SUBSET} in smoke mode)")
-    if not _whole(eval_batch_size):
-        raise ValueError(f"eval_batch_size={eval_batch_size!r} is not valid: a whole number > 0")
-
-
 class ImageDataModule(pl.LightningDataModule):
     """A data set split into train / validation / test, served as :class:`DeviceLoader` batches.
 
     The validation set is a seeded part of the official training split (never the test split).
-    ``subset`` = (train, val, test) sizes, ``None`` for everything, or ``"auto"``: everything in
-    the full and CPU modes, ``config.SMOKE_SUBSET`` in smoke mode. ``test_every_epoch`` also
-    evaluates the test set after every epoch (for protocols that report it; selection stays on
-    validation).
-    ``size`` and ``channels`` resize the images and repeat a single channel (e.g. MNIST-type
-    data for 3-channel 32x32 networks); their statistics are then taken from the resized
-    training part. ``augment`` names the training-batch
-    augmentation: "crop-flip" (random crop with 4 pixels of zero padding, horizontal flip),
-    "resized-crop-flip" (Tutorial 5's random resized crop and flip), "rotate-crop" (the
-    checkered-CNN demo's rotation by up to 15 degrees and crop with 2 pixels of padding),
-    "flip" (horizontal flips alone, for short schedules), or None. Flips are left out where
-    they do not preserve the label (MNIST digits).
-
-    Training batches are as large as the recipe says: ``training.fit`` trains on
-    ``with_batch_size(recipe.batch_size)``, a copy of this module. Evaluation batches have
-    ``eval_batch_size`` images.
+    ``subset``: (train, val, test) sizes, ``None`` for everything, or ``"auto"`` (everything,
+    but ``config.SMOKE_SUBSET`` in smoke mode). ``test_every_epoch`` also evaluates the test set
+    after every epoch (selection stays on validation). ``size`` and ``channels`` resize the
+    images and repeat a single channel (MNIST-type data for 3-channel 32x32 networks).
+    ``augment`` names the training batches' augmentation in :data:`AUGMENTATIONS`, or None;
+    flips are left out where they do not preserve the label (MNIST digits). Training batches
+    are the recipe's size (``training.fit`` trains on ``with_batch_size(recipe.batch_size)``),
+    evaluation batches ``eval_batch_size``.
     """
-
     def __init__(self, name: str, val_size: int | float = 5000, seed: int = 0,
                  augment: str | None = "crop-flip", eval_batch_size: int = 1000,
                  subset: tuple | str | None = "auto", test_every_epoch: bool = False,
@@ -235,14 +207,8 @@ class ImageDataModule(pl.LightningDataModule):
         _arguments.check("ImageDataModule", ImageDataModule,
                          {"name": name, "seed": seed, "test_every_epoch": test_every_epoch,
                           "size": size, "channels": channels})
-        if augment is not None and augment not in AUGMENTATIONS:
-            raise ValueError(f"unknown augmentation {augment!r}; valid: "
-                             f"{', '.join(AUGMENTATIONS)}, or None")
-        _check_sizes(val_size, subset, eval_batch_size)
-        for key, value in (("size", size), ("channels", channels)):
-            if value is not None and value < 1:
-                raise ValueError(f"ImageDataModule: {key}={value!r} is not valid; it must be a "
-                                 f"whole number of at least 1, or None to keep the data's")
+        _arguments.check_data_options(augment, AUGMENTATIONS, val_size, subset, eval_batch_size,
+                                      size, channels)
         self.info = info(name)
         self.name = name
         self.val_size = val_size
@@ -259,7 +225,7 @@ class ImageDataModule(pl.LightningDataModule):
     def with_batch_size(self, batch_size: int) -> ImageDataModule:
         """A copy of this module (sharing its loaded images) that serves training batches of
         ``batch_size`` images."""
-        if not _whole(batch_size):
+        if not (_arguments.is_whole(batch_size) and batch_size > 0):
             raise ValueError(f"batch_size={batch_size!r} is not valid: a whole number > 0")
         self.setup()
         batched = copy.copy(self)

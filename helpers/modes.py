@@ -26,6 +26,7 @@ CPU_DATA = "FashionMNIST"
 CPU_TRAIN = {"01": 8_000, "02": 12_000, "03": 10_000, "04": 8_000, "05": 5_000}
 CPU_VAL, CPU_TEST = 1_000, 10_000
 CPU_EPOCHS = 3
+CPU_PRECISION = "32-true"  # on every machine, so that the measured ranges hold on any CPU
 
 
 def cpu_sizes(notebook: str) -> tuple[int, int, int]:

@@ -47,38 +47,11 @@ class Recipe:
     description: str = ""
 
     def __post_init__(self):  # a bad recipe fails here, before any data is loaded
-        def check(field, valid, what):
-            value = getattr(self, field)
-            if not valid(value):
-                raise ValueError(f"recipe {self.name!r}: {field}={value!r} is not valid; "
-                                 f"{what}")
-        check("optimizer", lambda v: v in OPTIMIZERS,
-              f"unknown optimizer; valid: {', '.join(OPTIMIZERS)}")
-        check("schedule", lambda v: v in SCHEDULES,
-              f"unknown schedule; valid: {', '.join(SCHEDULES)}")
-        for field in ("epochs", "batch_size"):
-            check(field, lambda v: _arguments.is_whole(v) and v >= 1,
-                  "a whole number of at least 1")
-        check("lr", lambda v: _is_number(v) and v > 0, "a positive number")
-        for field in ("weight_decay", "warmup_epochs", "final_lr"):
-            check(field, lambda v: _is_number(v) and v >= 0, "a number >= 0")
-        for field in ("momentum", "label_smoothing"):
-            check(field, lambda v: _is_number(v) and 0 <= v < 1, "a number in [0, 1)")
-        check("gamma", lambda v: _is_number(v) and v > 0, "a positive number")
-        check("cycle_epochs", lambda v: _is_number(v) and v > 0, "a positive number")
-        check("cycle_mult", lambda v: _is_number(v) and v >= 1, "a number >= 1")
-        check("milestones", lambda v: isinstance(v, (tuple, list)) and all(
-            _is_number(m) and 0 < m <= 1 for m in v), "fractions of the run in (0, 1]")
-        _arguments.check(f"recipe {self.name!r}", type(self),  # the rest: by annotation
-                         {f.name: getattr(self, f.name) for f in dataclasses.fields(self)})
+        _arguments.check_recipe(self, OPTIMIZERS, SCHEDULES)
 
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("step", "cosine", "sgdr", "constant")
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 RECIPES = {recipe.name: recipe for recipe in [
@@ -165,9 +138,10 @@ def lr_factor(recipe: Recipe, epoch: float, total_epochs: int) -> float:
     return warmup * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress)))
 
 
-def planned_epochs(recipe: Recipe, epochs: int | None = None) -> int:
+def planned_epochs(recipe: Recipe, epochs: int | None = None, *, smoke: bool = False) -> int:
     """How many epochs a run trains: ``epochs`` when given, else the recipe's, capped at
-    ``config.SMOKE_EPOCHS`` in smoke mode. The one place this rule lives."""
+    ``config.SMOKE_EPOCHS`` for a ``smoke`` run (the caller says which: ``fit`` asks the course's
+    mode). The one place this rule lives."""
     if epochs is not None:
         return _arguments.whole_number(epochs, "epochs")
-    return min(recipe.epochs, config.SMOKE_EPOCHS) if config.is_smoke() else recipe.epochs
+    return min(recipe.epochs, config.SMOKE_EPOCHS) if smoke else recipe.epochs

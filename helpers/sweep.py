@@ -22,11 +22,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from . import recipes
 from ._machinery import arguments as _arguments, runs
-from ._machinery.datasets import info as dataset_info
 from ._machinery import sweep_runs
-from .data import AUGMENTATIONS, ImageDataModule
+from .data import ImageDataModule
 from .models import vgg
 
 __all__ = ["Variant", "skew_normal_variants", "curve", "reference_widths", "representatives",
@@ -161,23 +159,7 @@ class SweepSettings:
     width_scale: float = 1.0
 
     def __post_init__(self):  # bad settings fail here, before any training starts
-        _arguments.check("SweepSettings", SweepSettings, dataclasses.asdict(self))
-        dataset_info(self.data)
-        recipes.get_recipe(self.recipe)
-        if self.epochs is not None:
-            _arguments.whole_number(self.epochs, "SweepSettings epochs")
-        if self.augment is not None and self.augment not in AUGMENTATIONS:
-            raise ValueError(f"SweepSettings augment={self.augment!r} is not an augmentation; "
-                             f"valid: {', '.join(AUGMENTATIONS)}, or None")
-        if not 0 < self.width_scale <= 1:
-            raise ValueError(f"SweepSettings width_scale={self.width_scale!r} is not valid: a "
-                             f"factor in (0, 1] that every width is multiplied by")
-        self.data_module()  # the data module checks val_size and subset
-        batch = recipes.get_recipe(self.recipe).batch_size
-        if isinstance(self.subset, (tuple, list)) and self.subset[0] < batch:
-            raise ValueError(f"SweepSettings subset={tuple(self.subset)} gives {self.subset[0]} "
-                             f"training images, fewer than one batch of recipe "
-                             f"{self.recipe!r} ({batch}); give at least {batch}")
+        sweep_runs.check_settings(self)
 
     def data_module(self) -> ImageDataModule:
         """The data as the sweep's VGGs see it: 32x32 with 3 channels."""

@@ -13,25 +13,21 @@ settings, resuming, signals, several processes) is in :mod:`helpers._machinery.f
 
 from __future__ import annotations
 
-import contextlib
-import os
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from ._machinery import arguments as _arguments, config, lightning as _lightning, runs
-from ._machinery.fitting import (READ_ONLY, RunInterrupted, TrainingDiverged,
-                                 check_model_and_data, check_trainer_options, choose_layout,
-                                 is_other_process, load_finished, nothing_changed,
-                                 requested_definition, say_how_long_if_long, stopped_by_signals,
-                                 train)
+from ._machinery import arguments as _arguments, config, lightning as _lightning
+from ._machinery.fitting import (RunInterrupted, TrainingDiverged, check_fit_arguments,
+                                 check_model_and_data, is_other_process, nothing_changed,
+                                 stopped_by_signals, train_alone, train_share)
 from ._machinery.runs import Run
 from .classifier import Classifier
 from .data import ImageDataModule
 from .memory_safe import MemorySafeClassifier
-from .recipes import RECIPES, Recipe, get_recipe, planned_epochs
+from .recipes import Recipe
 
 __all__ = ["seed", "fit", "evaluate", "predict", "Run", "RunInterrupted", "TrainingDiverged"]
 
@@ -47,98 +43,33 @@ def fit(model: nn.Module, data: ImageDataModule, recipe: str | Recipe = "sgd-cos
         directory: str | Path | None = None, note: str = "", memory_safe: bool = False,
         **trainer_options) -> Run:
     """Train ``model`` on ``data`` with ``recipe`` into ``<directory>/<name>/`` (default
-    directory: ``config.runs_dir()``) and return the run, its best weights loaded.
+    directory: ``course.runs_dir()``) and return the run, its best weights loaded.
 
-    The folder holds one run, bound to its settings (see :mod:`~helpers._machinery.runs`): an
-    interrupted run with the same settings resumes from its last completed epoch; a finished one
-    is loaded, not trained again; a run with other settings is an error that names the differences.
-    ``overwrite=True`` deletes the run in the folder and trains afresh; it is the default in
-    smoke mode, whose runs are never kept. ``epochs``: see
-    :func:`~helpers.recipes.planned_epochs`. The recipe decides the batch size. ``note`` is kept
-    in the run record (e.g. how a recipe was shortened). ``precision="auto"`` is this machine's
-    (:func:`~helpers._machinery.config.precision`) for a new run, and the run's own for one
-    already in the folder, so that a run resumed on other hardware goes on as it began (each
-    epoch's hardware is in its history, and the record names every machine). ``memory_safe``
-    trains with :class:`~helpers.memory_safe.MemorySafeClassifier`, which redoes a batch that
-    does not fit in memory in smaller pieces. A NaN or infinite loss stops the run
-    (:class:`TrainingDiverged`); SIGINT and SIGTERM stop it with :class:`RunInterrupted`. On
-    Linux, glibc is asked to keep the big blocks a step frees for the next one (faster steps,
-    the same results; the process then keeps its peak memory until it ends). Extra keyword
-    arguments go to ``pl.Trainer``, those that say where a run trains and not what it computes
-    (:data:`helpers._machinery.fitting.TRAINER_OPTIONS`): ``devices=2, strategy="ddp"`` trains
-    one run on two processes (GPUs, or CPU processes with ``accelerator="cpu"``) from a script;
-    see :func:`helpers._machinery.fitting.train` for how they share it.
+    The folder holds one run, bound to its settings: an interrupted run with the same settings
+    resumes from its last completed epoch, a finished one is loaded, not trained again, and a
+    run with other settings is an error that names the differences. ``overwrite=True`` deletes
+    the run in the folder and trains afresh (the default in smoke mode, whose runs are never
+    kept). ``epochs``: see :func:`~helpers.recipes.planned_epochs`; the recipe decides the batch
+    size. ``note`` is kept in the run record. ``precision="auto"`` is this machine's for a new
+    run and the run's own for one already in the folder. ``memory_safe`` trains with
+    :class:`~helpers.memory_safe.MemorySafeClassifier`. A NaN or infinite loss stops the run
+    (:class:`TrainingDiverged`), SIGINT and SIGTERM with :class:`RunInterrupted`. Extra keyword
+    arguments go to ``pl.Trainer``, those that say where a run trains, not what it computes
+    (``devices=2, strategy="ddp"`` trains one run on two processes, from a script). How the
+    folder is kept safe, resumed and bound: :mod:`helpers._machinery.fitting`.
     """
     check_model_and_data("fit", model, data)
-    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
-    if not isinstance(recipe, Recipe):
-        raise TypeError(f"recipe must be a recipe name or a Recipe, not {recipe!r}; valid "
-                        f"names: {', '.join(RECIPES)}")
-    runs.check_name(name)
     _arguments.check("fit", fit, {"channels_last": channels_last, "overwrite": overwrite,
                                   "note": note, "memory_safe": memory_safe})
-    _lightning.check_precision("fit", precision)
-    if directory is not None and not isinstance(directory, (str, os.PathLike)):
-        raise TypeError(f"fit: directory must be a path (a str or Path), not {directory!r}")
-    check_trainer_options(trainer_options)
-    epochs = planned_epochs(recipe, epochs)
-    if not _arguments.is_whole(seed):
-        raise TypeError(f"fit: seed must be a whole number, not {seed!r}")
-    if not 0 <= seed < 2 ** 32:
-        raise ValueError(f"fit: seed={seed} is not valid; it must be in [0, 2**32), the range "
-                         f"the random number generators accept")
-    data = data.with_batch_size(recipe.batch_size)  # a copy: the caller's module is unchanged
-    if recipe.batch_size > len(data.train):
-        raise ValueError(f"the batch size {recipe.batch_size} of recipe {recipe.name!r} is "
-                         f"larger than the training split ({len(data.train)} images), so not "
-                         f"one full batch could be trained on. Use more training images, or a "
-                         f"smaller batch: get_recipe({recipe.name!r}, batch_size=...).")
+    data, recipe, epochs = check_fit_arguments(model, data, recipe, name, epochs, seed, precision,
+                                               directory, trainer_options)
     folder = Path(directory or config.runs_dir()) / name
-    module_class = MemorySafeClassifier if memory_safe else Classifier
-    if is_other_process():
-        # one of several processes training one run: the process that launched it holds the
-        # folder's lock and has prepared it; this one trains its share and writes nothing
-        if runs.in_use(folder) is None:
-            raise runs.RunInUse(
-                f"this process was started as one of several training one run (its environment "
-                f"sets RANK, LOCAL_RANK or NODE_RANK), but no process holds {folder}'s lock, "
-                f"as the first one would. Start the run from a script with strategy='ddp' and "
-                f"let Lightning start the other processes; unset those variables otherwise.")
-        wanted = requested_definition(folder, model, data, recipe, epochs, seed, precision)
-        runs.check_definition(folder, wanted)
-        layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
-                               trainer_options)
-        module = module_class(model, recipe, seed, layout)
-        return train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
-                     writer=False)
-    afresh = config.is_smoke() if overwrite is None else overwrite
-    with contextlib.ExitStack() as held:
-        # a signal before training begins (training and testing say more for themselves)
-        held.enter_context(stopped_by_signals(lambda: (
-            f"{name} was stopped before its training began; no epoch was trained. Start the "
-            f"same run again to train it.")))
-        try:
-            guard = held.enter_context(runs.lock(folder))
-        except OSError as error:
-            if afresh or not runs.is_complete(folder) or error.errno not in READ_ONLY:
-                raise
-            # a finished run on storage this process cannot write to (a read-only mount, a
-            # shared drive): nothing can train into it, so it is loaded without its lock
-            return load_finished(folder, model, requested_definition(
-                folder, model, data, recipe, epochs, seed, precision))
-        runs.remove_stray_parts(folder)
-        if afresh or runs.keeps_nothing(folder):  # (an attempt stopped before its 1st epoch)
-            runs.clear(folder)
-        wanted = requested_definition(folder, model, data, recipe, epochs, seed, precision)
-        if not afresh and (finished := load_finished(folder, model, wanted)):
-            return finished
-        runs.write_definition(folder, wanted)
-        runs.check_resumable(folder, wanted)
-        say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
-        layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
-                               trainer_options)
-        module = module_class(model, recipe, seed, layout)
-        return train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
+    classifier = MemorySafeClassifier if memory_safe else Classifier
+    if is_other_process():  # one of several processes training one run: its share
+        return train_share(folder, classifier, model, data, recipe, epochs, seed, precision,
+                           channels_last, note, trainer_options)
+    return train_alone(folder, classifier, model, data, recipe, epochs, seed, precision,
+                       channels_last, note, overwrite, trainer_options)
 
 
 def evaluate(model: nn.Module, data: ImageDataModule, split: str = "test",

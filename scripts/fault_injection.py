@@ -98,9 +98,9 @@ def _load_helpers():
     from helpers import checkpoints, data, exercises, memory_safe, models, recipes, sweep, training
     from helpers._machinery import config, datasets, downloads, files, runs
     H.__dict__.update(pl=pl, torch=torch, checkered=checkered, checkpoints=checkpoints,
-                      config=config, data=data, datasets=datasets, exercises=exercises,
-                      files=files, memory_safe=memory_safe, models=models, recipes=recipes,
-                      runs=runs, sweep=sweep, training=training)
+                      config=config, data=data, datasets=datasets, downloads=downloads,
+                      exercises=exercises, files=files, memory_safe=memory_safe, models=models,
+                      recipes=recipes, runs=runs, sweep=sweep, training=training)
     H.course_errors = (runs.CheckpointError, runs.RunInUse, runs.LockLost,
                        runs.DefinitionMismatch, training.RunInterrupted,
                        training.TrainingDiverged, downloads.ConfigurationError,
@@ -1998,7 +1998,7 @@ def environment_cases(quick: bool, root: Path):
         ctx, {"COURSE_EXERCISES": "yes"}, ["COURSE_EXERCISES"], call=H.exercises.full))
     add("COURSE_TUTORIAL5_URL='not a url'", lambda ctx: env_error_case(
         ctx, {"COURSE_TUTORIAL5_URL": "not a url"}, ["COURSE_TUTORIAL5_URL"],
-        call=lambda: H.checkpoints.tutorial5_url("x.ckpt")))
+        call=lambda: H.downloads.tutorial5_url("x.ckpt")))
     for state, name in [("interrupted", "last.ckpt"), ("interrupted", "best.ckpt"),
                         ("finished", "weights.pt"), ("finished", "best.ckpt"),
                         ("finished", "test_probabilities.pt"), ("finished", "last.ckpt")]:

@@ -244,7 +244,7 @@ def test_a_tutorial5_folder_without_the_file_names_it(tmp_path, monkeypatch, cap
     monkeypatch.delenv("COURSE_OFFLINE")
     _train_instead(monkeypatch)
     module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
-    url = checkpoints.tutorial5_url("ResNet.ckpt")
+    url = downloads.tutorial5_url("ResNet.ckpt")
     assert url == (tmp_path / "mirror" / "ResNet.ckpt").as_uri()
     with pytest.raises(downloads.DownloadError, match="cannot read .*mirror/ResNet.ckpt .*"
                                                         "No such file") as error:

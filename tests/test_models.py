@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from helpers import measure, models
-from helpers.models import registry
+from helpers.models import _registry as registry
 
 # Exact counts of the seed's AllCNN (reference: allconv_and_densenet.md, section 2.3).
 ALLCNN_COUNTS = [(32, 100, 354_628), (64, 100, 1_387_044), (96, 100, 3_097_348),

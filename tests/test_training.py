@@ -525,7 +525,7 @@ def test_the_layout_is_measured_for_one_cpu_process_in_full_mode_only(course_env
     """Timed in full mode; smoke runs and CPU mode take the rule, channels-last, so that a CPU-mode
     run computes the same numbers every time (the layouts round differently in fp32)."""
     asked = []
-    monkeypatch.setattr(measure, "prefers_channels_last",
+    monkeypatch.setattr(fitting, "prefers_channels_last",
                         lambda model, shape, batch, precision: asked.append(shape) or False)
     monkeypatch.setattr(config, "device_type", lambda: "cpu")
     module = _four_steps()
@@ -555,10 +555,10 @@ def test_timing_the_layouts_leaves_the_model_and_the_random_state_alone(monkeypa
         return timed(*args, **kwargs)
 
     monkeypatch.setattr(measure, "training_throughput", counted)
-    monkeypatch.setattr(measure, "_LAYOUTS", {})
-    first = measure.prefers_channels_last(model, (3, 32, 32), 16, "32-true")
+    monkeypatch.setattr(fitting, "LAYOUTS", {})
+    first = fitting.prefers_channels_last(model, (3, 32, 32), 16, "32-true")
     assert isinstance(first, bool) and calls == [False, True]
-    assert measure.prefers_channels_last(model, (3, 32, 32), 16, "32-true") is first
+    assert fitting.prefers_channels_last(model, (3, 32, 32), 16, "32-true") is first
     assert calls == [False, True]  # answered once per process
     assert all(torch.equal(before[key], value) for key, value in model.state_dict().items())
     assert torch.equal(torch.random.get_rng_state(), state)

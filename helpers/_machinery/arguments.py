@@ -8,13 +8,18 @@ An annotation made of ``bool``, ``int``, ``float``, ``str`` and ``None`` is chec
 an argument whose default is a tuple of whole numbers of at least 1 (block sizes, widths): it
 must be a non-empty tuple or list of such numbers. Any other (a path, a callable) is left to
 the function. A number must not be negative when its default is not, must be at least 1 when it
-is a whole number whose default is, and a dropout rate is below 1.
+is a whole number whose default is, and a dropout rate is below 1. A recipe's fields and a data
+module's options have their own ranges here too (``check_recipe``, ``check_data_options``).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
+import math
 import numbers
+
+from . import config
 
 _SIMPLE = {"bool", "int", "float", "str", "None"}
 
@@ -101,3 +106,63 @@ def check(owner: str, function, values: dict) -> None:
             raise TypeError(f"{owner}: {name}={value!r} is not valid; it must be {wanted}")
         if problem := _range_problem(name, value, parameter.default):
             raise ValueError(f"{owner}: {name}={value!r} is not valid; it must be {problem}")
+
+
+def is_number(value) -> bool:
+    """A finite int or float (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_recipe(recipe, optimizers: tuple, schedules: tuple) -> None:
+    """Every field of a :class:`~helpers.recipes.Recipe` in its range, or a ValueError naming
+    the recipe, the field and what is valid."""
+    def need(field, valid, what):
+        value = getattr(recipe, field)
+        if not valid(value):
+            raise ValueError(f"recipe {recipe.name!r}: {field}={value!r} is not valid; "
+                             f"{what}")
+    need("optimizer", lambda v: v in optimizers,
+          f"unknown optimizer; valid: {', '.join(optimizers)}")
+    need("schedule", lambda v: v in schedules,
+          f"unknown schedule; valid: {', '.join(schedules)}")
+    for field in ("epochs", "batch_size"):
+        need(field, lambda v: is_whole(v) and v >= 1, "a whole number of at least 1")
+    need("lr", lambda v: is_number(v) and v > 0, "a positive number")
+    for field in ("weight_decay", "warmup_epochs", "final_lr"):
+        need(field, lambda v: is_number(v) and v >= 0, "a number >= 0")
+    for field in ("momentum", "label_smoothing"):
+        need(field, lambda v: is_number(v) and 0 <= v < 1, "a number in [0, 1)")
+    need("gamma", lambda v: is_number(v) and v > 0, "a positive number")
+    need("cycle_epochs", lambda v: is_number(v) and v > 0, "a positive number")
+    need("cycle_mult", lambda v: is_number(v) and v >= 1, "a number >= 1")
+    need("milestones", lambda v: isinstance(v, (tuple, list)) and all(
+        is_number(m) and 0 < m <= 1 for m in v), "fractions of the run in (0, 1]")
+    check(f"recipe {recipe.name!r}", type(recipe),  # the rest: by annotation
+          {f.name: getattr(recipe, f.name) for f in dataclasses.fields(recipe)})
+
+
+def check_data_options(augment, augmentations, val_size, subset, eval_batch_size, size,
+                       channels) -> None:
+    """The options an ``ImageDataModule`` is given that its annotations do not say all of,
+    checked before any data is loaded."""
+    def whole(value) -> bool:
+        return is_whole(value) and value > 0
+
+    if augment is not None and augment not in augmentations:
+        raise ValueError(f"unknown augmentation {augment!r}; valid: "
+                         f"{', '.join(augmentations)}, or None")
+    if not (whole(val_size) or isinstance(val_size, float) and 0 < val_size < 1):
+        raise ValueError(f"val_size={val_size!r} is not valid: give a number of images (e.g. "
+                         f"5000) or a fraction between 0 and 1 (e.g. 0.1); the validation set "
+                         f"is cut from the training split and must leave training data")
+    if subset not in (None, "auto") and not (isinstance(subset, (tuple, list))
+                                             and len(subset) == 3 and all(map(whole, subset))):
+        raise ValueError(f"subset={subset!r} is not valid: give (train, val, test) image counts "
+                         f"> 0, None for everything, or 'auto' (everything in full mode, "
+                         f"{config.SMOKE_SUBSET} in smoke mode)")
+    if not whole(eval_batch_size):
+        raise ValueError(f"eval_batch_size={eval_batch_size!r} is not valid: a whole number > 0")
+    for key, value in (("size", size), ("channels", channels)):
+        if value is not None and value < 1:
+            raise ValueError(f"ImageDataModule: {key}={value!r} is not valid; it must be a "
+                             f"whole number of at least 1, or None to keep the data's")

@@ -7,6 +7,7 @@ without network. Also the reader of the published TensorBoard logs."""
 from __future__ import annotations
 
 import hashlib
+import os
 import http.client
 import logging
 import time
@@ -19,6 +20,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from . import config, files
+from ..models import weights
 
 
 class DownloadError(RuntimeError):
@@ -165,3 +167,16 @@ def tensorboard_scalars(path: str | Path) -> pd.DataFrame:
                          for tag in reader.Tags()["scalars"] for event in reader.Scalars(tag)])
 
 
+def tutorial5_url(file: str) -> str:
+    """Where a published file lives (``COURSE_TUTORIAL5_URL`` overrides the base, e.g. for a
+    mirror, a local folder as a file:// URL, or a test server). A malformed base, or a file://
+    folder that does not exist, is a :class:`ConfigurationError` naming the variable."""
+    base = os.environ.get("COURSE_TUTORIAL5_URL") or weights.TUTORIAL5_URL
+    parts = urllib.parse.urlsplit(check_url(base, "COURSE_TUTORIAL5_URL"))
+    folder = Path(urllib.request.url2pathname(parts.path))
+    if parts.scheme == "file" and not folder.is_dir():
+        raise ConfigurationError(f"COURSE_TUTORIAL5_URL={base!r} names the folder {folder}, which "
+                                 f"does not exist. Point it at the folder that holds the published "
+                                 f"files, or unset it to download them from "
+                                 f"{weights.TUTORIAL5_URL}.")
+    return base.rstrip("/") + "/" + file

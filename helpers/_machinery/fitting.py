@@ -29,12 +29,12 @@ from lightning_fabric.utilities.imports import _IS_INTERACTIVE
 from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
-from . import allocator as _allocator, lightning as _lightning
+from . import allocator as _allocator, arguments as _arguments, lightning as _lightning
 from . import config, files, runs
 from .. import measure, models
 from ..classifier import Classifier
 from ..data import ImageDataModule
-from ..recipes import Recipe
+from ..recipes import RECIPES, Recipe, get_recipe, planned_epochs
 from .runs import Run
 
 
@@ -237,7 +237,7 @@ def requested_definition(folder: Path, model: nn.Module, data: ImageDataModule, 
 
 def load_finished(folder: Path, model: nn.Module, wanted: dict) -> Run | None:
     """The finished run in ``folder``, if it has one, after checking it is the one wanted."""
-    runs.check_definition(folder, wanted)
+    runs.check_same_run(folder, wanted)
     if not runs.is_complete(folder):
         return None
     print(f"{folder.name} is finished in {folder}: loaded, not trained again "
@@ -286,12 +286,33 @@ def say_how_long_if_long(model: nn.Module, data: ImageDataModule, recipe: Recipe
           f"notebook without training.")
 
 
+LAYOUTS: dict = {}  # prefers_channels_last's answers in this process
+
+
+def prefers_channels_last(model: torch.nn.Module, input_shape: tuple, batch_size: int,
+                          precision: str | None = None) -> bool:
+    """Whether a training step of ``model`` runs faster with channels-last memory on this
+    machine: both layouts timed on copies of the model (one warm-up step, then two timed
+    ones each), once per process for a model's blueprint, input shape, batch size and
+    precision. The model and the random number generators are left as they were."""
+    blueprint = getattr(model, "blueprint", None) or type(model).__name__
+    key = (json.dumps(blueprint, sort_keys=True, default=str), tuple(input_shape), batch_size,
+           precision or config.precision())
+    if key not in LAYOUTS:
+        with torch.random.fork_rng():
+            rates = {layout: measure.training_throughput(
+                copy.deepcopy(model), input_shape, batch_size, batches=2, precision=precision,
+                channels_last=layout, warm_up=1) for layout in (False, True)}
+        LAYOUTS[key] = rates[True] > rates[False]
+    return LAYOUTS[key]
+
+
 def choose_layout(wanted: bool | None, folder: Path, model: nn.Module, data: ImageDataModule,
                    recipe: Recipe, precision: str, trainer_options: dict) -> bool:
     """The memory layout a run trains in: channels_last as asked; else the one the run already
     trains in (its last checkpoint says), so that a resumed run goes on as it began; else, for
     one process on a CPU in full mode, the faster of the two for this model, from a few timed
-    steps (:func:`~helpers.measure.prefers_channels_last`: it depends on the model and the CPU,
+    steps (:func:`prefers_channels_last`: it depends on the model and the CPU,
     e.g. the paper's DenseNets train faster without it in bf16); else channels-last on CUDA
     and CPUs and the usual layout elsewhere. CPU mode and smoke runs take that rule without
     timing: CPU mode fixes what sets a run's numbers (fp32, and this layout, faster in fp32 for
@@ -315,7 +336,7 @@ def fresh_layout(model: nn.Module, input_shape: tuple, batch_size: int, precisio
                        and options.get("devices", 1) in (1, "auto")
                        and options.get("strategy", "auto") == "auto")
     if device == "cpu" and one_cpu_process and config.mode() == "full":
-        return measure.prefers_channels_last(model, input_shape, batch_size, precision)
+        return prefers_channels_last(model, input_shape, batch_size, precision)
     return device in ("cuda", "cpu")
 
 
@@ -424,6 +445,92 @@ def train(module: Classifier, data: ImageDataModule, folder: Path, definition: d
     still_held()
     files.write_text(folder / runs.RECORD, json.dumps(info, indent=1))  # last: now complete
     return run
+
+
+def check_fit_arguments(model: nn.Module, data: ImageDataModule, recipe, name: str, epochs,
+                        seed, precision, directory, trainer_options: dict
+                        ) -> tuple[ImageDataModule, Recipe, int]:
+    """``fit``'s arguments, checked before anything is read or written: the data module with the
+    recipe's batch size (a copy: the caller's module is unchanged), the recipe and the epochs."""
+    recipe = get_recipe(recipe) if isinstance(recipe, str) else recipe
+    if not isinstance(recipe, Recipe):
+        raise TypeError(f"recipe must be a recipe name or a Recipe, not {recipe!r}; valid "
+                        f"names: {', '.join(RECIPES)}")
+    runs.check_name(name)
+    _lightning.check_precision("fit", precision)
+    if directory is not None and not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"fit: directory must be a path (a str or Path), not {directory!r}")
+    check_trainer_options(trainer_options)
+    epochs = planned_epochs(recipe, epochs, smoke=config.is_smoke())
+    if not _arguments.is_whole(seed):
+        raise TypeError(f"fit: seed must be a whole number, not {seed!r}")
+    if not 0 <= seed < 2 ** 32:
+        raise ValueError(f"fit: seed={seed} is not valid; it must be in [0, 2**32), the range "
+                         f"the random number generators accept")
+    data = data.with_batch_size(recipe.batch_size)
+    if recipe.batch_size > len(data.train):
+        raise ValueError(f"the batch size {recipe.batch_size} of recipe {recipe.name!r} is "
+                         f"larger than the training split ({len(data.train)} images), so not "
+                         f"one full batch could be trained on. Use more training images, or a "
+                         f"smaller batch: get_recipe({recipe.name!r}, batch_size=...).")
+    return data, recipe, epochs
+
+
+def train_share(folder: Path, classifier: type, model: nn.Module, data: ImageDataModule,
+                recipe: Recipe, epochs: int, seed: int, precision: str,
+                channels_last: bool | None, note: str, trainer_options: dict) -> Run:
+    """This process's share of a run that several processes train (DDP): the process that
+    launched it holds the folder's lock and has prepared it; this one trains and writes nothing."""
+    if runs.in_use(folder) is None:
+        raise runs.RunInUse(
+            f"this process was started as one of several training one run (its environment "
+            f"sets RANK, LOCAL_RANK or NODE_RANK), but no process holds {folder}'s lock, "
+            f"as the first one would. Start the run from a script with strategy='ddp' and "
+            f"let Lightning start the other processes; unset those variables otherwise.")
+    wanted = requested_definition(folder, model, data, recipe, epochs, seed, precision)
+    runs.check_same_run(folder, wanted)
+    layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
+                           trainer_options)
+    module = classifier(model, recipe, seed, layout)
+    return train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
+                 writer=False)
+
+
+def train_alone(folder: Path, classifier: type, model: nn.Module, data: ImageDataModule,
+                recipe: Recipe, epochs: int, seed: int, precision: str,
+                channels_last: bool | None, note: str, overwrite: bool | None,
+                trainer_options: dict) -> Run:
+    """A run in ``folder`` as ``fit`` describes it, holding the folder's lock: loaded when it is
+    finished, resumed when interrupted, else trained afresh."""
+    name = folder.name
+    afresh = config.is_smoke() if overwrite is None else overwrite
+    with contextlib.ExitStack() as held:
+        # a signal before training begins (training and testing say more for themselves)
+        held.enter_context(stopped_by_signals(lambda: (
+            f"{name} was stopped before its training began; no epoch was trained. Start the "
+            f"same run again to train it.")))
+        try:
+            guard = held.enter_context(runs.lock(folder))
+        except OSError as error:
+            if afresh or not runs.is_complete(folder) or error.errno not in READ_ONLY:
+                raise
+            # a finished run on storage this process cannot write to (a read-only mount, a
+            # shared drive): nothing can train into it, so it is loaded without its lock
+            return load_finished(folder, model, requested_definition(
+                folder, model, data, recipe, epochs, seed, precision))
+        runs.remove_stray_parts(folder)
+        if afresh or runs.keeps_nothing(folder):  # (an attempt stopped before its 1st epoch)
+            runs.clear(folder)
+        wanted = requested_definition(folder, model, data, recipe, epochs, seed, precision)
+        if not afresh and (finished := load_finished(folder, model, wanted)):
+            return finished
+        runs.write_definition(folder, wanted)
+        runs.check_resumable(folder, wanted)
+        say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
+        layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
+                               trainer_options)
+        module = classifier(model, recipe, seed, layout)
+        return train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
 
 
 @contextlib.contextmanager

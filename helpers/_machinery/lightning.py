@@ -13,6 +13,7 @@ import warnings
 from pathlib import Path
 
 import pytorch_lightning as pl
+import torch
 from pytorch_lightning.callbacks import ModelCheckpoint, TQDMProgressBar
 from pytorch_lightning.callbacks.progress.tqdm_progress import Tqdm
 from pytorch_lightning.loggers import CSVLogger, TensorBoardLogger
@@ -145,3 +146,17 @@ def loggers(folder: Path, resuming: bool) -> list:
     version = "csv" if attempt == 1 else f"csv-{attempt}"
     return [CSVLogger(folder, name="logs", version=version),
             TensorBoardLogger(folder, name="logs", version="tensorboard")]
+
+
+def gathered_in_order(module: pl.LightningModule, parts: list) -> torch.Tensor:
+    """The test probabilities of every process, back in the test split's order (process r
+    tested images r, r + n, r + 2n, ... of n processes), on every process, as float16."""
+    local = torch.cat(parts).float().to(module.device)
+    counts = module.all_gather(torch.tensor(len(local), device=module.device)).tolist()
+    padded = torch.zeros(max(counts), local.shape[1], device=module.device)
+    padded[:len(local)] = local
+    shares = module.all_gather(padded)
+    whole = torch.empty(sum(counts), local.shape[1])
+    for rank, count in enumerate(counts):
+        whole[rank::len(counts)] = shares[rank, :count].cpu()
+    return whole.to(torch.float16)

@@ -1,4 +1,4 @@
-"""How ``measure.peak_step_memory`` measures a training step's peak memory.
+"""A training step's peak memory, as ``measure.peak_step_memory`` reports it.
 
 On a CUDA GPU the allocator's peak above what was allocated before (weights, gradients, the
 batch); on a Linux CPU the growth of the process's peak resident memory (VmHWM), in a fresh
@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -21,6 +22,27 @@ from .. import models
 
 
 _MIB = 2 ** 20
+
+
+def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32, 32),
+                     **hparams) -> dict:
+    """Peak memory (MiB) of one training step of ``create(model_name, **hparams)`` per batch size.
+
+    Returns ``{"device": ..., "method": ..., "peak_mib": {batch_size: MiB or None}}``."""
+    if config.device_type() == "cuda":
+        peaks = measure_peaks(model_name, batch_sizes, input_shape, hparams, "cuda")
+        return {"device": config.hardware(), "method": "CUDA allocator peak",
+                "peak_mib": peaks}
+    if not os.access("/proc/self/clear_refs", os.W_OK):
+        return {"device": config.hardware(), "method": "not measurable on this system",
+                "peak_mib": {b: None for b in batch_sizes}}
+    request = json.dumps({"model": model_name, "batch_sizes": batch_sizes,
+                          "input_shape": list(input_shape), "hparams": hparams})
+    done = subprocess.run([sys.executable, "-m", "helpers._machinery.memory", request], check=True,
+                          capture_output=True, text=True)
+    peaks = {int(b): mib for b, mib in json.loads(done.stdout.splitlines()[-1]).items()}
+    return {"device": config.hardware(), "method": "peak resident memory (Linux VmHWM)",
+            "peak_mib": peaks}
 
 
 def measure_peaks(model_name: str, batch_sizes: list[int], input_shape, hparams: dict,

@@ -100,12 +100,11 @@ class Reference:
     def disagreements(self) -> list[str]:
         """How the saved run differs from this entry (model, data, recipe, epochs, seed); []
         when it agrees or is not there."""
-        saved = runs.saved_definition(self.folder)
-        if saved is None:
+        if runs.saved_definition(self.folder) is None:
             return []
         wanted = runs.definition(self.model_definition(), self.data(), self.training_recipe(),
                                  self.epochs, self.seed, precision="")
-        return runs.differences(saved, wanted, ("model", "data", "recipe", "epochs", "seed"))
+        return runs.mismatch(self.folder, wanted, ("model", "data", "recipe", "epochs", "seed"))
 
     @_reporting_damage
     def status(self) -> Status:
@@ -185,7 +184,8 @@ class ReferenceSweep:
 
     @_reporting_damage
     def status(self) -> Status:
-        lines = sweep_runs.settings_differences(self.folder, self.settings)
+        lines = runs.mismatch(self.folder, sweep_runs.settings_record(self.settings),
+                              record=sweep_runs.SWEEP_RECORD)
         if lines:
             return Status("disagrees", "; ".join(lines))
         holder = runs.in_use(self.folder)
@@ -203,7 +203,8 @@ class ReferenceSweep:
         module.setup()
         done = set(sweep.results(self.folder).get("variant", []))
         recipe = recipes.get_recipe(self.settings.recipe)
-        epochs = recipes.planned_epochs(recipe, self.settings.epochs)
+        epochs = recipes.planned_epochs(recipe, self.settings.epochs,
+                                         smoke=config.is_smoke())
         to_train = (sweep.scaled(variant, self.settings.width_scale) for variant in self.chosen()
                     if variant.index not in done)
         return sum(fitting.estimate_seconds(  # an interrupted variant resumes: its epochs left

@@ -86,20 +86,34 @@ def _plain(value):
     return json.loads(json.dumps(value, default=str))
 
 
+def settings(model: dict, data=None, recipe=None, seed: int = 0) -> dict:
+    """What decides a run's weights, read without loading any data: the model's own definition
+    (:func:`helpers.models.definition`), the data set and how it is cut and seen, the recipe
+    (its ``description`` is prose, not a setting, and is left out) and the seed. Without
+    ``data`` or ``recipe`` they are left out too (and not compared)."""
+    defined = {"model": model}
+    if data is not None:
+        defined["data"] = {"name": data.name, "split_seed": data.seed, "augment": data.augment,
+                           "size": data.size, "channels": data.channels,
+                           "test_every_epoch": data.test_every_epoch}
+    if recipe is not None:
+        defined["recipe"] = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in PROSE}
+    defined["seed"] = seed
+    return _plain(defined)
+
+
 def definition(model: dict, data, recipe, epochs: int, seed: int, precision: str) -> dict:
-    """What defines a run: change any of it and it is another run. ``model`` is the model's own
-    definition (:func:`helpers.models.definition`). The recipe's ``description`` is prose, not
-    a setting, and is left out."""
-    recipe_fields = {k: v for k, v in dataclasses.asdict(recipe).items() if k not in PROSE}
+    """What defines a run: change any of it and it is another run. Its :func:`settings`, and
+    what only a run that has its data knows: the images of each part and whether they are the
+    smoke mode's stand-in; then its epochs and precision."""
     data.setup()
-    return _plain({
-        "model": model,
-        "data": {"name": data.name, "stand_in": data.train.is_stand_in,
-                 "images": {"train": len(data.train), "val": len(data.val),
-                            "test": len(data.test)},
-                 "split_seed": data.seed, "augment": data.augment, "size": data.size,
-                 "channels": data.channels, "test_every_epoch": data.test_every_epoch},
-        "recipe": recipe_fields, "epochs": epochs, "seed": seed, "precision": precision})
+    defined = settings(model, data, recipe, seed)
+    defined["data"] = {"name": data.name, "stand_in": data.train.is_stand_in,
+                       "images": {"train": len(data.train), "val": len(data.val),
+                                  "test": len(data.test)},
+                       **{key: value for key, value in defined["data"].items() if key != "name"}}
+    return {"model": defined["model"], "data": defined["data"], "recipe": defined["recipe"],
+            "epochs": epochs, "seed": seed, "precision": precision}
 
 
 def run_precision(folder: Path, precision: str = "auto") -> str:
@@ -142,19 +156,42 @@ def differences(saved: dict, wanted: dict, fields=None, prefix: str = "",
     return lines
 
 
-def check_definition(folder: Path, wanted: dict, fields=None) -> None:
-    """Raise :class:`DefinitionMismatch` if ``folder`` holds a run defined otherwise than
-    ``wanted`` (in ``fields``, when given), naming each difference and the two remedies."""
-    saved = saved_definition(folder)
-    if saved is None:
+def mismatch(folder: Path, wanted: dict, fields=None, record: str = DEFINITION) -> list[str]:
+    """The one check of "is this folder the same run": how the settings ``folder`` is bound to
+    (its ``record``: a run's ``definition.json``, a sweep's ``sweep.json``) differ from
+    ``wanted``, one line per difference (only in ``fields`` when given); [] when they agree or
+    the folder holds nothing yet."""
+    saved = saved_definition(folder) if record == DEFINITION else saved_record(folder, record)
+    return [] if saved is None else differences(saved, wanted, fields)
+
+
+def check_same_run(folder: Path, wanted: dict, fields=None, record: str = DEFINITION) -> None:
+    """Raise :class:`DefinitionMismatch` if ``folder`` is bound to settings other than
+    ``wanted`` (:func:`mismatch`), naming each difference and the remedies."""
+    lines = mismatch(folder, wanted, fields, record)
+    if not lines:
         return
-    lines = differences(saved, wanted, fields)
-    if lines:
+    if record == DEFINITION:
         state = "a finished" if is_complete(folder) else "an interrupted"
-        raise DefinitionMismatch(
-            f"{folder} holds {state} run with other settings:\n  " + "\n  ".join(lines) +
-            "\nTrain under another name, or delete that run and train afresh: pass overwrite=True"
-            " (scripts/train.py: --overwrite), or remove the folder.")
+        held = f"{state} run with other settings"
+        remedy = ("Train under another name, or delete that run and train afresh: pass "
+                  "overwrite=True (scripts/train.py: --overwrite), or remove the folder.")
+    else:
+        held = "a sweep with another SweepSettings"
+        remedy = "Run this sweep into another folder (or delete that one to start it afresh)."
+    raise DefinitionMismatch(f"{folder} holds {held}:\n  " + "\n  ".join(lines) + "\n" + remedy)
+
+
+def saved_record(folder: Path, record: str) -> dict | None:
+    """The settings record ``record`` of ``folder`` (a sweep's ``sweep.json``); None if absent."""
+    path = Path(folder) / record
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except ValueError as error:
+        raise CheckpointError(f"{path} is unreadable ({error}); restore it, or run the sweep "
+                              f"into another folder.") from error
 
 
 def definition_text(definition: dict) -> str:

@@ -18,8 +18,9 @@ import pytorch_lightning as pl
 import torch
 from tqdm import tqdm
 
-from . import arguments, config, files, ray_cleanup as _ray_cleanup, runs
+from . import arguments, config, datasets, files, ray_cleanup as _ray_cleanup, runs
 from .. import measure, memory_safe, models, recipes, sweep, training
+from ..data import AUGMENTATIONS
 
 if TYPE_CHECKING:
     from ..sweep import SweepSettings, Variant
@@ -79,7 +80,7 @@ def train_variant(variant: Variant, settings: SweepSettings, directory: str | Pa
            "parameters": measure.count_parameters(model), "macs": variant.macs,
            "data": settings.data, "recipe": settings.recipe, "seed": settings.seed,
            "epochs_planned": recipes.planned_epochs(recipes.get_recipe(settings.recipe),
-                                                     settings.epochs)}
+                                                     settings.epochs, smoke=config.is_smoke())}
     start = time.perf_counter()
     try:
         run = training.fit(model, data, settings.recipe, name=variant.name,
@@ -164,7 +165,8 @@ def run_here(variants: list[Variant], settings: SweepSettings, directory: Path) 
     in epochs (variants differ in cost, so its time left is a rough guide) that names the
     variant in training and the result of the last one. The epochs an interrupted variant kept
     count as done from the start."""
-    planned = recipes.planned_epochs(recipes.get_recipe(settings.recipe), settings.epochs)
+    planned = recipes.planned_epochs(recipes.get_recipe(settings.recipe), settings.epochs,
+                                     smoke=config.is_smoke())
     kept = [runs.epochs_done(directory / variant.name) for variant in variants]  # interrupted
     with tqdm(total=planned * len(variants), initial=sum(kept), unit="epoch",
               desc=f"sweep {directory.name}", dynamic_ncols=True) as bar:
@@ -182,37 +184,45 @@ def run_here(variants: list[Variant], settings: SweepSettings, directory: Path) 
 SWEEP_RECORD = "sweep.json"
 
 
-def settings_differences(directory: str | Path, settings: SweepSettings) -> list[str]:
-    """How ``settings`` differs from the one the sweep in ``directory`` was run with (its
-    ``sweep.json``): one line per field; [] when they agree or the folder has no record."""
-    path = Path(directory) / SWEEP_RECORD
-    if not path.exists():
-        return []
-    try:
-        saved = json.loads(path.read_text())
-    except ValueError as error:
-        raise runs.CheckpointError(f"{path} is unreadable ({error}); restore it, or run the "
-                                   f"sweep into another folder.") from error
-    return runs.differences(saved, json.loads(json.dumps(dataclasses.asdict(settings))))
+def check_settings(settings: SweepSettings) -> None:
+    """Every field of a :class:`~helpers.sweep.SweepSettings` valid, or an error naming it."""
+    arguments.check("SweepSettings", type(settings), dataclasses.asdict(settings))
+    datasets.info(settings.data)
+    recipes.get_recipe(settings.recipe)
+    if settings.epochs is not None:
+        arguments.whole_number(settings.epochs, "SweepSettings epochs")
+    if settings.augment is not None and settings.augment not in AUGMENTATIONS:
+        raise ValueError(f"SweepSettings augment={settings.augment!r} is not an augmentation; "
+                         f"valid: {', '.join(AUGMENTATIONS)}, or None")
+    if not 0 < settings.width_scale <= 1:
+        raise ValueError(f"SweepSettings width_scale={settings.width_scale!r} is not valid: a "
+                         f"factor in (0, 1] that every width is multiplied by")
+    settings.data_module()  # the data module checks val_size and subset
+    batch = recipes.get_recipe(settings.recipe).batch_size
+    if isinstance(settings.subset, (tuple, list)) and settings.subset[0] < batch:
+        raise ValueError(f"SweepSettings subset={tuple(settings.subset)} gives "
+                         f"{settings.subset[0]} training images, fewer than one batch of recipe "
+                         f"{settings.recipe!r} ({batch}); give at least {batch}")
+
+
+def settings_record(settings: SweepSettings) -> dict:
+    """``settings`` as the sweep folder's ``sweep.json`` holds them."""
+    return json.loads(json.dumps(dataclasses.asdict(settings)))
 
 
 def bind_to_settings(directory: Path, settings: SweepSettings) -> None:
-    """Record ``settings`` in a new sweep folder, or check that it is the folder's."""
+    """Record ``settings`` in a new sweep folder, or check that it is the folder's (the one
+    check of :func:`~helpers._machinery.runs.mismatch`)."""
     path = directory / SWEEP_RECORD
-    if not path.exists():
-        if any(directory.glob("rows/*.json")):
-            raise runs.DefinitionMismatch(
-                f"{directory} holds sweep results but no {SWEEP_RECORD} saying what they were "
-                f"trained with; run the sweep into another folder.")
-        files.write_text(path, json.dumps(dataclasses.asdict(settings), indent=1))
-        return
-    lines = settings_differences(directory, settings)
-    if lines and not _keeps_anything(directory):  # a sweep stopped before its first epoch
-        files.write_text(path, json.dumps(dataclasses.asdict(settings), indent=1))
-    elif lines:
+    if not path.exists() and any(directory.glob("rows/*.json")):
         raise runs.DefinitionMismatch(
-            f"{directory} holds a sweep with another SweepSettings:\n  " + "\n  ".join(lines) +
-            "\nRun this sweep into another folder (or delete that one to start it afresh).")
+            f"{directory} holds sweep results but no {SWEEP_RECORD} saying what they were "
+            f"trained with; run the sweep into another folder.")
+    wanted = settings_record(settings)
+    if not path.exists() or (runs.mismatch(directory, wanted, record=SWEEP_RECORD)
+                             and not _keeps_anything(directory)):  # stopped before an epoch
+        files.write_text(path, json.dumps(wanted, indent=1))
+    runs.check_same_run(directory, wanted, record=SWEEP_RECORD)
 
 
 def _keeps_anything(directory: Path) -> bool:

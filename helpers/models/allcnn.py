@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .registry import register
+from ._registry import register
 
 
 class ConvUnit(nn.Sequential):

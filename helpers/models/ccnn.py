@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .checkered import CheckeredConv2d, convert_to_checkered
-from .registry import register
+from ._registry import register
 
 WIDTHS = (32, 32, 45, 45, 64)
 

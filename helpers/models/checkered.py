@@ -16,7 +16,8 @@ original experiments), "lattice" (the original's published table, for up to 512 
 the table for its first five entries and goes on to any power of two).
 
 Unlike the original implementation, which computes all four shifted strided convolutions and
-keeps two, :class:`CheckeredConv2d` computes only the two it keeps, as one convolution call.
+keeps two, :class:`CheckeredConv2d` computes only the two it keeps (how: ``checkered_conv`` in
+``_checkered_support``, the same numbers as :func:`checkered_subsample` in less time).
 :func:`convert_to_checkered` turns a CNN into a checkered one without any edit of its ``forward``.
 """
 
@@ -29,9 +30,9 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from torch.overrides import TorchFunctionMode
-
 from .._machinery import arguments as _arguments
+from ._checkered_support import (ConversionError, as_pair, check_submaps, checked_ints,
+                                 checkered_conv, probe)
 
 SAMPLINGS = ("naive", "lattice", "random", "spread")  # the original's three, then the course's
 
@@ -101,9 +102,9 @@ def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> li
     "lattice": the original's published table, which has entries for 1, 2, 4, ..., 512 submaps
     (10 subsampling steps) only. "spread": the course's rule (see ``_spread_steps``), the same
     as "lattice" up to 16 submaps, for any power of two."""
-    _checked_ints("submaps", submaps)
+    checked_ints("submaps", submaps)
     _check_sampling(sampling)
-    _checked_ints("seed", seed, minimum=0)
+    checked_ints("seed", seed, minimum=0)
     if sampling == "naive":
         return [0] * submaps
     if sampling == "random":
@@ -129,35 +130,6 @@ def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> li
 
 # --- the layers ----------------------------------------------------------------------------------
 
-def _pair(value) -> tuple[int, int]:
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
-
-
-def _checked_ints(name: str, value, minimum: int = 1, pair: bool = False):
-    """``value`` if it is an integer of at least ``minimum`` (1 or 0), or with ``pair`` an integer
-    or a pair of them (returned as a pair); else a TypeError or ValueError that names the
-    argument. Checked where options enter, as torch would fail later on them, deep inside."""
-    items = _pair(value) if pair else (value,)
-    valid = f"a whole number of at least {minimum}" + (" or a pair of them" if pair else "")
-    if not all(_arguments.is_whole(item) for item in items):
-        raise TypeError(f"{name} must be {valid}, got {value!r}")
-    if len(items) != (2 if pair else 1) or min(items) < minimum:
-        raise ValueError(f"{name} must be {valid}, got {value!r}")
-    return tuple(int(item) for item in items) if pair else int(value)
-
-
-def _check_submaps(layer: nn.Module, x) -> None:
-    """Checkered layers take (N, C, S, H, W) tensors: say how to get one from anything else."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{type(layer).__name__} takes a torch.Tensor, got {type(x).__name__}")
-    if x.dim() != 5:
-        raise ValueError(
-            f"{type(layer).__name__} takes (N, C, S, H, W) tensors, S being the submap axis; got "
-            f"a {x.dim()}-D tensor {tuple(x.shape)}. Add the submap axis to images with "
-            f"x.unsqueeze(2), or convert a whole CNN with convert_to_checkered (its CheckeredNet "
-            f"adds the axis itself)")
-
-
 def _fold(x: torch.Tensor) -> torch.Tensor:
     """(N, C, S, H, W) -> (N*S, C, H, W): every submap becomes an image of the batch. The
     checkered layers return their 5-D results as views of such batches, so this is free."""
@@ -180,7 +152,7 @@ def checkered_subsample(x: torch.Tensor, op, padding, pad_value: float,
     (1, 1) for sampler 0 or (0, 1) and (1, 0) for sampler 1 (views of the padded batch, unless
     the samplers differ), and ``op`` runs on the first and on the second samples."""
     n, _, s, h, w = x.shape
-    pad_h, pad_w = _pair(padding)
+    pad_h, pad_w = as_pair(padding)
     padded = F.pad(_fold(x), (pad_w, pad_w + 1, pad_h, pad_h + 1), value=pad_value)
     height, width = h + 2 * pad_h, w + 2 * pad_w
 
@@ -199,51 +171,18 @@ def checkered_subsample(x: torch.Tensor, op, padding, pad_value: float,
     return out.view(n, 2 * s, *out.shape[3:]).transpose(1, 2)      # (N, C', 2S, H', W')
 
 
-_OFFSETS = {0: ((0, 0), (1, 1)), 1: ((0, 1), (1, 0))}  # each sampler's two kept positions
-
-
-def _checkered_conv(x: torch.Tensor, conv, padding, samplers: list[int]) -> torch.Tensor:
-    """:func:`checkered_subsample` for a stride-2 convolution ``conv``, computing the same
-    numbers in less time: the submaps are grouped by sampler, and each group is convolved at
-    its two offsets, (0, 0) with the convolution's own zero padding (no padded copy), any other
-    from one copy padded (or cropped) to that offset; no masked selection between samplers."""
-    n, _, s, _, _ = x.shape
-    pad_h, pad_w = _pair(padding)
-    halves = ([], [])  # per kept position: (submap indices, results)
-    for sampler in (0, 1):
-        indices = [i for i, used in enumerate(samplers) if used == sampler]
-        if not indices:
-            continue
-        part = _fold(x if len(indices) == s else x[:, :, indices])
-        for half, (dy, dx) in enumerate(_OFFSETS[sampler]):
-            result = (conv(part, padding=(pad_h, pad_w)) if (dy, dx) == (0, 0) else
-                      conv(F.pad(part, (pad_w - dx, pad_w + dx, pad_h - dy, pad_h + dy))))
-            halves[half].append((indices, result.view(n, len(indices), *result.shape[1:])))
-    assembled = []
-    for parts in halves:
-        if len(parts) == 1:
-            assembled.append(parts[0][1])
-            continue
-        full = parts[0][1].new_empty(n, s, *parts[0][1].shape[2:])
-        for indices, result in parts:
-            full[:, indices] = result
-        assembled.append(full)
-    out = torch.stack(assembled, dim=1)                               # (N, 2, S, C', H', W')
-    return out.view(n, 2 * s, *out.shape[3:]).transpose(1, 2)        # (N, C', 2S, H', W')
-
-
 class _Checkered(nn.Module):
     """Common part of the checkered layers: stride 1 or 2, and the sampling of stride 2."""
 
     def __init__(self, stride, padding, sampling: str, stride_name: str = "stride"):
         super().__init__()
-        strides = _checked_ints(stride_name, stride, pair=True)
+        strides = checked_ints(stride_name, stride, pair=True)
         if strides not in ((1, 1), (2, 2)):
             raise ValueError(f"{stride_name} must be 1 or 2 (the same for height and width) in "
                              f"a checkered layer, got {stride!r}")
         _check_sampling(sampling)
         self.stride, self.sampling = strides[0], sampling
-        self.padding = _checked_ints("padding", padding, minimum=0, pair=True)
+        self.padding = checked_ints("padding", padding, minimum=0, pair=True)
 
     def extra_repr(self) -> str:
         return f"stride={self.stride}, padding={self.padding}, sampling={self.sampling!r}"
@@ -263,7 +202,7 @@ class CheckeredConv2d(_Checkered):
         super().__init__(stride, padding, sampling)
         for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
                             ("depth", depth), ("groups", groups)):
-            _checked_ints(name, value)
+            checked_ints(name, value)
         if not isinstance(bias, bool):
             raise TypeError(f"bias must be True or False, got {bias!r}")
         if in_channels % groups or out_channels % groups:
@@ -272,8 +211,8 @@ class CheckeredConv2d(_Checkered):
         self.in_channels = in_channels
         self.depth = depth
         self.groups = groups
-        self.dilation = _checked_ints("dilation", dilation, pair=True)
-        kernel = _checked_ints("kernel_size", kernel_size, pair=True)
+        self.dilation = checked_ints("dilation", dilation, pair=True)
+        kernel = checked_ints("kernel_size", kernel_size, pair=True)
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, depth, *kernel))
         self.bias = nn.Parameter(torch.empty(out_channels)) if bias else None
         nn.init.kaiming_uniform_(self.weight, a=math.sqrt(5))  # nn.Conv2d's default
@@ -282,7 +221,7 @@ class CheckeredConv2d(_Checkered):
             nn.init.uniform_(self.bias, -bound, bound)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_submaps(self, x)
+        check_submaps(self, x)
         if x.shape[1] != self.in_channels:
             raise ValueError(f"{type(self).__name__} has in_channels={self.in_channels}, got "
                              f"{x.shape[1]} channels (x.shape[1]) in a tensor {tuple(x.shape)}")
@@ -300,7 +239,7 @@ class CheckeredConv2d(_Checkered):
         if self.stride == 1:
             return _unfold(conv(_fold(x), padding=self.padding), x.shape[0])
         samplers = sampler_sequence(x.shape[2], self.sampling)
-        return _checkered_conv(x, functools.partial(conv, stride=2), self.padding, samplers)
+        return checkered_conv(x, functools.partial(conv, stride=2), self.padding, samplers)
 
 
 class _CheckeredPool(_Checkered):
@@ -308,7 +247,7 @@ class _CheckeredPool(_Checkered):
     pooling (``pool2d``) and the value padding takes (``pad_value``)."""
 
     def __init__(self, kernel_size, stride=None, padding=0, sampling: str = "naive"):
-        kernel = _checked_ints("kernel_size", kernel_size, pair=True)
+        kernel = checked_ints("kernel_size", kernel_size, pair=True)
         super().__init__(kernel_size if stride is None else stride, padding, sampling,
                          "stride (by default kernel_size)" if stride is None else "stride")
         if any(2 * pad > size for pad, size in zip(self.padding, kernel)):
@@ -317,7 +256,7 @@ class _CheckeredPool(_Checkered):
         self.kernel_size = kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_submaps(self, x)
+        check_submaps(self, x)
         if self.stride == 1:
             return _unfold(self.pool2d(_fold(x), self.kernel_size, 1, self.padding), x.shape[0])
         pool = functools.partial(self.pool2d, kernel_size=self.kernel_size, stride=2)
@@ -347,11 +286,11 @@ class SubmapMeanPool(nn.Module):
         if mode not in ("avg", "max"):
             raise ValueError(f"mode must be 'avg' or 'max', got {mode!r}")
         if not (isinstance(output_size, (tuple, list)) and None in output_size):  # None: as is
-            _checked_ints("output_size", output_size, pair=True)
+            checked_ints("output_size", output_size, pair=True)
         self.output_size, self.mode = output_size, mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        _check_submaps(self, x)
+        check_submaps(self, x)
         pool = F.adaptive_avg_pool2d if self.mode == "avg" else F.adaptive_max_pool2d
         return _unfold(pool(_fold(x), self.output_size), x.shape[0]).mean(dim=2)
 
@@ -360,10 +299,6 @@ class SubmapMeanPool(nn.Module):
 
 
 # --- converting a CNN ----------------------------------------------------------------------------
-
-class ConversionError(ValueError):
-    """Parts of a model that the converter cannot turn into checkered ones, each by name."""
-
 
 def _converted(layer: nn.Module, sampling: str) -> nn.Module | None:
     """The checkered replacement of a 2-D layer (weights and statistics reused), None if the
@@ -400,75 +335,6 @@ def _converted(layer: nn.Module, sampling: str) -> nn.Module | None:
     if isinstance(layer, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
         return SubmapMeanPool(layer.output_size,
                               "avg" if isinstance(layer, nn.AdaptiveAvgPool2d) else "max")
-    return None
-
-
-# Layers and functions that act on each element (or each channel) alone, so 5-D input is fine.
-# A Sequential is checked through its children; an empty one, the identity shortcut of many
-# ResNets, has none and is fine as it is.
-_ELEMENTWISE_LAYERS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.GELU, nn.SiLU, nn.ELU, nn.Tanh,
-                       nn.Sigmoid, nn.Hardtanh, nn.Identity, nn.Sequential, nn.Dropout,
-                       nn.Dropout3d, nn.BatchNorm3d, CheckeredConv2d, CheckeredMaxPool2d,
-                       CheckeredAvgPool2d, SubmapMeanPool)
-_ELEMENTWISE_FUNCTIONS = {
-    "relu", "relu_", "relu6", "gelu", "silu", "elu", "leaky_relu", "leaky_relu_", "tanh",
-    "sigmoid", "hardtanh", "dropout", "add", "add_", "sub", "mul", "div", "__add__", "__iadd__",
-    "__radd__", "__sub__", "__mul__", "__rmul__", "__imul__", "__truediv__", "clone",
-    "contiguous", "size", "dim", "__get__", "to", "float", "detach", "batch_norm"}
-# Reductions a model's forward may apply to the submap axis itself, as the checkered paper's
-# README advises (torch.mean(x, 2) before the classifier).
-_SUBMAP_REDUCTIONS = {"mean", "sum", "amax", "amin"}
-
-
-def _reduces_submaps(name: str, args: tuple, kwargs: dict) -> bool:
-    """Whether a call reduces a 5-D tensor over its submap axis alone, or over the submaps and
-    the whole map (a global pooling). Other reductions of a 5-D tensor come from code written
-    for (N, C, H, W) tensors, whose dims 2 and 3 are now the submaps and the rows."""
-    dim = kwargs.get("dim", args[1] if len(args) > 1 else None)
-    dims = dim if isinstance(dim, (tuple, list)) else (dim,)
-    return (name in _SUBMAP_REDUCTIONS and all(isinstance(d, int) for d in dims)
-            and {d % 5 for d in dims} in ({2}, {2, 3, 4}))
-
-
-class _FunctionalCalls(TorchFunctionMode):
-    """Records calls on 5-D tensors that are not element- or channel-wise, made in a model's own
-    ``forward`` code (not inside a layer), with the model part they happen in, during one
-    probing forward pass."""
-
-    def __init__(self):
-        super().__init__()
-        self.stack, self.problems = [], []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        kwargs = kwargs or {}
-        name = getattr(func, "__name__", str(func))
-        # Inside a leaf layer the layer itself is what counts (allowed, or reported by name).
-        inside_leaf = self.stack and next(self.stack[-1][1].children(), None) is None
-        values = [*args, *kwargs.values()]
-        values += [v for a in values if isinstance(a, (list, tuple)) for v in a]  # torch.cat
-        five_d = any(isinstance(v, torch.Tensor) and v.dim() == 5 for v in values)
-        if five_d and not inside_leaf:
-            where = self.stack[-1][0] if self.stack else "the top-level forward"
-            channel_cat = name == "cat" and kwargs.get("dim", args[1] if len(args) > 1 else 0) == 1
-            if (name not in _ELEMENTWISE_FUNCTIONS and not channel_cat
-                    and not _reduces_submaps(name, args, kwargs)):
-                self.problems.append(f"functional call {name!r} on a 5-D tensor in {where}")
-            elif shifted := _shifted_operand(values):
-                self.problems.append(
-                    f"functional call {name!r} in {where} combines a 5-D tensor with one of "
-                    f"shape {shifted}, written for (N, C, H, W): its channel axis would meet "
-                    f"the submap axis (make it 5-D, e.g. .unsqueeze(2), or a layer)")
-        return func(*args, **kwargs)
-
-
-def _shifted_operand(values: list) -> tuple | None:
-    """The shape of a 3- or 4-D tensor among an element-wise call's operands (e.g. a
-    per-channel (1, C, 1, 1) scale), which broadcasting would align with the last dimensions of
-    a 5-D tensor, (S, H, W), instead of (C, H, W); None if there is none. Scalars, and 1- or 2-D
-    tensors, which meet the rows and columns in both, are fine."""
-    for value in values:
-        if isinstance(value, torch.Tensor) and value.dim() in (3, 4) and value.numel() > 1:
-            return tuple(value.shape)
     return None
 
 
@@ -509,7 +375,7 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
             raise ValueError(f"input_shape must be (channels, height, width) of one image, "
                              f"e.g. (3, 32, 32), got {input_shape!r}")
         for name, value in zip(("channels", "height", "width"), input_shape):
-            _checked_ints(f"input_shape's {name}", value)
+            checked_ints(f"input_shape's {name}", value)
     converted, problems, replaced = copy.deepcopy(model), [], {}
     for parent_name, parent in list(converted.named_modules()):
         for child_name, child in list(parent.named_children()):
@@ -525,7 +391,8 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
     if problems:
         raise ConversionError("cannot convert:\n  " + "\n  ".join(problems))
     net = CheckeredNet(converted)
-    _probe(net, input_shape or _first_input_shape(model), replaced)
+    probe(net, input_shape or _first_input_shape(model), replaced,
+          (CheckeredConv2d, CheckeredMaxPool2d, CheckeredAvgPool2d, SubmapMeanPool))
     return net
 
 
@@ -534,66 +401,6 @@ def _first_input_shape(model: nn.Module) -> tuple:
     if first is None:
         raise ConversionError("the model has no Conv2d; pass input_shape")
     return (first.in_channels, 32, 32)
-
-
-class _GetsImages(Exception):
-    """Raised in a probe by a replaced layer that gets a 4-D tensor (the model averaged the
-    submaps before it), with the layer's name."""
-
-
-def _probe(net: CheckeredNet, input_shape: tuple, replaced: dict) -> None:
-    """Probing forward passes; a replaced layer that gets ordinary 4-D tensors gets its 2-D
-    original back (``replaced``: name -> (parent, child name, original)), and the probe reruns."""
-    while True:
-        try:
-            return _probe_once(net, input_shape, replaced)
-        except _GetsImages as images:
-            parent, child_name, original = replaced.pop(images.args[0])
-            setattr(parent, child_name, original)
-
-
-def _probe_once(net: CheckeredNet, input_shape: tuple, replaced: dict) -> None:
-    recorder, hooks = _FunctionalCalls(), []
-    for name, module in net.model.named_modules():
-        label = name or type(net.model).__name__
-
-        def enter(module, args, label=label):
-            dims = args[0].dim() if args and isinstance(args[0], torch.Tensor) else None
-            if dims == 4 and label in replaced:
-                raise _GetsImages(label)
-            recorder.stack.append((label, module))
-            if (dims == 5 and next(module.children(), None) is None
-                    and not isinstance(module, _ELEMENTWISE_LAYERS)):
-                recorder.problems.append(f"layer {label} ({type(module).__name__}) gets a 5-D "
-                                         f"tensor and has no checkered version")
-
-        def leave(*_):
-            recorder.stack.pop()  # (returning it would replace the module's output)
-
-        hooks.append(module.register_forward_pre_hook(enter))
-        hooks.append(module.register_forward_hook(leave))
-    was_training = net.training
-    like = next(net.parameters(), torch.zeros(()))  # probe with the model's dtype and device
-    probe = torch.zeros(2, 1, *input_shape, dtype=like.dtype, device=like.device).transpose(1, 2)
-    try:
-        with torch.no_grad(), recorder:
-            net.eval().model(probe)
-    except _GetsImages:
-        raise
-    except Exception as error:  # a shape error downstream of an unconvertible part
-        recorder.problems.append(f"the probing forward pass failed: {type(error).__name__}: "
-                                 f"{error}")
-    finally:
-        for hook in hooks:
-            hook.remove()
-        net.train(was_training)
-    if recorder.problems:
-        unique = list(dict.fromkeys(recorder.problems))
-        raise ConversionError("the converted model cannot run as it is:\n  " + "\n  ".join(unique)
-                              + "\nReplace these parts by layers (F.avg_pool2d by nn.AvgPool2d "
-                              "or nn.AdaptiveAvgPool2d, for example), average the submaps in "
-                              "forward before them (torch.mean(x, 2) on 5-D tensors), or convert "
-                              "them by hand.")
 
 
 # --- what a sequence of subsamplings keeps -------------------------------------------------------

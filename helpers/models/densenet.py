@@ -26,7 +26,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from .layers import activation, init_weights
-from .registry import register
+from ._registry import register
 
 
 def layers_per_block(depth: int, bottleneck: bool, blocks: int = 3) -> int:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from .layers import conv_bn_act, init_weights
-from .registry import register
+from ._registry import register
 
 
 class InceptionBlock(nn.Module):

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .layers import activation, init_weights
-from .registry import register
+from ._registry import register
 
 
 class ResNetBlock(nn.Module):

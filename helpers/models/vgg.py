@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .registry import register
+from ._registry import register
 
 # Convolutions per block for a given number of convolutions (VGG-A, the sweep's depth 10, B and
 # depth 13, D, E).
