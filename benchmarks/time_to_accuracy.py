@@ -47,7 +47,7 @@ def time_to_target(history: pd.DataFrame, target: float) -> dict:
 
 def train_to_target(target: float, epochs: int, folder: Path, augment: str = AUGMENT) -> dict:
     module = data.ImageDataModule("FashionMNIST", test_every_epoch=True, subset=None,
-                                  augment=augment)
+                                  augment=augment, smoke=config.is_smoke())
     print(module.describe(), flush=True)
     if module.train.is_stand_in:
         raise datasets.DatasetNotFoundError("time to accuracy needs the real Fashion-MNIST")

@@ -95,7 +95,7 @@ def course_data(images: np.ndarray, labels: np.ndarray, source: str,
                 mean_std: tuple) -> data.ImageDataModule:
     """The course's data module holding these images as its training split (and the first
     1,000 as a token validation and test split, which the timing leaves out)."""
-    module = data.ImageDataModule("CIFAR10", eval_batch_size=1000)
+    module = data.ImageDataModule("CIFAR10", eval_batch_size=1000, smoke=config.is_smoke())
     tensors = torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
     whole = datasets.ImageSet(tensors, torch.from_numpy(labels).long(),
                               datasets.CIFAR10_CLASSES, source)

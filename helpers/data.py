@@ -191,9 +191,11 @@ class ImageDataModule(pl.LightningDataModule):
 
     The validation set is a seeded part of the official training split (never the test split).
     ``subset``: (train, val, test) sizes, ``None`` for everything, or ``"auto"`` (everything,
-    but ``config.SMOKE_SUBSET`` in smoke mode). ``test_every_epoch`` also evaluates the test set
-    after every epoch (selection stays on validation). ``size`` and ``channels`` resize the
-    images and repeat a single channel (MNIST-type data for 3-channel 32x32 networks).
+    but ``config.SMOKE_SUBSET`` for ``smoke``). ``smoke``: the data of a smoke run, which may
+    also be a labelled synthetic stand-in where the data set is not on this machine (the caller
+    says so: ``modes.scale`` for the notebooks' runs). ``test_every_epoch`` also evaluates the
+    test set after every epoch (selection stays on validation). ``size`` and ``channels`` resize
+    the images and repeat a single channel (MNIST-type data for 3-channel 32x32 networks).
     ``augment`` names the training batches' augmentation in :data:`AUGMENTATIONS`, or None;
     flips are left out where they do not preserve the label (MNIST digits). Training batches
     are the recipe's size (``training.fit`` trains on ``with_batch_size(recipe.batch_size)``),
@@ -202,11 +204,11 @@ class ImageDataModule(pl.LightningDataModule):
     def __init__(self, name: str, val_size: int | float = 5000, seed: int = 0,
                  augment: str | None = "crop-flip", eval_batch_size: int = 1000,
                  subset: tuple | str | None = "auto", test_every_epoch: bool = False,
-                 size: int | None = None, channels: int | None = None):
+                 size: int | None = None, channels: int | None = None, smoke: bool = False):
         super().__init__()
         _arguments.check("ImageDataModule", ImageDataModule,
                          {"name": name, "seed": seed, "test_every_epoch": test_every_epoch,
-                          "size": size, "channels": channels})
+                          "size": size, "channels": channels, "smoke": smoke})
         _arguments.check_data_options(augment, AUGMENTATIONS, val_size, subset, eval_batch_size,
                                       size, channels)
         self.info = info(name)
@@ -219,6 +221,7 @@ class ImageDataModule(pl.LightningDataModule):
         self.test_every_epoch = test_every_epoch
         self.size = size
         self.channels = channels
+        self.smoke = smoke
         self.batch_size = None  # of training batches: set by with_batch_size
         self.train = self.val = self.test = None
 
@@ -235,11 +238,11 @@ class ImageDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.train is not None:
             return
-        full_train, test = load(self.name, "train"), load(self.name, "test")
+        full_train, test = load(self.name, "train", self.smoke), load(self.name, "test", self.smoke)
         train_index, val_index = split_indices(len(full_train), self.val_size, self.seed)
         sizes = self.subset
         if sizes == "auto":
-            sizes = config.SMOKE_SUBSET if config.is_smoke() else None
+            sizes = config.SMOKE_SUBSET if self.smoke else None
         test_index = torch.arange(len(test))
         if sizes is not None:
             available = (len(train_index), len(val_index), len(test))
@@ -260,7 +263,7 @@ class ImageDataModule(pl.LightningDataModule):
             self.test = _reshaped(self.test, self.size, self.channels)
             self.mean, self.std = mean_std(self.train.images)
         else:
-            self.mean, self.std = channel_stats(self.name)
+            self.mean, self.std = channel_stats(self.name, self.smoke)
 
     @property
     def classes(self) -> list:

@@ -45,7 +45,8 @@ def data(notebook: str, full: bool, **options) -> ImageDataModule:
     (:func:`~helpers.modes.cpu_sizes`) when ``full``, a few hundred images for a smoke run.
     ``options`` go to :class:`ImageDataModule` (e.g. ``augment=None``, ``size=32``)."""
     sizes = cpu_sizes(notebook) if full else SMOKE_SIZES
-    return ImageDataModule(DATA, val_size=sizes[1], seed=0, subset=sizes, **options)
+    return ImageDataModule(DATA, val_size=sizes[1], seed=0, subset=sizes,
+                           smoke=config.is_smoke(), **options)
 
 
 def train(model, module: ImageDataModule, recipe: str, *, name: str, full: bool,

@@ -45,12 +45,13 @@ class Scale:
     val_size: int                # validation images cut from the training split
     epochs: int | None           # None: the recipe's own
     augment: str | None = "crop-flip"
+    smoke: bool = False          # a smoke run's data (see ImageDataModule)
 
     def module(self, **options) -> ImageDataModule:
         """The data at this scale (``options`` go to :class:`ImageDataModule`)."""
         options = {"augment": self.augment, **options}
         return ImageDataModule(self.data, val_size=self.val_size, seed=0, subset=self.subset,
-                               **options)
+                               smoke=self.smoke, **options)
 
     def name(self, stem: str) -> str:
         """A run name that says the data and, outside full mode, the mode, so that a CPU-mode
@@ -83,4 +84,4 @@ def scale(notebook: str) -> Scale:
         return FULL[notebook]
     sizes, epochs = ((config.SMOKE_SUBSET, config.SMOKE_EPOCHS) if current == "smoke"
                      else (cpu_sizes(notebook), CPU_EPOCHS))
-    return Scale(CPU_DATA, sizes, sizes[1], epochs, AUGMENT[notebook])
+    return Scale(CPU_DATA, sizes, sizes[1], epochs, AUGMENT[notebook], smoke=current == "smoke")

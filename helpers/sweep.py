@@ -161,11 +161,12 @@ class SweepSettings:
     def __post_init__(self):  # bad settings fail here, before any training starts
         sweep_runs.check_settings(self)
 
-    def data_module(self) -> ImageDataModule:
-        """The data as the sweep's VGGs see it: 32x32 with 3 channels."""
+    def data_module(self, smoke: bool = False) -> ImageDataModule:
+        """The data as the sweep's VGGs see it: 32x32 with 3 channels (``smoke``: a smoke run's,
+        see :class:`~helpers.data.ImageDataModule`)."""
         return ImageDataModule(self.data, val_size=self.val_size, seed=self.seed,
                                augment=self.augment, subset=self.subset, test_every_epoch=True,
-                               size=32, channels=3)
+                               size=32, channels=3, smoke=smoke)
 
 
 def results(directory: str | Path) -> pd.DataFrame:

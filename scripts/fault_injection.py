@@ -148,7 +148,8 @@ def make_model(seed: int = 0):
 
 def make_data(**options):
     options.setdefault("subset", (128, 64, 64))
-    return H.data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64, **options)
+    return H.data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64,
+                                  smoke=H.config.is_smoke(), **options)
 
 
 def make_recipe():
@@ -1599,7 +1600,8 @@ def argument_cases(quick: bool, root: Path):
     # ImageDataModule
     def module(**kw):
         def make():
-            options = {"val_size": 1000, "subset": (128, 64, 64), **kw}
+            options = {"val_size": 1000, "subset": (128, 64, 64), "smoke": H.config.is_smoke(),
+                       **kw}
             m = H.data.ImageDataModule(options.pop("name", "CIFAR10"), **options)
             m.setup()
             return m.describe()

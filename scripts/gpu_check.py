@@ -74,7 +74,7 @@ def check_precision() -> dict:
 
 
 def _short_fit(name: str, hparams: dict, data_name: str, folder: Path, **options):
-    module = data.ImageDataModule(data_name, subset=(256, 128, 128), val_size=1000)
+    module = data.ImageDataModule(data_name, subset=(256, 128, 128), val_size=1000, smoke=True)
     model = models.create(name, num_classes=10, in_channels=1 if data_name == "FashionMNIST"
                           else 3, **hparams)
     start = time.perf_counter()
@@ -104,7 +104,7 @@ def check_fused_optimizer_and_cudnn(folder: Path) -> dict:
 def check_augmentation_on_device() -> dict:
     """Crops and flips run on the training device, for a whole batch at once."""
     device = config.device_type()
-    module = data.ImageDataModule("CIFAR10", subset=(256, 128, 128), val_size=1000)
+    module = data.ImageDataModule("CIFAR10", subset=(256, 128, 128), val_size=1000, smoke=True)
     images, labels = next(iter(module.loader("train", device=device, batch_size=64)))
     assert images.device.type == device and images.shape == (64, 3, 32, 32)
     assert labels.device.type == device
@@ -136,7 +136,7 @@ def check_memory_efficient_densenet() -> dict:
 
 def check_out_of_memory_recovery(folder: Path) -> dict:
     """An injected out-of-memory error is recovered by micro-batches (memory_safe=True)."""
-    module = data.ImageDataModule("CIFAR10", subset=(256, 128, 128), val_size=1000)
+    module = data.ImageDataModule("CIFAR10", subset=(256, 128, 128), val_size=1000, smoke=True)
     model = OutOfMemoryAbove(models.create("resnet"), limit=16)
     run = training.fit(model, module, RECIPE, name="out-of-memory", epochs=1, directory=folder,
                        overwrite=True, enable_progress_bar=False, memory_safe=True)

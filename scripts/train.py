@@ -15,7 +15,7 @@ import argparse
 import sys
 
 from helpers import data, memory_safe, models, recipes, training
-from helpers._machinery import arguments, datasets, fitting, runs
+from helpers._machinery import arguments, config, datasets, fitting, runs
 
 
 def _name(value: str) -> str:
@@ -65,7 +65,8 @@ def main() -> None:
 def train(args: argparse.Namespace) -> None:
     """One run of ``fit`` with the command line's settings; the data split is seeded too."""
     module = data.ImageDataModule(args.data, val_size=args.val_size, seed=args.seed,
-                                  augment=None if args.augment == "none" else args.augment)
+                                  augment=None if args.augment == "none" else args.augment,
+                                  smoke=config.is_smoke())
     module.setup()
     training.seed(args.seed)
     model = models.create(args.model, num_classes=module.num_classes,

@@ -61,7 +61,7 @@ def test_fit_keeps_freed_blocks(monkeypatch, tmp_path):
     from helpers import data, models, recipes
     asked = []
     monkeypatch.setattr(_allocator, "keep_freed_blocks", lambda: asked.append(True) or True)
-    training.fit(models.create("cnn-toy"), data.ImageDataModule("FashionMNIST",
+    training.fit(models.create("cnn-toy"), data.ImageDataModule("FashionMNIST", smoke=True,
                                                                subset=(64, 32, 32)),
                  recipes.get_recipe("sgd-cosine", batch_size=32, epochs=1), name="allocator",
                  directory=tmp_path, precision="32-true", enable_progress_bar=False)

@@ -34,12 +34,12 @@ def test_a_recipe_flag_must_be_a_bool():
 
 def test_a_data_module_flag_must_be_a_bool():
     with pytest.raises(TypeError, match="ImageDataModule: test_every_epoch='no' is not valid"):
-        data.ImageDataModule("CIFAR10", test_every_epoch="no")
+        data.ImageDataModule("CIFAR10", smoke=True, test_every_epoch="no")
 
 
 @pytest.mark.parametrize("option", ["overwrite", "memory_safe", "channels_last"])
 def test_overwrite_no_is_an_error_and_the_finished_run_is_kept(course_env, option):
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(64, 32, 32))
     recipe = recipes.get_recipe("sgd-cosine", batch_size=32, epochs=1)
     run = training.fit(models.create("allcnn", c=8, num_classes=10), module, recipe,
                        name="kept", overwrite=False, enable_progress_bar=False)
@@ -56,7 +56,7 @@ def test_overwrite_no_is_an_error_and_the_finished_run_is_kept(course_env, optio
 @pytest.mark.parametrize("name", ["quick", "sweeps", "exercises", "exercise-records", "cpu",
                                   "Smoke", ".hidden.part"])
 def test_a_name_the_course_uses_for_itself_is_not_a_run_name(course_env, name):
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(64, 32, 32))
     with pytest.raises(ValueError, match=f"run name '{name}' is"):
         training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
                      name=name, epochs=1)
@@ -74,7 +74,7 @@ def test_a_name_the_course_uses_for_itself_is_not_a_run_name(course_env, name):
 ])
 def test_a_trainer_option_that_changes_what_a_run_computes_is_refused(course_env, options,
                                                                       says):
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(64, 32, 32))
     with pytest.raises(ValueError, match=f"fit: {says}"):
         training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
                      name="limited", epochs=1, **options)
@@ -97,7 +97,7 @@ def test_a_tuple_hyper_parameter_is_checked_too(model, hparams, says):
 def test_a_notebook_asking_for_several_processes_is_told_to_use_a_script(course_env,
                                                                         monkeypatch):
     monkeypatch.setattr(fitting, "_IS_INTERACTIVE", True)  # what Lightning finds in Jupyter
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(64, 32, 32))
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(64, 32, 32))
     with pytest.raises(ValueError, match="a notebook or an interactive session cannot: train "
                                          r"the run from a script \(python scripts/train.py"):
         training.fit(models.create("allcnn", c=8, num_classes=10), module, "sgd-cosine",
@@ -105,7 +105,7 @@ def test_a_notebook_asking_for_several_processes_is_told_to_use_a_script(course_
 
 
 def _tiny_data():
-    return data.ImageDataModule("CIFAR10", val_size=1000, subset=(128, 32, 32))
+    return data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(128, 32, 32))
 
 
 def _tiny_model():
@@ -181,7 +181,7 @@ def test_bad_evaluate_and_predict_arguments_are_named(course_env, call, error, s
 ])
 def test_data_module_sizes_must_be_at_least_one(options, says):
     with pytest.raises(ValueError, match=says):
-        data.ImageDataModule("CIFAR10", **options)
+        data.ImageDataModule("CIFAR10", smoke=True, **options)
 
 
 @pytest.mark.parametrize("call, error, says", [

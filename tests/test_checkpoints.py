@@ -116,7 +116,7 @@ def test_load_or_train_downloads_then_loads_locally(course_env, monkeypatch, ser
 def test_offline_skips_the_download_with_one_line_and_trains(server, capsys):
     _, body, digest = _published()
     url = server.serve("/m.ckpt", body)
-    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    module = data.ImageDataModule("CIFAR10", smoke=True, subset=(128, 64, 64))
     recipe = recipes.get_recipe("sgd-cosine", batch_size=64)
     run = checkpoints.load_or_train(_fresh(), module, recipe, url=url, sha256=digest,
                                     epochs=1, enable_progress_bar=False, name="tiny")
@@ -159,7 +159,7 @@ def test_a_checkpoint_of_another_architecture_is_refused(course_env):
 
 
 def test_an_interrupted_run_is_resumed_not_loaded(course_env, monkeypatch):
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(128, 64, 64))
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(128, 64, 64))
     module.setup()  # on the smoke-mode stand-in
     monkeypatch.setenv("COURSE_MODE", "full")  # so that the run lands in saved_models/
     recipe = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=2)
@@ -230,7 +230,7 @@ def test_a_bad_tutorial5_mirror_is_named_not_mistaken_for_no_network(monkeypatch
     monkeypatch.setenv("COURSE_TUTORIAL5_URL", base)
     monkeypatch.delenv("COURSE_OFFLINE")
     _train_instead(monkeypatch)
-    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    module = data.ImageDataModule("CIFAR10", smoke=True, subset=(128, 64, 64))
     with pytest.raises(downloads.ConfigurationError, match=message):
         checkpoints.load_tutorial5("resnet", data=module)
     with pytest.raises(downloads.ConfigurationError, match=message):
@@ -243,7 +243,7 @@ def test_a_tutorial5_folder_without_the_file_names_it(tmp_path, monkeypatch, cap
     monkeypatch.setenv("COURSE_TUTORIAL5_URL", (tmp_path / "mirror").as_uri())
     monkeypatch.delenv("COURSE_OFFLINE")
     _train_instead(monkeypatch)
-    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    module = data.ImageDataModule("CIFAR10", smoke=True, subset=(128, 64, 64))
     url = downloads.tutorial5_url("ResNet.ckpt")
     assert url == (tmp_path / "mirror" / "ResNet.ckpt").as_uri()
     with pytest.raises(downloads.DownloadError, match="cannot read .*mirror/ResNet.ckpt .*"

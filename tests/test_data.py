@@ -13,8 +13,8 @@ import pytest
 import torch
 import torchvision
 
-from helpers import data
-from helpers._machinery import datasets, files
+from helpers import data, modes
+from helpers._machinery import config, datasets, files
 
 
 def _idx_bytes(array: np.ndarray) -> bytes:
@@ -109,11 +109,10 @@ def _damage(path, how):
                                        ("t10k-labels-idx1-ubyte.gz", "empty"),
                                        ("train-labels-idx1-ubyte.gz", "delete"),
                                        ("t10k-images-idx3-ubyte.gz", "corrupt the header")])
-@pytest.mark.parametrize("mode", ["smoke", "full"])
+@pytest.mark.parametrize("smoke", [True, False])
 def test_a_damaged_debian_fashion_mnist_names_the_file_and_the_fix(monkeypatch, tmp_path, file,
-                                                                   how, mode):
+                                                                   how, smoke):
     _no_network(monkeypatch)
-    monkeypatch.setenv("COURSE_MODE", mode)
     copy = tmp_path / "fashion-mnist"
     copy.mkdir()
     # links; a real copy of the one to damage
@@ -125,7 +124,7 @@ def test_a_damaged_debian_fashion_mnist_names_the_file_and_the_fix(monkeypatch, 
     monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", copy)
     with pytest.raises(datasets.DatasetNotFoundError,
                        match=f"{copy / file}.*apt-get install --reinstall dataset-fashion-mnist"):
-        datasets.load("FashionMNIST")
+        datasets.load("FashionMNIST", smoke=smoke)
 
 
 def test_data_dir_comes_first_and_is_read_by_torchvision(course_env, monkeypatch):
@@ -162,16 +161,16 @@ def test_cpu_mode_without_fashion_mnist_points_to_the_debian_package(monkeypatch
     assert "STAND-IN" not in capsys.readouterr().out
 
 
-def test_smoke_mode_offline_uses_an_announced_stand_in(monkeypatch, capsys):
+def test_a_smoke_run_offline_uses_an_announced_stand_in(monkeypatch, capsys):
     _no_network(monkeypatch)
-    train = datasets.load("CIFAR100", "train")
+    train = datasets.load("CIFAR100", "train", smoke=True)
     assert "SYNTHETIC STAND-IN" in capsys.readouterr().out
     assert train.images.shape == (10_000, 3, 32, 32) and train.images.dtype == torch.uint8
     assert train.labels.dtype == torch.int64 and int(train.labels.max()) < 100
     assert train.classes == datasets.CIFAR100_CLASSES and len(set(train.classes)) == 100
     assert train.is_stand_in
     datasets._loaded.clear()
-    again = datasets.load("CIFAR100", "train")
+    again = datasets.load("CIFAR100", "train", smoke=True)
     assert torch.equal(again.images, train.images)  # seeded: the same every time
 
 
@@ -248,15 +247,15 @@ def test_a_download_failing_its_checksum_leaves_nothing(course_env, monkeypatch,
 
 def test_offline_never_downloads(monkeypatch, server):
     _fake_cifar10(monkeypatch, server)
-    datasets.load("CIFAR10")
+    datasets.load("CIFAR10", smoke=True)
     assert server.requests == []
 
 
 # --- statistics and splits ------------------------------------------------------------------
 
 def test_channel_stats_are_computed_from_the_training_split():
-    mean, std = datasets.channel_stats("CIFAR10")
-    pixels = datasets.load("CIFAR10", "train").images.double() / 255
+    mean, std = datasets.channel_stats("CIFAR10", smoke=True)
+    pixels = datasets.load("CIFAR10", "train", smoke=True).images.double() / 255
     assert mean == pytest.approx(pixels.mean(dim=(0, 2, 3)).tolist(), abs=1e-9)
     assert std == pytest.approx(pixels.std(dim=(0, 2, 3), correction=0).tolist(), abs=1e-9)
 
@@ -345,9 +344,10 @@ def test_split_is_disjoint_complete_and_seeded():
 
 
 def test_data_module_splits_train_only_and_keeps_test_whole():
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=None, seed=1)
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=None, seed=1)
     module.setup()
-    full_train, full_test = datasets.load("CIFAR10", "train"), datasets.load("CIFAR10", "test")
+    full_train, full_test = (datasets.load("CIFAR10", "train", smoke=True),
+                             datasets.load("CIFAR10", "test", smoke=True))
     assert (len(module.train), len(module.val), len(module.test)) == (9000, 1000, 2000)
     assert torch.equal(module.test.images, full_test.images)
     train_index, val_index = data.split_indices(len(full_train), 1000, seed=1)
@@ -355,8 +355,8 @@ def test_data_module_splits_train_only_and_keeps_test_whole():
     assert torch.equal(module.train.labels, full_train.labels[train_index])
 
 
-def test_smoke_mode_takes_the_quick_subset():
-    module = data.ImageDataModule("CIFAR10")
+def test_a_smoke_run_takes_the_quick_subset():
+    module = data.ImageDataModule("CIFAR10", smoke=True)
     module.setup()
     assert (len(module.train), len(module.val), len(module.test)) == (1024, 256, 512)
     assert "1,024 train / 256 validation / 512 test" in module.describe()
@@ -453,9 +453,9 @@ def test_unknown_augmentation_lists_the_valid_ones():
 
 
 def test_digits_are_never_flipped():
-    module = data.ImageDataModule("MNIST", subset=(64, 16, 16))
+    module = data.ImageDataModule("MNIST", smoke=True, subset=(64, 16, 16))
     assert data.random_flip not in module.loader("train", batch_size=32).augment
-    cifar = data.ImageDataModule("CIFAR10")
+    cifar = data.ImageDataModule("CIFAR10", smoke=True)
     assert data.random_flip in cifar.loader("train", batch_size=32).augment
 
 
@@ -498,7 +498,8 @@ def test_device_loader_shards_between_ranks():
 
 
 def test_mnist_type_data_can_be_resized_and_repeated_to_three_channels():
-    module = data.ImageDataModule("FashionMNIST", subset=(64, 16, 16), size=32, channels=3)
+    module = data.ImageDataModule("FashionMNIST", smoke=True, subset=(64, 16, 16), size=32,
+                                  channels=3)
     module.setup()
     assert module.input_shape == (3, 32, 32)
     assert module.train.images.shape == (64, 3, 32, 32) and module.train.images.dtype == torch.uint8
@@ -506,3 +507,18 @@ def test_mnist_type_data_can_be_resized_and_repeated_to_three_channels():
     assert len(module.mean) == 3 and module.mean[0] == module.mean[2]
     x, _ = next(iter(module.loader("train", batch_size=32)))
     assert x.shape == (32, 3, 32, 32)
+
+
+@needs_debian
+def test_the_data_module_is_told_it_is_a_smoke_run_and_does_not_read_the_mode(monkeypatch):
+    """In smoke mode (as every test runs) a data module not told smoke=True takes everything,
+    and one told so takes the quick subset; the mode is read by the caller (modes.scale)."""
+    assert config.is_smoke()
+    told = data.ImageDataModule("FashionMNIST", smoke=True)
+    untold = data.ImageDataModule("FashionMNIST")
+    told.setup(), untold.setup()
+    assert (len(told.train), len(told.val), len(told.test)) == config.SMOKE_SUBSET
+    assert (len(untold.train), len(untold.val), len(untold.test)) == (55_000, 5_000, 10_000)
+    assert modes.scale("01").module().smoke and not modes.FULL["01"].module().smoke
+    with pytest.raises(datasets.DatasetNotFoundError):  # no stand-in unless told
+        data.ImageDataModule("CIFAR10").setup()

@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent("""
             if trainer.current_epoch + 1 == kill_at and trainer.is_global_zero:
                 os.kill(os.getpid(), signal.SIGKILL)
 
-    module = data.ImageDataModule("FashionMNIST", val_size=500, subset=(1024, 500, 301),
+    module = data.ImageDataModule("FashionMNIST", smoke=True, val_size=500, subset=(1024, 500, 301),
                                   augment="crop-flip")
     training.seed(0)
     model = nn.Sequential(nn.Conv2d(1, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),

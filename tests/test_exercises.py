@@ -147,7 +147,8 @@ def test_an_exercise_trains_in_fp32_even_where_the_machine_would_pick_bf16(cours
                                                                            monkeypatch):
     monkeypatch.setattr(config, "precision", lambda: "bf16-mixed")
     monkeypatch.setattr(exercises, "EPOCHS", 1)
-    images = data.ImageDataModule("CIFAR10", val_size=64, subset=(128, 64, 64))  # stand-in
+    images = data.ImageDataModule("CIFAR10", smoke=True, val_size=64,  # the stand-in
+                                  subset=(128, 64, 64))
     training.seed(0)
     run = exercises.train(models.create("allcnn", c=8, dropout=0.0), images, "sgd-cosine",
                           name="fp32", full=True)
@@ -159,7 +160,8 @@ def test_an_exercise_run_is_kept_and_a_smoke_run_never_replaces_it(course_env, m
     """Smoke mode trains smoke runs afresh; a learner's full exercise run is kept beside them
     and loaded when its cell runs again."""
     monkeypatch.setattr(exercises, "EPOCHS", 1)
-    images = data.ImageDataModule("CIFAR10", val_size=1000, subset=(256, 64, 64))  # stand-in
+    images = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000,  # the stand-in
+                                  subset=(256, 64, 64))
 
     def net():
         training.seed(0)

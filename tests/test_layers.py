@@ -109,6 +109,6 @@ def test_one_check_says_whether_a_folder_holds_the_same_run():
     assert "check_same_run" in _calls(HELPERS / "checkpoints.py")
 
 
-@pytest.mark.parametrize("name", ["recipes.py"])
+@pytest.mark.parametrize("name", ["recipes.py", "data.py", "_machinery/datasets.py"])
 def test_the_lesson_is_told_the_mode_and_does_not_read_it(name):
     assert not _calls(HELPERS / name) & {"mode", "is_smoke"}

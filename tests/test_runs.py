@@ -30,7 +30,7 @@ RECIPE = recipes.get_recipe("sgd-cosine", batch_size=32, epochs=3, lr=0.05)
 
 def _data(**options):
     options.setdefault("subset", (128, 64, 64))
-    return data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64, **options)
+    return data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, eval_batch_size=64, **options)
 
 
 def _model(c=8):
@@ -346,7 +346,7 @@ def test_a_batch_larger_than_the_training_split_is_an_error(course_env):
 @pytest.mark.parametrize("val_size", [60_000, 1.0, 0, -5, "5000"])
 def test_a_validation_size_that_leaves_no_training_data_is_an_error(val_size):
     with pytest.raises((ValueError, TypeError), match="val_size"):
-        module = data.ImageDataModule("CIFAR10", val_size=val_size)
+        module = data.ImageDataModule("CIFAR10", smoke=True, val_size=val_size)
         module.setup()
 
 

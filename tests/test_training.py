@@ -11,7 +11,7 @@ from helpers import data, measure, memory_safe, models, plots, recipes, training
 
 def _data(**options):
     options.setdefault("subset", (512, 128, 250))
-    return data.ImageDataModule("CIFAR10", val_size=1000, eval_batch_size=64, **options)
+    return data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, eval_batch_size=64, **options)
 
 
 def _four_steps():
@@ -408,7 +408,8 @@ def _no_batchnorm(seed=0):
 
 
 def _one_step(model, name):
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(16, 16, 16), augment=None)
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(16, 16, 16),
+                                  augment=None)
     recipe = recipes.get_recipe("sgd-step", batch_size=16, lr=0.5, momentum=0.0, nesterov=False,
                                  weight_decay=0.0, milestones=())
     return training.fit(model, module, recipe, name=name, epochs=1, precision="32-true",
@@ -433,7 +434,8 @@ def test_a_batch_that_never_fits_stops_the_run(out_of_memory_above):
 
 
 def test_memory_safety_is_opt_in(out_of_memory_above):
-    module = data.ImageDataModule("CIFAR10", val_size=1000, subset=(16, 16, 16), augment=None)
+    module = data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, subset=(16, 16, 16),
+                                  augment=None)
     recipe = recipes.get_recipe("sgd-step", batch_size=16, milestones=())
     with pytest.raises(torch.OutOfMemoryError, match="injected by the test"):
         training.fit(out_of_memory_above(_no_batchnorm(), limit=4), module, recipe, name="plain",

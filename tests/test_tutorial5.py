@@ -111,7 +111,7 @@ def test_no_network_says_so_in_one_line_and_trains_instead(monkeypatch, capsys):
     monkeypatch.setenv("COURSE_TUTORIAL5_URL", f"http://127.0.0.1:{port}/")
     monkeypatch.delenv("COURSE_OFFLINE")
     from helpers import data
-    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    module = data.ImageDataModule("CIFAR10", smoke=True, subset=(128, 64, 64))
     run = checkpoints.load_tutorial5("resnet", data=module, epochs=1, enable_progress_bar=False)
     assert len(run.history) == 1 and run.info["smoke_run"]
     lines = [line for line in capsys.readouterr().out.splitlines() if "ResNet.ckpt" in line]
@@ -158,7 +158,7 @@ def test_a_corrupt_local_log_is_named(published, course_env):
 
 def test_our_own_runs_tensorboard_logs_read_back(course_env):
     from helpers import data
-    module = data.ImageDataModule("CIFAR10", subset=(128, 64, 64))
+    module = data.ImageDataModule("CIFAR10", smoke=True, subset=(128, 64, 64))
     training.seed(0)
     run = training.fit(models.create("allcnn", c=4, num_classes=10), module,
                        recipes.get_recipe("sgd-cosine", batch_size=64), name="logged", epochs=2,

@@ -158,8 +158,8 @@ def check_data_options(augment, augmentations, val_size, subset, eval_batch_size
     if subset not in (None, "auto") and not (isinstance(subset, (tuple, list))
                                              and len(subset) == 3 and all(map(whole, subset))):
         raise ValueError(f"subset={subset!r} is not valid: give (train, val, test) image counts "
-                         f"> 0, None for everything, or 'auto' (everything in full mode, "
-                         f"{config.SMOKE_SUBSET} in smoke mode)")
+                         f"> 0, None for everything, or 'auto' (everything, or "
+                         f"{config.SMOKE_SUBSET} for a smoke run: smoke=True)")
     if not whole(eval_batch_size):
         raise ValueError(f"eval_batch_size={eval_batch_size!r} is not valid: a whole number > 0")
     for key, value in (("size", size), ("channels", channels)):

@@ -7,9 +7,10 @@ class names, where it came from) from the first source that has it:
 2. the Debian package ``dataset-fashion-mnist`` (Fashion-MNIST only);
 3. a torchvision download (with its checksums) unless ``COURSE_OFFLINE`` is set.
 
-If none has it, :class:`DatasetNotFoundError` says in one line how to get it. Smoke mode alone
-(tests, CI) uses a small synthetic, learnable stand-in of the same shape instead, and says so
-in a banner; the full and CPU modes never do.
+If none has it, :class:`DatasetNotFoundError` says in one line how to get it. A smoke run alone
+(``load(..., smoke=True)``: the data module of one says so, as smoke mode's do in tests and CI)
+takes a small synthetic, learnable stand-in of the same shape instead, and says so in a banner;
+the full and CPU modes' runs never do.
 :func:`channel_stats` gives the per-channel mean and std that batches are normalised with.
 """
 
@@ -111,18 +112,20 @@ def info(name: str) -> DatasetInfo:
 _loaded: dict = {}
 
 
-def load(name: str, split: str = "train") -> ImageSet:
-    """Data set ``name``'s ``split`` ('train' or 'test') from the first source that has it."""
+def load(name: str, split: str = "train", smoke: bool = False) -> ImageSet:
+    """Data set ``name``'s ``split`` ('train' or 'test') from the first source that has it;
+    for a ``smoke`` run (the caller says: the course's smoke mode), where none has it, a
+    labelled synthetic stand-in."""
     info(name)
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-    key = (name, str(config.data_dir()), config.offline(), config.mode())
+    key = (name, str(config.data_dir()), config.offline(), smoke)
     if key not in _loaded:
-        _loaded[key] = _load_both_splits(name)
+        _loaded[key] = _load_both_splits(name, smoke)
     return _loaded[key][split]
 
 
-def _load_both_splits(name: str) -> dict[str, ImageSet]:
+def _load_both_splits(name: str, smoke: bool) -> dict[str, ImageSet]:
     root = config.data_dir()
     found = _from_data_dir(name, root)
     if found is None and name == "FashionMNIST" and DEBIAN_FASHION_MNIST.is_dir():
@@ -137,7 +140,7 @@ def _load_both_splits(name: str) -> dict[str, ImageSet]:
                 reason = f"the torchvision download failed ({error})"
     if found is not None:
         return found
-    if config.is_smoke():
+    if smoke:
         return _stand_in(name, reason)
     raise DatasetNotFoundError(_how_to_get(name, root, reason))
 
@@ -259,13 +262,13 @@ def _stand_in(name: str, reason: str) -> dict[str, ImageSet]:
     return out
 
 
-def channel_stats(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+def channel_stats(name: str, smoke: bool = False) -> tuple[tuple[float, ...], tuple[float, ...]]:
     """Per-channel mean and std of the pixel values (scaled to [0, 1]) of the training split.
 
     Computed from the data, never hard-coded, and cached in ``DATA_DIR/stats/<name>.json``
     (keyed by the source and the number of images, so a different copy is recomputed). An
     unreadable cache is recomputed, and an unwritable one skipped, each with one line."""
-    train = load(name, "train")
+    train = load(name, "train", smoke)
     if train.is_stand_in:
         return mean_std(train.images)
     cache = config.data_dir() / "stats" / f"{name}.json"

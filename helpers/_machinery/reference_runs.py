@@ -75,7 +75,7 @@ class Reference:
         seeded by the run's seed, as ``scripts/train.py`` does)."""
         subset = None if self.train_images is None else (self.train_images, VAL_SIZE, 10_000)
         return data.ImageDataModule(DATA, val_size=VAL_SIZE, seed=self.seed,
-                                    augment=self.augment, subset=subset)
+                                    augment=self.augment, subset=subset, smoke=config.is_smoke())
 
     def build(self):
         """The untrained model, seeded as for training."""
@@ -199,7 +199,7 @@ class ReferenceSweep:
             "missing")
 
     def estimate_seconds(self) -> float:
-        module = self.settings.data_module()
+        module = self.settings.data_module(smoke=config.is_smoke())
         module.setup()
         done = set(sweep.results(self.folder).get("variant", []))
         recipe = recipes.get_recipe(self.settings.recipe)

@@ -69,7 +69,7 @@ def train_variant(variant: Variant, settings: SweepSettings, directory: str | Pa
     also written to ``<directory>/rows/<variant>.json``. Runs in the driver or in a worker.
     ``callbacks``: more Lightning callbacks for its training (the sweep's progress bar)."""
     directory = Path(directory)
-    data = settings.data_module()
+    data = settings.data_module(smoke=config.is_smoke())
     data.setup()
     training.seed(settings.seed)
     variant = sweep.scaled(variant, settings.width_scale)
