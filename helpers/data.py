@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from ._machinery import arguments as _arguments, config
-from ._machinery.datasets import ImageSet, channel_stats, info, load, mean_std
+from ._machinery.datasets import channel_stats, check_subset, info, load, mean_std
 
 def split_indices(n: int, val_size: int | float,
                   seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -164,21 +164,6 @@ class DeviceLoader:
         self.epoch += 1
 
 
-def _reshaped(part: ImageSet, size: int | None, channels: int | None) -> ImageSet:
-    """Images resized (bilinear) to size x size and with a single channel repeated to
-    ``channels``, as uint8 again: how Mundt et al. fed MNIST-type data to 3-channel 32x32 VGGs."""
-    images = part.images
-    if size and images.shape[-2:] != (size, size):
-        resized = [F.interpolate(chunk.float(), size=(size, size), mode="bilinear",
-                                 align_corners=False) for chunk in images.split(4096)]
-        images = torch.cat(resized).round().clamp(0, 255).to(torch.uint8)
-    if channels and images.shape[1] != channels:
-        if images.shape[1] != 1:
-            raise ValueError(f"cannot turn {images.shape[1]} channels into {channels}")
-        images = images.expand(-1, channels, -1, -1).contiguous()
-    return ImageSet(images, part.labels, part.classes, part.source)
-
-
 def denormalize(batch: torch.Tensor, mean, std) -> torch.Tensor:
     """Undo a loader's normalisation: float batch -> uint8 images, to look at what it serves."""
     mean = torch.tensor(mean, device=batch.device).view(1, -1, 1, 1)
@@ -245,12 +230,8 @@ class ImageDataModule(pl.LightningDataModule):
             sizes = config.SMOKE_SUBSET if self.smoke else None
         test_index = torch.arange(len(test))
         if sizes is not None:
-            available = (len(train_index), len(val_index), len(test))
-            if not full_train.is_stand_in and any(map(int.__gt__, sizes, available)):
-                raise ValueError(
-                    f"subset={tuple(sizes)} asks for more images than {self.name} has: "
-                    f"{available[0]:,} train, {available[1]:,} validation (val_size) and "
-                    f"{available[2]:,} test; ask for at most those, or None for everything")
+            if not full_train.is_stand_in:
+                check_subset(self.name, sizes, (len(train_index), len(val_index), len(test)))
             train_index = train_index[:sizes[0]]
             val_index = val_index[:sizes[1]]
             test_index = test_index[:sizes[2]]
@@ -258,9 +239,9 @@ class ImageDataModule(pl.LightningDataModule):
         self.val = full_train.subset(val_index)
         self.test = test.subset(test_index)
         if self.size or self.channels:
-            self.train = _reshaped(self.train, self.size, self.channels)
-            self.val = _reshaped(self.val, self.size, self.channels)
-            self.test = _reshaped(self.test, self.size, self.channels)
+            self.train = self.train.reshaped(self.size, self.channels)
+            self.val = self.val.reshaped(self.size, self.channels)
+            self.test = self.test.reshaped(self.size, self.channels)
             self.mean, self.std = mean_std(self.train.images)
         else:
             self.mean, self.std = channel_stats(self.name, self.smoke)

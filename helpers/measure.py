@@ -10,7 +10,6 @@ of a fresh process; how: :mod:`helpers._machinery.memory`); elsewhere it is repo
 from __future__ import annotations
 
 import statistics
-from dataclasses import dataclass
 
 import pandas as pd
 import torch
@@ -18,6 +17,7 @@ from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from ._machinery import timing
+from ._machinery.timing import Rate
 from ._machinery.memory import peak_step_memory  # noqa: F401 (how: in there)
 from .models import count_parameters
 
@@ -61,18 +61,6 @@ def inference_throughput(model: torch.nn.Module, input_shape=(3, 32, 32), batch_
     the training path's settings (bf16 autocast and channels_last where they help), timed over
     ``batches`` batches after two warm-up batches."""
     return timing.throughput(model, input_shape, batch_size, batches, train=False)
-
-
-@dataclass(frozen=True)
-class Rate:
-    """Images per second timed several times: the median and the range, so that a table shows
-    how much one timing moves."""
-    median: float
-    low: float
-    high: float
-
-    def __str__(self) -> str:
-        return f"{self.median:,.0f} ({self.low:,.0f}–{self.high:,.0f})"
 
 
 def inference_rate(model: torch.nn.Module, input_shape=(3, 32, 32), batch_size: int = 256,

@@ -11,33 +11,15 @@ are likewise cut into chunks on demand. ``training.fit(..., memory_safe=True)`` 
 
 from __future__ import annotations
 
-import gc
-
 import torch
 from torch.nn import functional as F
 
+from ._machinery.memory import is_out_of_memory, release_memory as _release_memory
 from .classifier import Classifier
-
-OUT_OF_MEMORY = ("out of memory", "CUDNN_STATUS_NOT_SUPPORTED", "can't allocate memory")
 
 
 class DoesNotFit(RuntimeError):
     """A training batch does not fit in memory even split into the smallest micro-batches."""
-
-
-def is_out_of_memory(error: BaseException) -> bool:
-    """Whether an error means the device ran out of memory (PyTorch's OutOfMemoryError, or the
-    messages cuDNN and the CPU allocator give for it)."""
-    return isinstance(error, torch.OutOfMemoryError) or (
-        isinstance(error, RuntimeError) and any(m in str(error) for m in OUT_OF_MEMORY))
-
-
-def _release_memory() -> None:
-    """Return what a failed attempt held: called after an out-of-memory error, outside the
-    ``except`` block, whose traceback would keep the attempt's tensors alive."""
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 class MemorySafeClassifier(Classifier):

@@ -2,14 +2,14 @@
 
 Each function returns a matplotlib Figure (or a DataFrame) and draws nothing else, so a notebook
 cell that ends with the call displays it, and tests can inspect it. The architecture diagrams
-(``allcnn_diagram`` and the others) are drawn in :mod:`helpers._diagrams`.
+(``allcnn_diagram`` and the others) are drawn in :mod:`helpers._diagrams`, and the tables of runs
+(``show_results`` and the others) are formatted in :mod:`helpers._display`.
 """
 
 from __future__ import annotations
 
 import inspect
 import math
-from typing import TYPE_CHECKING
 
 import matplotlib.pyplot as plt
 from matplotlib.ticker import MaxNLocator
@@ -20,9 +20,8 @@ import torch
 
 from ._diagrams import (allcnn_diagram, checkered_diagram, dense_block_diagram,  # noqa: F401
                         inception_diagram, residual_blocks_diagram)
-
-if TYPE_CHECKING:
-    from ._machinery.runs import Run
+from ._display import (against_reference_table, interactive, last_batch_table,  # noqa: F401
+                       results_table, show_now, show_results)
 
 
 def _as_image(image: torch.Tensor) -> np.ndarray:
@@ -180,33 +179,11 @@ def predictions_report(images: torch.Tensor, labels: torch.Tensor, probabilities
     ``count`` test images drawn at random (seeded, so every run shows the same ones), the
     confusion matrix, and the table of its most frequent mistakes, which it returns."""
     pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:count]
-    _show_now(predictions_gallery(images[pick], labels[pick], probabilities[pick], classes,
+    show_now(predictions_gallery(images[pick], labels[pick], probabilities[pick], classes,
                                   title=f"{title}: {count} random test images"))
     predicted = probabilities.argmax(1)
-    _show_now(confusion_matrix(labels, predicted, classes, title=f"{title}: confusion matrix"))
+    show_now(confusion_matrix(labels, predicted, classes, title=f"{title}: confusion matrix"))
     return most_confused(labels, predicted, classes, top=8)
-
-
-def _show_now(figure: plt.Figure) -> None:
-    """Display ``figure`` at this point of a cell's output (not after it) and close it."""
-    from IPython.display import display
-    display(figure)
-    plt.close(figure)
-
-
-def interactive(figure) -> None:
-    """Show a plotly figure so that it draws wherever the course is read, offline too: JupyterLab
-    draws its JSON (plotly's extension), the course website its HTML with the plotly.js the site
-    ships, and Colab its own renderer (plotly.js from the web). No script is fetched from a CDN."""
-    import json
-    import sys
-    from IPython.display import display
-    if "google.colab" in sys.modules:
-        figure.show(renderer="colab")
-        return
-    html = figure.to_html(full_html=False, include_plotlyjs=False, include_mathjax=False)
-    display({"application/vnd.plotly.v1+json": json.loads(figure.to_json()), "text/html": html},
-            raw=True)
 
 
 def channel_growth(networks: dict, title: str | None = None) -> plt.Figure:
@@ -339,66 +316,3 @@ def against_reference(yours: dict, reference: dict, title: str | None = None) ->
     if title:
         figure.suptitle(title)
     return figure
-
-
-def against_reference_table(yours: dict, reference: dict):
-    """One row per run, yours and the reference's: what each trained on and for how long, and
-    what it reached, with how many times more training images the reference run saw."""
-    rows = []
-    for whose, runs in (("yours", yours), ("reference", reference)):
-        for label, run in runs.items():
-            info = run.info
-            train = info["images"]["train"]
-            rows.append({"model": label, "run": whose, "parameters": info.get("parameters"),
-                         "training images": train, "epochs": info["epochs"],
-                         "images seen": train * info["epochs"], "test accuracy": info["test_acc"],
-                         "minutes": run.wall_minutes, "precision": info.get("precision"),
-                         "hardware": info.get("hardware")})
-    if not rows:
-        print("no runs to compare: no reference runs here, and no runs of yours on their data")
-        return None
-    table = pd.DataFrame(rows)
-    seen = table.groupby("model")["images seen"]
-    table["reference saw"] = [
-        f"{seen.max()[model] / images:.0f}x yours" if whose == "yours" and images else ""
-        for model, whose, images in zip(table["model"], table["run"], table["images seen"])]
-    return (table.set_index(["model", "run"]).sort_index(level=0, sort_remaining=False)
-            .style.format({"test accuracy": "{:.2%}", "parameters": "{:,}", "minutes": "{:.1f}",
-                           "training images": "{:,}", "images seen": "{:,}"}, na_rep="-"))
-
-
-def results_table(runs: dict[str, Run]) -> pd.DataFrame:
-    """One row per run: parameters, best epoch, validation and test accuracy, provenance."""
-    return pd.DataFrame([{
-        "model": name, "parameters": run.info.get("parameters"),
-        "best epoch": run.info.get("best_epoch"), "val accuracy": run.info.get("best_val_acc"),
-        "test accuracy": run.info.get("test_acc"),
-        "test images": run.info.get("images", {}).get("test"),
-        "train minutes": run.wall_minutes,
-        "provenance": run.provenance} for name, run in runs.items()]).set_index("model")
-
-
-def show_results(runs: dict[str, Run], caption: str = ""):
-    """:func:`results_table` as a notebook shows it: accuracies in percent, parameters with
-    thousands separators, minutes to a tenth, and a caption that warns when a row is a smoke
-    run."""
-    if any(run.info.is_smoke_run for run in runs.values()):
-        caption = f"{caption} (SMOKE RUN rows are not results: see provenance)".strip()
-    return (results_table(runs).style
-            .format({"val accuracy": "{:.2%}", "test accuracy": "{:.2%}", "parameters": "{:,}",
-                     "test images": "{:,}", "train minutes": "{:.1f}"}, na_rep="-")
-            .set_caption(caption))
-
-
-def last_batch_table(probabilities: torch.Tensor, labels: torch.Tensor, batch_size: int = 64,
-                     caption: str = ""):
-    """The original notebook's evaluation bug on real predictions: the accuracy of the last
-    batch alone (what it reported) beside the accuracy over every image, as a notebook shows
-    it."""
-    correct = (probabilities.argmax(1) == labels).float()
-    last = len(correct) % batch_size or batch_size
-    return (pd.DataFrame({"images counted": [last, len(correct)],
-                          "test accuracy": [correct[-last:].mean().item(), correct.mean().item()]},
-                         index=["seed: the last batch only", "course: every test image"])
-            .style.format({"test accuracy": "{:.2%}", "images counted": "{:,}"})
-            .set_caption(caption))

@@ -22,8 +22,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from ._machinery import arguments as _arguments, runs
-from ._machinery import sweep_runs
+from ._machinery import arguments as _arguments, sweep_runs
 from .data import ImageDataModule
 from .models import vgg
 
@@ -195,21 +194,7 @@ def run_sweep(variants: list[Variant], settings: SweepSettings, directory: str |
     ``workers`` > 0 spreads the variants over a Ray cluster (a local one, or the one
     ``RAY_ADDRESS`` names), one variant per worker at a time; ``None`` trains them here, one
     after the other."""
-    sweep_runs.check_sweep_arguments(variants, settings, directory, workers)
-    directory = Path(directory)
-    runs.check_name(directory.name, "sweep folder name")
-    with runs.lock(directory):
-        runs.remove_stray_parts(directory)
-        sweep_runs.bind_to_settings(directory, settings)
-        todo = sweep_runs.not_yet_trained(variants, settings, directory)
-        done = len(variants) - len(todo)
-        if todo:
-            print(f"sweep {directory.name}: {done} variant(s) done, {len(todo)} to train")
-            if workers:
-                sweep_runs.run_with_ray(todo, settings, directory, workers)
-            else:
-                sweep_runs.run_here(todo, settings, directory)
-        return sweep_runs.write_table(directory)
+    return sweep_runs.run(variants, settings, directory, workers)
 
 
 def scaled(variant: Variant, factor: float) -> Variant:

@@ -6,6 +6,10 @@ The Colab badges and the setup cells' REPO line follow the course's one address 
 
 from __future__ import annotations
 
+import functools
+import importlib
+import inspect
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -101,3 +105,40 @@ def test_the_address_check_names_a_file_that_does_not_follow(tmp_path):
         assert notebook_runner.code_fingerprint(after) == notebook_runner.code_fingerprint(before)
         assert 'REPO = "https://github.com/someone/cnn-course"' in "".join(
             cell.source for cell in after.cells)
+
+
+_SHOWN = re.compile(r"show_source\(([\w.]+)\)")
+
+
+def _shown_object(expression: str):
+    """What ``plots.show_source(expression)`` shows, resolved from the helpers modules the
+    notebooks import (``checkered`` and ``vgg`` are ``helpers.models``' modules)."""
+    head, *rest = expression.split(".")
+    module = importlib.import_module(
+        f"helpers.models.{head}" if head in ("checkered", "vgg") else f"helpers.{head}")
+    return functools.reduce(getattr, rest, module)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda path: path.stem[:2])
+def test_the_source_a_notebook_shows_is_the_source_of_today(path):
+    """A cell that shows helpers' code (``plots.show_source``) was executed with that code as it
+    is now: the fingerprint of the code cells cannot see a change inside helpers, and a learner
+    reading the committed notebook would read stale code."""
+    notebook = nbformat.read(path, as_version=4)
+    shown = 0
+    for cell in notebook.cells:
+        if cell.cell_type != "code":
+            continue
+        expressions = _SHOWN.findall(cell.source)
+        # show_source displays an IPython Code object: HTML, LaTeX and the plain source
+        displayed = [output["data"]["text/plain"] for output in cell.outputs
+                     if {"text/latex", "text/plain"} <= set(output.get("data", {}))]
+        for expression, text in zip(expressions, displayed):
+            source = inspect.getsource(_shown_object(expression))
+            assert text.strip() == source.strip(), (
+                f"{path.name}: the source of {expression} shown in its outputs is not today's; "
+                f"run `make course` (CPU mode) and commit the notebooks it writes")
+            shown += 1
+        assert len(displayed) == len(expressions), (path.name, cell.source)
+    assert shown == len(_SHOWN.findall("".join(cell.source for cell in notebook.cells
+                                               if cell.cell_type == "code")))

@@ -100,6 +100,30 @@ class ImageSet:
     def is_stand_in(self) -> bool:
         return self.source.startswith("synthetic")
 
+    def reshaped(self, size: int | None, channels: int | None) -> ImageSet:
+        """Images resized (bilinear) to size x size and with a single channel repeated to
+        ``channels``, as uint8 again: how Mundt et al. fed MNIST-type data to 3-channel 32x32
+        VGGs."""
+        images = self.images
+        if size and images.shape[-2:] != (size, size):
+            resized = [F.interpolate(chunk.float(), size=(size, size), mode="bilinear",
+                                     align_corners=False) for chunk in images.split(4096)]
+            images = torch.cat(resized).round().clamp(0, 255).to(torch.uint8)
+        if channels and images.shape[1] != channels:
+            if images.shape[1] != 1:
+                raise ValueError(f"cannot turn {images.shape[1]} channels into {channels}")
+            images = images.expand(-1, channels, -1, -1).contiguous()
+        return ImageSet(images, self.labels, self.classes, self.source)
+
+
+def check_subset(name: str, sizes, available: tuple) -> None:
+    """A data module's ``subset`` (train, validation, test) against the images there are."""
+    if any(map(int.__gt__, sizes, available)):
+        raise ValueError(
+            f"subset={tuple(sizes)} asks for more images than {name} has: "
+            f"{available[0]:,} train, {available[1]:,} validation (val_size) and "
+            f"{available[2]:,} test; ask for at most those, or None for everything")
+
 
 def info(name: str) -> DatasetInfo:
     """What the course knows about data set ``name``; an unknown name raises a ValueError

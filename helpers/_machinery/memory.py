@@ -4,11 +4,13 @@ On a CUDA GPU the allocator's peak above what was allocated before (weights, gra
 batch); on a Linux CPU the growth of the process's peak resident memory (VmHWM), in a fresh
 process in which every allocation of 64 KiB or more is mapped and unmapped directly, so that
 freed memory is returned at once and the peak reflects what was really held. ``python -m
-helpers._machinery.memory REQUEST`` is that process."""
+helpers._machinery.memory REQUEST`` is that process. Also how ``memory_safe`` tells that the device
+ran out of memory, and hands back what the failed attempt held."""
 
 from __future__ import annotations
 
 import functools
+import gc
 import json
 import os
 import subprocess
@@ -22,6 +24,22 @@ from .. import models
 
 
 _MIB = 2 ** 20
+OUT_OF_MEMORY = ("out of memory", "CUDNN_STATUS_NOT_SUPPORTED", "can't allocate memory")
+
+
+def is_out_of_memory(error: BaseException) -> bool:
+    """Whether an error means the device ran out of memory (PyTorch's OutOfMemoryError, or the
+    messages cuDNN and the CPU allocator give for it)."""
+    return isinstance(error, torch.OutOfMemoryError) or (
+        isinstance(error, RuntimeError) and any(m in str(error) for m in OUT_OF_MEMORY))
+
+
+def release_memory() -> None:
+    """Return what a failed attempt held: called after an out-of-memory error, outside the
+    ``except`` block, whose traceback would keep the attempt's tensors alive."""
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def peak_step_memory(model_name: str, batch_sizes: list[int], input_shape=(3, 32, 32),

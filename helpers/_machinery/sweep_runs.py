@@ -232,6 +232,27 @@ def _keeps_anything(directory: Path) -> bool:
         for folder in directory.iterdir() if folder.is_dir())
 
 
+def run(variants: list[Variant], settings: SweepSettings, directory: str | Path,
+        workers: int | None) -> pd.DataFrame:
+    """``sweep.run_sweep``: in its folder, locked and bound to ``settings``, the variants that
+    have no results row yet, here or on Ray workers; then the results table."""
+    check_sweep_arguments(variants, settings, directory, workers)
+    directory = Path(directory)
+    runs.check_name(directory.name, "sweep folder name")
+    with runs.lock(directory):
+        runs.remove_stray_parts(directory)
+        bind_to_settings(directory, settings)
+        todo = not_yet_trained(variants, settings, directory)
+        done = len(variants) - len(todo)
+        if todo:
+            print(f"sweep {directory.name}: {done} variant(s) done, {len(todo)} to train")
+            if workers:
+                run_with_ray(todo, settings, directory, workers)
+            else:
+                run_here(todo, settings, directory)
+        return write_table(directory)
+
+
 def write_table(directory: Path) -> pd.DataFrame:
     table = sweep.results(directory)
     files.write_text(directory / "results.csv", table.to_csv(index=False))

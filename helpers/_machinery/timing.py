@@ -6,11 +6,24 @@ allocator's handling of big blocks."""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
 import torch
 
 from . import allocator as _allocator, config
 from .. import models
+
+
+@dataclass(frozen=True)
+class Rate:
+    """Images per second timed several times: the median and the range, so that a table shows
+    how much one timing moves."""
+    median: float
+    low: float
+    high: float
+
+    def __str__(self) -> str:
+        return f"{self.median:,.0f} ({self.low:,.0f}–{self.high:,.0f})"
 
 
 def throughput(model, input_shape, batch_size: int, batches: int, train: bool,

@@ -53,6 +53,68 @@ class ConversionError(ValueError):
     """Parts of a model that the converter cannot turn into checkered ones, each by name."""
 
 
+SAMPLINGS = ("naive", "lattice", "random", "spread")  # the original's three, then the course's
+
+
+def check_sampling(sampling: str) -> None:
+    if sampling not in SAMPLINGS:
+        error = ValueError if isinstance(sampling, str) else TypeError
+        raise error(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+
+
+def check_conv_options(in_channels, out_channels, depth, groups, bias) -> None:
+    """A CheckeredConv2d's sizes and bias, checked as they enter."""
+    for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
+                        ("depth", depth), ("groups", groups)):
+        checked_ints(name, value)
+    if not isinstance(bias, bool):
+        raise TypeError(f"bias must be True or False, got {bias!r}")
+    if in_channels % groups or out_channels % groups:
+        raise ValueError(f"groups must divide in_channels ({in_channels}) and out_channels "
+                         f"({out_channels}), got {groups}")
+
+
+def check_pooling(paddings: tuple, kernel: tuple, kernel_size, padding) -> None:
+    """A checkered pooling's padding: at most half its window, as in 2-D pooling."""
+    if any(2 * pad > size for pad, size in zip(paddings, kernel)):
+        raise ValueError(f"padding must be at most half of kernel_size {kernel_size!r} (as "
+                         f"in 2-D pooling), got {padding!r}")
+
+
+def check_conversion(model, sampling: str, input_shape) -> None:
+    """``convert_to_checkered``'s arguments: a module, a sampling and one image's shape."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"convert_to_checkered converts a torch nn.Module, got "
+                        f"{type(model).__name__} {model!r:.60}")
+    check_sampling(sampling)
+    if input_shape is not None:
+        if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
+            raise ValueError(f"input_shape must be (channels, height, width) of one image, "
+                             f"e.g. (3, 32, 32), got {input_shape!r}")
+        for name, value in zip(("channels", "height", "width"), input_shape):
+            checked_ints(f"input_shape's {name}", value)
+
+
+def first_input_shape(model: nn.Module) -> tuple:
+    """The probe's default image: the first convolution's channels at 32x32."""
+    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
+    if first is None:
+        raise ConversionError("the model has no Conv2d; pass input_shape")
+    return (first.in_channels, 32, 32)
+
+
+def check_pooled_pixels(function, size, steps, method) -> None:
+    """``sampled_pixels``' arguments: enough pixels for ``steps`` subsamplings."""
+    _arguments.check("sampled_pixels", function, {"size": size, "steps": steps,
+                                                  "method": method})
+    if method != "traditional":
+        check_sampling(method)
+    if size < 2 ** steps or steps < 0:
+        raise ValueError(f"sampled_pixels: {steps} stride-2 subsamplings need steps >= 0 and an "
+                         f"input of at least 2**steps = {2 ** max(steps, 0)} pixels a side; got "
+                         f"size={size}")
+
+
 def as_pair(value) -> tuple[int, int]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 

@@ -30,17 +30,12 @@ import math
 import torch
 from torch import nn
 from torch.nn import functional as F
-from .._machinery import arguments as _arguments
-from ._checkered_support import (ConversionError, as_pair, check_submaps, checked_ints,
-                                 checkered_conv, probe)
 
-SAMPLINGS = ("naive", "lattice", "random", "spread")  # the original's three, then the course's
-
-
-def _check_sampling(sampling: str) -> None:
-    if sampling not in SAMPLINGS:
-        error = ValueError if isinstance(sampling, str) else TypeError
-        raise error(f"unknown sampling {sampling!r}; valid: {', '.join(SAMPLINGS)}")
+from ._checkered_support import (ConversionError, as_pair, check_conversion, check_conv_options,
+                                 check_pooled_pixels, check_pooling, check_sampling,
+                                 check_submaps, checked_ints, checkered_conv, first_input_shape,
+                                 probe)
+from ._checkered_support import SAMPLINGS  # noqa: F401 (the samplings there are, by name)
 
 
 # --- sampler sequences ---------------------------------------------------------------------------
@@ -103,7 +98,7 @@ def sampler_sequence(submaps: int, sampling: str = "naive", seed: int = 0) -> li
     (10 subsampling steps) only. "spread": the course's rule (see ``_spread_steps``), the same
     as "lattice" up to 16 submaps, for any power of two."""
     checked_ints("submaps", submaps)
-    _check_sampling(sampling)
+    check_sampling(sampling)
     checked_ints("seed", seed, minimum=0)
     if sampling == "naive":
         return [0] * submaps
@@ -180,7 +175,7 @@ class _Checkered(nn.Module):
         if strides not in ((1, 1), (2, 2)):
             raise ValueError(f"{stride_name} must be 1 or 2 (the same for height and width) in "
                              f"a checkered layer, got {stride!r}")
-        _check_sampling(sampling)
+        check_sampling(sampling)
         self.stride, self.sampling = strides[0], sampling
         self.padding = checked_ints("padding", padding, minimum=0, pair=True)
 
@@ -200,14 +195,7 @@ class CheckeredConv2d(_Checkered):
                  depth: int = 1, bias: bool = True, dilation=1, groups: int = 1,
                  sampling: str = "naive"):
         super().__init__(stride, padding, sampling)
-        for name, value in (("in_channels", in_channels), ("out_channels", out_channels),
-                            ("depth", depth), ("groups", groups)):
-            checked_ints(name, value)
-        if not isinstance(bias, bool):
-            raise TypeError(f"bias must be True or False, got {bias!r}")
-        if in_channels % groups or out_channels % groups:
-            raise ValueError(f"groups must divide in_channels ({in_channels}) and out_channels "
-                             f"({out_channels}), got {groups}")
+        check_conv_options(in_channels, out_channels, depth, groups, bias)
         self.in_channels = in_channels
         self.depth = depth
         self.groups = groups
@@ -250,9 +238,7 @@ class _CheckeredPool(_Checkered):
         kernel = checked_ints("kernel_size", kernel_size, pair=True)
         super().__init__(kernel_size if stride is None else stride, padding, sampling,
                          "stride (by default kernel_size)" if stride is None else "stride")
-        if any(2 * pad > size for pad, size in zip(self.padding, kernel)):
-            raise ValueError(f"padding must be at most half of kernel_size {kernel_size!r} (as "
-                             f"in 2-D pooling), got {padding!r}")
+        check_pooling(self.padding, kernel, kernel_size, padding)
         self.kernel_size = kernel
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -366,16 +352,7 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
     ConversionError that names each part. A model's forward may average the submaps itself
     (``torch.mean(x, 2)``, as the checkered paper's README advises); layers after that get
     ordinary 4-D tensors and keep their 2-D versions."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"convert_to_checkered converts a torch nn.Module, got "
-                        f"{type(model).__name__} {model!r:.60}")
-    _check_sampling(sampling)
-    if input_shape is not None:
-        if not isinstance(input_shape, (tuple, list)) or len(input_shape) != 3:
-            raise ValueError(f"input_shape must be (channels, height, width) of one image, "
-                             f"e.g. (3, 32, 32), got {input_shape!r}")
-        for name, value in zip(("channels", "height", "width"), input_shape):
-            checked_ints(f"input_shape's {name}", value)
+    check_conversion(model, sampling, input_shape)
     converted, problems, replaced = copy.deepcopy(model), [], {}
     for parent_name, parent in list(converted.named_modules()):
         for child_name, child in list(parent.named_children()):
@@ -391,16 +368,9 @@ def convert_to_checkered(model: nn.Module, sampling: str = "naive",
     if problems:
         raise ConversionError("cannot convert:\n  " + "\n  ".join(problems))
     net = CheckeredNet(converted)
-    probe(net, input_shape or _first_input_shape(model), replaced,
+    probe(net, input_shape or first_input_shape(model), replaced,
           (CheckeredConv2d, CheckeredMaxPool2d, CheckeredAvgPool2d, SubmapMeanPool))
     return net
-
-
-def _first_input_shape(model: nn.Module) -> tuple:
-    first = next((m for m in model.modules() if isinstance(m, nn.Conv2d)), None)
-    if first is None:
-        raise ConversionError("the model has no Conv2d; pass input_shape")
-    return (first.in_channels, 32, 32)
 
 
 # --- what a sequence of subsamplings keeps -------------------------------------------------------
@@ -410,14 +380,7 @@ def sampled_pixels(size: int, steps: int, method: str) -> torch.Tensor:
     subsamplings: a (size, size) tensor holding the submap index at each sampled pixel, -1
     elsewhere. ``method``: "traditional" (ordinary stride 2) or a checkered sampling. Computed
     by running the actual pooling layers (kernel 1, stride 2) on an image of pixel indices."""
-    _arguments.check("sampled_pixels", sampled_pixels, {"size": size, "steps": steps,
-                                                        "method": method})
-    if method != "traditional":
-        _check_sampling(method)
-    if size < 2 ** steps or steps < 0:
-        raise ValueError(f"sampled_pixels: {steps} stride-2 subsamplings need steps >= 0 and an "
-                         f"input of at least 2**steps = {2 ** max(steps, 0)} pixels a side; got "
-                         f"size={size}")
+    check_pooled_pixels(sampled_pixels, size, steps, method)
     index = torch.arange(1, size * size + 1, dtype=torch.float64).view(1, 1, size, size)
     if method == "traditional":
         x = index
