@@ -22,7 +22,7 @@ PRIVATE = [path for path in MODULES
 PUBLIC = [path for path in MODULES if path not in PRIVATE]
 # The public modules' lines: 4,083 on 2026-12-04, when the machinery moved out (7,293 lines in
 # all before), 3,221 on 2026-12-05 (the checks, probes, timing, diagrams and the registry behind
-# them moved out too), 3,040 on 2026-12-06 (the tables of runs and the display calls, the rest
+# them moved out too), 3,042 on 2026-12-06 (the tables of runs and the display calls, the rest
 # of the checkered layers' checks, the sweep's and the data's machinery, out-of-memory detection).
 # The aim is about 3,000; lower this as more of the machinery leaves them.
 PUBLIC_LINES = 3_050
