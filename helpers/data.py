@@ -213,8 +213,7 @@ class ImageDataModule(pl.LightningDataModule):
     def with_batch_size(self, batch_size: int) -> ImageDataModule:
         """A copy of this module (sharing its loaded images) that serves training batches of
         ``batch_size`` images."""
-        if not (_arguments.is_whole(batch_size) and batch_size > 0):
-            raise ValueError(f"batch_size={batch_size!r} is not valid: a whole number > 0")
+        _arguments.whole_number(batch_size, "batch_size")
         self.setup()
         batched = copy.copy(self)
         batched.batch_size = batch_size

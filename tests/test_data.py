@@ -522,3 +522,12 @@ def test_the_data_module_is_told_it_is_a_smoke_run_and_does_not_read_the_mode(mo
     assert modes.scale("01").module().smoke and not modes.FULL["01"].module().smoke
     with pytest.raises(datasets.DatasetNotFoundError):  # no stand-in unless told
         data.ImageDataModule("CIFAR10").setup()
+
+
+def test_a_training_batch_size_is_checked_as_every_count_is():
+    module = data.ImageDataModule("FashionMNIST", val_size=100, subset=(200, 100, 100),
+                                  smoke=True)
+    with pytest.raises(ValueError, match="batch_size must be a whole number of at least 1, not 0"):
+        module.with_batch_size(0)
+    with pytest.raises(TypeError, match="batch_size must be a whole number of at least 1, not 3.5"):
+        module.with_batch_size(3.5)
