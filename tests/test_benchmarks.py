@@ -163,3 +163,19 @@ def test_time_to_accuracy_trains_and_reports_on_the_real_fashion_mnist(monkeypat
     assert result["augment"] == "flip" and "flip" in data.AUGMENTATIONS
     printed = capsys.readouterr().out
     assert "reached after epoch 1" in printed and "augmentation flip" in printed
+
+
+def test_the_densenet_bound_times_every_convolution_of_the_model_once_per_shape():
+    bound = _load("densenet_bound")
+    model = models.create("densenet-bc-100-k12")
+    shapes = bound.conv_shapes(model, batch=2)
+    convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert sum(shapes.values()) == len(convs) == 99  # stem, 48 dense layers x 2, 2 transitions
+    # the 16 3x3 convolutions of each block share a shape; each 1x1 has its own input width
+    assert shapes[((2, 48, 32, 32), 12, (3, 3), (1, 1), (1, 1), True)] == 16
+    assert [needs for (*_, needs), count in shapes.items() for _ in range(count)].count(False) == 1
+    first = next(iter(shapes))
+    assert first == ((2, 3, 32, 32), 24, (3, 3), (1, 1), (1, 1), False)  # the stem, on images
+    seconds = bound.conv_seconds(((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True), bf16=False,
+                                 channels_last=True, repeats=2)
+    assert 0 < seconds < 1

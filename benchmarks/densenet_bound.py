@@ -1,0 +1,135 @@
+"""How much faster could any implementation of a DenseNet train here, keeping its convolutions?
+A whole training step of the course's DenseNet (the straightforward one: concatenate, then
+BN-ReLU-conv) beside the time of its convolutions alone, side by side in one run.
+
+    python benchmarks/densenet_bound.py [--model densenet-bc-100-k12] [--batch 64] [--repeats 3]
+
+Every convolution of the model (its shapes recorded in one forward pass) is timed alone, forward
+and backward (the input's and the weight's gradients), on random tensors of its shapes, in the
+faster of the two memory layouts, in the training path's precision (``make bench`` runs in full
+mode: bf16 autocast on a CPU with AVX512-BF16, fp32 elsewhere). Their sum is what any
+implementation that computes these convolutions spends at least, whatever it does around them (a
+shared concatenation buffer, BatchNorm statistics computed once, fused BN-ReLU, compiled
+kernels). The whole step (forward, cross-entropy, backward, SGD) is timed in both layouts with
+``measure.training_throughput``; the faster step over the convolutions' time bounds the speed-up
+any such implementation can reach (issue 27 asks for 1.5x).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections import Counter
+from datetime import date
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+import _results
+from helpers import measure, models
+from helpers._machinery import allocator, config
+
+INPUT = (3, 32, 32)
+
+
+def conv_shapes(model: nn.Module, batch: int, input_shape=INPUT) -> Counter:
+    """How often each convolution shape occurs in ``model``: (input shape, out channels, kernel,
+    stride, padding, whether its input needs a gradient), recorded in one forward pass."""
+    shapes, hooks, first = Counter(), [], []
+
+    def record(conv, args):
+        needs_grad = bool(first)  # the stem's input is the images: no gradient
+        first.append(conv)
+        shapes[(tuple(args[0].shape), conv.out_channels, conv.kernel_size, conv.stride,
+                conv.padding, needs_grad)] += 1
+
+    for module in model.modules():
+        if isinstance(module, nn.Conv2d):
+            if module.groups != 1 or module.dilation != (1, 1):
+                raise ValueError(f"{module}: only plain convolutions are timed here")
+            hooks.append(module.register_forward_pre_hook(record))
+    try:
+        with torch.no_grad():
+            model.eval()(torch.zeros(batch, *input_shape))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return shapes
+
+
+def _fastest(fn, repeats: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def conv_seconds(shape: tuple, bf16: bool, channels_last: bool, repeats: int) -> float:
+    """The fastest of ``repeats`` forward and backward passes of one convolution of ``shape``."""
+    (n, c, h, w), out, kernel, stride, padding, needs_grad = shape
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(n, c, h, w).contiguous(memory_format=layout).requires_grad_(needs_grad)
+    weight = torch.randn(out, c, *kernel).contiguous(memory_format=layout).requires_grad_()
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        grad = F.conv2d(x, weight, stride=stride, padding=padding).detach().normal_()
+
+    def step():
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            y = F.conv2d(x, weight, stride=stride, padding=padding)
+        y.backward(grad)
+        weight.grad = x.grad = None
+
+    return _fastest(step, repeats)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--model", default="densenet-bc-100-k12")
+    parser.add_argument("--batch", type=int, default=64)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--no-save", action="store_true", help="do not write the result file")
+    args = parser.parse_args()
+    if config.device_type() != "cpu":
+        sys.exit("densenet_bound.py times the CPU's convolutions; run it on a CPU machine")
+    allocator.keep_freed_blocks()  # as training.fit does
+    torch.manual_seed(0)
+    precision = config.precision()
+    bf16 = precision.startswith("bf16")
+    steps = {}
+    for channels_last in (False, True):
+        rate = measure.training_throughput(models.create(args.model), INPUT, args.batch,
+                                           batches=args.repeats, channels_last=channels_last)
+        steps["channels-last" if channels_last else "usual"] = args.batch / rate
+    shapes = conv_shapes(models.create(args.model), args.batch)
+    convs = sum(count * min(conv_seconds(shape, bf16, layout, args.repeats)
+                            for layout in (False, True))
+                for shape, count in shapes.items())
+    best = min(steps.values())
+    bound = best / convs
+    print(f"{config.hardware()} | torch {torch.__version__} | {precision} | {date.today()}")
+    print(f"{args.model}, batch {args.batch}, {INPUT[1]}x{INPUT[2]} images: "
+          f"{sum(shapes.values())} convolutions of {len(shapes)} shapes\n")
+    for layout, seconds in steps.items():
+        print(f"whole training step, {layout} layout: {seconds * 1e3:8.1f} ms "
+              f"({args.batch / seconds:6.1f} images/s)")
+    print(f"its convolutions alone, each in its faster layout: {convs * 1e3:8.1f} ms "
+          f"({convs / best:.0%} of the faster step)")
+    print(f"\nAn implementation that keeps these convolutions is at most {bound:.2f}x the "
+          f"straightforward one here (issue 27 asks for 1.5x).")
+    if not args.no_save:
+        _results.save("densenet_bound", {
+            "model": args.model, "batch": args.batch, "precision": precision,
+            "hardware": config.hardware(),
+            "torch": torch.__version__, "date": str(date.today()),
+            "step_ms": {k: round(v * 1e3, 1) for k, v in steps.items()},
+            "convolutions_ms": round(convs * 1e3, 1), "bound": round(bound, 3),
+            "command": "python benchmarks/densenet_bound.py " + " ".join(sys.argv[1:])})
+
+
+if __name__ == "__main__":
+    main()
