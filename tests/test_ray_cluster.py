@@ -62,15 +62,27 @@ def cluster(ray_env):
     env, _, temp = ray_env
     port = _free_port()
     common = ["--num-cpus=1", "--disable-usage-stats"]
-    subprocess.run([RAY, "start", "--head", "--node-ip-address=127.0.0.1", f"--port={port}",
-                    "--include-dashboard=false", f"--temp-dir={temp}", *common], env=env,
-                   check=True, capture_output=True)
     try:
-        subprocess.run([RAY, "start", f"--address=127.0.0.1:{port}", *common], env=env,
-                       check=True, capture_output=True)
+        _ray_start(["--head", "--node-ip-address=127.0.0.1", f"--port={port}",
+                    "--include-dashboard=false", f"--temp-dir={temp}", *common], env, head=True)
+        _ray_start([f"--address=127.0.0.1:{port}", *common], env)
         yield f"127.0.0.1:{port}"
     finally:  # this cluster's processes only (`ray stop` would end every Ray on the machine)
         _end_processes_of(env["HOME"])
+
+
+def _ray_start(arguments: list[str], env: dict, head: bool = False) -> None:
+    """``ray start``, tried a second time when a node does not come up in time (on a loaded
+    2-core machine the first try can time out; a head's leftovers are ended first), failing
+    with what Ray said."""
+    for attempt in (1, 2):
+        done = subprocess.run([RAY, "start", *arguments], env=env, capture_output=True, text=True)
+        if done.returncode == 0:
+            return
+        if head and attempt == 1:
+            _end_processes_of(env["HOME"])
+    raise RuntimeError(f"ray start {' '.join(arguments)} failed twice:\n"
+                       f"{done.stdout}\n{done.stderr}")
 
 
 def _end_processes_of(home: str) -> None:
