@@ -14,12 +14,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from datetime import date
 
 import torch
 from torch.nn import functional as F
 
+from _timing import timed
 from helpers._machinery import config, memory
 from helpers.models.checkered import CheckeredConv2d, sampler_sequence
 
@@ -41,25 +41,6 @@ def four_shift_conv(x: torch.Tensor, layer: CheckeredConv2d) -> torch.Tensor:
         top.append((up_left if sampler == 0 else up_right)[:, :, submap])
         bottom.append((down_right if sampler == 0 else down_left)[:, :, submap])
     return torch.stack(top + bottom, dim=2)
-
-
-def timed(functions, repeats: int) -> list[float]:
-    """Fastest of ``repeats`` runs of each of ``functions`` after one warm-up call each, in
-    seconds, the runs interleaved so that a slow moment of the machine hits all of them (the
-    minimum is the least disturbed by other work)."""
-    for fn in functions:
-        fn()
-    times = [[] for _ in functions]
-    for _ in range(repeats):
-        for fn, kept in zip(functions, times):
-            if config.device_type() == "cuda":
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            fn()
-            if config.device_type() == "cuda":
-                torch.cuda.synchronize()
-            kept.append(time.perf_counter() - start)
-    return [min(kept) for kept in times]
 
 
 CASES = [  # batch, channels in -> out, input submaps, size, sampling

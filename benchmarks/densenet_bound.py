@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 from datetime import date
 
@@ -28,6 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import _results
+from _timing import timed
 from helpers import measure, models
 from helpers._machinery import allocator, config
 
@@ -59,18 +59,8 @@ def conv_shapes(model: nn.Module, batch: int, input_shape=INPUT) -> Counter:
     return shapes
 
 
-def _fastest(fn, repeats: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
-
-
-def conv_seconds(shape: tuple, bf16: bool, channels_last: bool, repeats: int) -> float:
-    """The fastest of ``repeats`` forward and backward passes of one convolution of ``shape``."""
+def conv_step(shape: tuple, bf16: bool, channels_last: bool):
+    """A forward and backward pass of one convolution of ``shape``, on random tensors."""
     (n, c, h, w), out, kernel, stride, padding, needs_grad = shape
     layout = torch.channels_last if channels_last else torch.contiguous_format
     x = torch.randn(n, c, h, w).contiguous(memory_format=layout).requires_grad_(needs_grad)
@@ -84,7 +74,13 @@ def conv_seconds(shape: tuple, bf16: bool, channels_last: bool, repeats: int) ->
         y.backward(grad)
         weight.grad = x.grad = None
 
-    return _fastest(step, repeats)
+    return step
+
+
+def conv_seconds(shape: tuple, bf16: bool, repeats: int) -> float:
+    """The fastest forward and backward pass of one convolution of ``shape`` in either layout,
+    the two timed interleaved."""
+    return min(timed([conv_step(shape, bf16, layout) for layout in (False, True)], repeats))
 
 
 def main() -> None:
@@ -106,8 +102,7 @@ def main() -> None:
                                            batches=args.repeats, channels_last=channels_last)
         steps["channels-last" if channels_last else "usual"] = args.batch / rate
     shapes = conv_shapes(models.create(args.model), args.batch)
-    convs = sum(count * min(conv_seconds(shape, bf16, layout, args.repeats)
-                            for layout in (False, True))
+    convs = sum(count * conv_seconds(shape, bf16, args.repeats)
                 for shape, count in shapes.items())
     best = min(steps.values())
     bound = best / convs

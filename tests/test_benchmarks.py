@@ -177,5 +177,5 @@ def test_the_densenet_bound_times_every_convolution_of_the_model_once_per_shape(
     first = next(iter(shapes))
     assert first == ((2, 3, 32, 32), 24, (3, 3), (1, 1), (1, 1), False)  # the stem, on images
     seconds = bound.conv_seconds(((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True), bf16=False,
-                                 channels_last=True, repeats=2)
+                                 repeats=2)
     assert 0 < seconds < 1

@@ -1,5 +1,6 @@
 import importlib.util
 import itertools
+import sys
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,7 @@ from helpers.models.checkered import (CheckeredAvgPool2d, CheckeredConv2d, Check
     ConversionError, SubmapMeanPool, convert_to_checkered, sampled_pixels, sampler_sequence)
 
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "checkered_layer.py"
+sys.path.insert(0, str(BENCHMARK.parent))  # as when it runs as a script: its siblings import
 _spec = importlib.util.spec_from_file_location("checkered_layer", BENCHMARK)
 benchmark = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(benchmark)
