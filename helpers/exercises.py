@@ -1,7 +1,7 @@
 """The notebooks' exercises, and the check of a learner's run against the course's records.
 
 Every exercise, like every run a notebook trains in CPU mode, sees its notebook's CPU-mode data
-(:func:`helpers.modes.cpu_sizes`: 5,000 to 12,000 training, 1,000 validation and all 10,000 test
+(:func:`helpers.modes.cpu_sizes`: 5,000 to 10,000 training, 1,000 validation and all 10,000 test
 images of the real Fashion-MNIST) for :data:`EPOCHS` epochs, in fp32 on every machine, so that
 the course's measurements apply on any CPU it supports. The measurements are run records
 committed in ``saved_models/exercise-records/`` (one file per run name and seed, written by

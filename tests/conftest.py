@@ -1,6 +1,7 @@
 """Every test runs offline, in smoke mode, with its own empty data and saved_models folders."""
 
 import http.server
+import importlib.util
 import os
 import signal
 import socket
@@ -14,7 +15,7 @@ import pytest  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 
 from doubles import OutOfMemoryAbove  # noqa: E402 (tests/ is on the path, as for conftest)
-from helpers._machinery import datasets  # noqa: E402
+from helpers._machinery import config, datasets  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -88,6 +89,18 @@ class LocalServer:
         self.httpd.closing.set()
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+@pytest.fixture
+def measuring_script(monkeypatch):
+    """scripts/measure_exercises.py as a module: its ``RUNS`` name every run a notebook makes in
+    CPU mode, with the notebook. Importing it sets COURSE_MODE=cpu, undone after the test."""
+    monkeypatch.setenv("COURSE_MODE", "cpu")
+    spec = importlib.util.spec_from_file_location(
+        "measure_exercises", config.project_root() / "scripts" / "measure_exercises.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    return script
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """The notebooks' exercises: their data, precision, and a check that judges fairly."""
 
-import importlib.util
 import json
 
 import pytest
@@ -127,7 +126,7 @@ def test_every_committed_range_comes_from_records_of_correct_runs():
 def test_the_exercise_data_are_each_notebooks_cpu_mode_data(monkeypatch):
     module = exercises.data("02", full=False, augment=None)
     assert module.subset == exercises.SMOKE_SIZES and module.augment is None
-    assert exercises.data("02", full=True).subset == modes.cpu_sizes("02") == (12_000, 1_000,
+    assert exercises.data("02", full=True).subset == modes.cpu_sizes("02") == (10_000, 1_000,
                                                                               10_000)
     with monkeypatch.context() as cpu_mode:
         cpu_mode.setenv("COURSE_MODE", "cpu")
@@ -220,15 +219,10 @@ def test_check_names_what_it_takes_instead_of_failing_inside(arguments, says):
         exercises.check(*arguments)
 
 
-def test_every_measured_run_has_records_of_its_notebooks_current_data(monkeypatch):
+def test_every_measured_run_has_records_of_its_notebooks_current_data(measuring_script):
     """A notebook's CPU-mode data changed (helpers.modes.CPU_TRAIN) means measuring its runs
     again: records of the old data would judge a learner's run by the wrong range."""
-    monkeypatch.setenv("COURSE_MODE", "cpu")  # the script sets it; restored after the test
-    spec = importlib.util.spec_from_file_location(
-        "measure_exercises", config.project_root() / "scripts" / "measure_exercises.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    for name, (notebook, _, recipe, options) in script.RUNS.items():
+    for name, (notebook, _, recipe, options) in measuring_script.RUNS.items():
         train, val, test = modes.cpu_sizes(notebook)
         for path in exercises.RECORDS.glob(f"{name}-s*.json"):
             measured = json.loads(path.read_text())["definition"]

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from helpers._machinery import config, datasets, reference_runs, runs
-from helpers import measure, models, training
+from helpers import exercises, measure, models, modes, training
 
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "saved_models"
@@ -345,6 +345,23 @@ def test_each_notebook_opens_with_what_to_expect_in_four_lines(shipped, notebook
     quoted = re.findall(r"\*\*(\d+\.\d\d) %\*\*", bullets[2])
     assert quoted, "the box quotes no reference result"
     assert {f"{q}%" for q in quoted} <= recorded, "a quoted result is not in the records"
+
+
+@pytest.mark.parametrize("notebook", ["01", "02", "03", "04"])
+def test_what_to_expect_gives_what_the_measured_runs_of_the_notebooks_own_runs_reached(
+        measuring_script, notebook):
+    """The box's "Your runs" quotes the range (whole percents) and the training images of the
+    records of the notebook's own CPU-mode runs: new records, or new data, mean rewriting it."""
+    bullet = re.split(r"\n> \* ", _what_to_expect(notebook))[2]
+    low, high = map(int, re.search(r"reach (\d+) to (\d+) %", bullet).groups())
+    own = [name for name, entry in measuring_script.RUNS.items()
+           if entry[0] == notebook and name.endswith("-fashionmnist-cpu")]
+    reached = [100 * json.loads(path.read_text())["test_acc"]
+               for name in own for path in exercises.RECORDS.glob(f"{name}-s*.json")]
+    assert len(own) == 2 and len(reached) == 12, (own, len(reached))
+    assert (low, high) == (round(min(reached)), round(max(reached)))
+    images = f"on {modes.cpu_sizes(notebook)[0]:,} images"
+    assert images in " ".join(bullet.replace(">", " ").split()), images
 
 
 def test_an_unknown_reference_run_lists_the_valid_ones():
