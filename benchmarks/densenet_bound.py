@@ -3,6 +3,7 @@ A whole training step of the course's DenseNet (the straightforward one: concate
 BN-ReLU-conv) beside the time of its convolutions alone, side by side in one run.
 
     python benchmarks/densenet_bound.py [--model densenet-bc-100-k12] [--batch 64] [--repeats 3]
+    python benchmarks/densenet_bound.py --compile  # and torch.compile's step, compiling included
 
 Every convolution of the model (its shapes recorded in one forward pass) is timed alone, forward
 and backward (the input's and the weight's gradients), on random tensors of its shapes, in the
@@ -12,13 +13,16 @@ implementation that computes these convolutions spends at least, whatever it doe
 shared concatenation buffer, BatchNorm statistics computed once, fused BN-ReLU, compiled
 kernels). The whole step (forward, cross-entropy, backward, SGD) is timed in both layouts with
 ``measure.training_throughput``; the faster step over the convolutions' time bounds the speed-up
-any such implementation can reach (issue 27 asks for 1.5x).
+any such implementation can reach (issue 27 asks for 1.5x). ``--compile`` also times what the
+field's first tool reaches: the model under ``torch.compile`` (inductor's fused kernels), with the
+seconds its first step spends compiling and those a batch of another size (an epoch's last) adds.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import time
 from collections import Counter
 from datetime import date
 
@@ -83,11 +87,39 @@ def conv_seconds(shape: tuple, bf16: bool, repeats: int) -> float:
     return min(timed([conv_step(shape, bf16, layout) for layout in (False, True)], repeats))
 
 
+def compiled_step(model: nn.Module, batch: int, bf16: bool, repeats: int,
+                  input_shape=INPUT) -> dict:
+    """``model`` under ``torch.compile``, trained in channels-last: the seconds of its first step
+    (which compiles), its fastest step after two more, and the first step on a batch of another
+    size (which compiles again)."""
+    model = model.to(memory_format=torch.channels_last).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+    forward = torch.compile(model)
+
+    def step(size: int = batch) -> float:
+        images = torch.randn(size, *input_shape).contiguous(memory_format=torch.channels_last)
+        labels = torch.randint(0, 10, (size,))
+        start = time.perf_counter()
+        optimizer.zero_grad(set_to_none=True)
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            loss = F.cross_entropy(forward(images), labels)
+        loss.backward()
+        optimizer.step()
+        return time.perf_counter() - start
+
+    first = step()
+    step(), step()
+    return {"compile_s": first, "step_s": min(step() for _ in range(repeats)),
+            "other_batch_s": step(batch // 2 + 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", default="densenet-bc-100-k12")
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--compile", action="store_true",
+                        help="also time the model under torch.compile (minutes of compiling)")
     parser.add_argument("--no-save", action="store_true", help="do not write the result file")
     args = parser.parse_args()
     if config.device_type() != "cpu":
@@ -116,6 +148,13 @@ def main() -> None:
           f"({convs / best:.0%} of the faster step)")
     print(f"\nAn implementation that keeps these convolutions is at most {bound:.2f}x the "
           f"straightforward one here (issue 27 asks for 1.5x).")
+    compiled = compiled_step(models.create(args.model), args.batch, bf16,
+                             args.repeats) if args.compile else None
+    if compiled:
+        print(f"\ntorch.compile, channels-last: its first step (compiling) "
+              f"{compiled['compile_s']:.0f} s, then {compiled['step_s'] * 1e3:.1f} ms a step "
+              f"({best / compiled['step_s']:.2f}x the faster eager step); a batch of "
+              f"{args.batch // 2 + 3} compiled again in {compiled['other_batch_s']:.0f} s")
     if not args.no_save:
         _results.save("densenet_bound", {
             "model": args.model, "batch": args.batch, "precision": precision,
@@ -123,6 +162,7 @@ def main() -> None:
             "torch": torch.__version__, "date": str(date.today()),
             "step_ms": {k: round(v * 1e3, 1) for k, v in steps.items()},
             "convolutions_ms": round(convs * 1e3, 1), "bound": round(bound, 3),
+            **({"compiled": {k: round(v, 3) for k, v in compiled.items()}} if compiled else {}),
             "command": "python benchmarks/densenet_bound.py " + " ".join(sys.argv[1:])})
 
 

@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -179,3 +180,17 @@ def test_the_densenet_bound_times_every_convolution_of_the_model_once_per_shape(
     seconds = bound.conv_seconds(((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True), bf16=False,
                                  repeats=2)
     assert 0 < seconds < 1
+
+
+@pytest.mark.skipif(shutil.which("c++") is None,
+                    reason="torch.compile on a CPU needs a C++ compiler")
+def test_the_densenet_bound_times_torch_compile_training_the_model():
+    bound = _load("densenet_bound")
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1), torch.nn.BatchNorm2d(4),
+                              torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(4, 10))
+    before = net[0].weight.detach().clone()
+    timings = bound.compiled_step(net, batch=4, bf16=False, repeats=2, input_shape=(3, 8, 8))
+    assert set(timings) == {"compile_s", "step_s", "other_batch_s"}
+    assert all(seconds > 0 for seconds in timings.values())
+    assert not torch.equal(net[0].weight, before)  # the compiled steps trained the model itself
