@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections import Counter
 from datetime import date
 
@@ -87,30 +86,21 @@ def conv_seconds(shape: tuple, bf16: bool, repeats: int) -> float:
     return min(timed([conv_step(shape, bf16, layout) for layout in (False, True)], repeats))
 
 
-def compiled_step(model: nn.Module, batch: int, bf16: bool, repeats: int,
+def compiled_step(model: nn.Module, batch: int, precision: str, repeats: int,
                   input_shape=INPUT) -> dict:
-    """``model`` under ``torch.compile``, trained in channels-last: the seconds of its first step
-    (which compiles), its fastest step after two more, and the first step on a batch of another
-    size (which compiles again)."""
-    model = model.to(memory_format=torch.channels_last).train()
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-    forward = torch.compile(model)
+    """``model`` under ``torch.compile``, its training step timed as the eager one is
+    (``measure.training_throughput``, channels-last), in seconds: its first step, which compiles;
+    its mean step over ``repeats`` after two more; and the first step on a batch of another size
+    (an epoch's last), which compiles again."""
+    compiled = torch.compile(model)
 
-    def step(size: int = batch) -> float:
-        images = torch.randn(size, *input_shape).contiguous(memory_format=torch.channels_last)
-        labels = torch.randint(0, 10, (size,))
-        start = time.perf_counter()
-        optimizer.zero_grad(set_to_none=True)
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            loss = F.cross_entropy(forward(images), labels)
-        loss.backward()
-        optimizer.step()
-        return time.perf_counter() - start
+    def seconds(size: int, steps: int, warm_up: int) -> float:
+        return size / measure.training_throughput(compiled, input_shape, size, batches=steps,
+                                                  precision=precision, channels_last=True,
+                                                  warm_up=warm_up)
 
-    first = step()
-    step(), step()
-    return {"compile_s": first, "step_s": min(step() for _ in range(repeats)),
-            "other_batch_s": step(batch // 2 + 3)}
+    return {"compile_s": seconds(batch, 1, 0), "step_s": seconds(batch, repeats, 2),
+            "other_batch_s": seconds(batch // 2 + 3, 1, 0)}
 
 
 def main() -> None:
@@ -148,7 +138,7 @@ def main() -> None:
           f"({convs / best:.0%} of the faster step)")
     print(f"\nAn implementation that keeps these convolutions is at most {bound:.2f}x the "
           f"straightforward one here (issue 27 asks for 1.5x).")
-    compiled = compiled_step(models.create(args.model), args.batch, bf16,
+    compiled = compiled_step(models.create(args.model), args.batch, precision,
                              args.repeats) if args.compile else None
     if compiled:
         print(f"\ntorch.compile, channels-last: its first step (compiling) "

@@ -190,7 +190,8 @@ def test_the_densenet_bound_times_torch_compile_training_the_model():
                               torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
                               torch.nn.Linear(4, 10))
     before = net[0].weight.detach().clone()
-    timings = bound.compiled_step(net, batch=4, bf16=False, repeats=2, input_shape=(3, 8, 8))
+    timings = bound.compiled_step(net, batch=4, precision="32-true", repeats=2,
+                                  input_shape=(3, 8, 8))
     assert set(timings) == {"compile_s", "step_s", "other_batch_s"}
     assert all(seconds > 0 for seconds in timings.values())
     assert not torch.equal(net[0].weight, before)  # the compiled steps trained the model itself
