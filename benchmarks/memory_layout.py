@@ -4,26 +4,36 @@ layout the training path picks for each (on a CPU in full mode the faster of a f
 steps, ``helpers._machinery.fitting.prefers_channels_last``; else channels-last).
 
     python benchmarks/memory_layout.py [--repeats 3] [--only NAME ...] [--no-save]
+    python benchmarks/memory_layout.py --cpu-mode [--repeats 5]
 
 For every model (with the batch a notebook trains it with) it times a training step (forward,
 cross-entropy, backward, SGD update) on random 32x32 images (28x28 with one channel for the toy
 CNN) in each layout and precision, ``repeats`` times interleaved, and prints the median images
 per second; then the layout the training path would pick, and whether it is the faster one. The
 result goes to ``benchmarks/results/memory_layout-<device>.json``.
+
+``--cpu-mode`` times instead every run the notebooks train in CPU mode (``RUNS`` of
+``scripts/measure_exercises.py``: each notebook's model on its 28x28 or 32x32 one-channel images,
+with its recipe's batch, in fp32), once per distinct model, and says whether the layout CPU mode
+trains it in (a rule, not timed) is the faster one, the slower one, or within the timings' spread
+(their ranges overlap). It runs in CPU mode whatever ``COURSE_MODE`` says, and only on a CPU.
+The result goes to ``memory_layout-<device>-cpu-mode.json``.
 """
 
 from __future__ import annotations
 
 import argparse
+import runpy
 import statistics
 import sys
+from collections import Counter
 from datetime import date
 
 import torch
 
 import _results
 from helpers._machinery import config, fitting
-from helpers import measure, models
+from helpers import measure, models, modes, recipes
 
 # name, hyper-parameters, batch, input shape: as the notebooks train them
 MODELS = [("allcnn", {"c": 64, "num_classes": 10}, 64, (3, 32, 32)),
@@ -66,12 +76,76 @@ def measure_model(name: str, hparams: dict, batch: int, shape: tuple, repeats: i
             "rows": rows}
 
 
+def cpu_mode_runs() -> list[tuple]:
+    """(run name, model builder, batch, input shape) of each run the notebooks train in CPU mode,
+    one per distinct model, input and batch (the first run of each)."""
+    script = runpy.run_path(str(config.project_root() / "scripts" / "measure_exercises.py"))
+    runs, seen = [], set()
+    for name, (_, build, recipe, options) in script["RUNS"].items():
+        size = options.get("size", 28)
+        key = (repr(build()), size, recipes.get_recipe(recipe).batch_size)
+        if key not in seen:
+            seen.add(key)
+            runs.append((name, build, key[2], (1, size, size)))
+    return runs
+
+
+def measure_cpu_mode_run(name: str, build, batch: int, shape: tuple, repeats: int) -> dict:
+    """Both layouts of one CPU-mode run timed ``repeats`` times interleaved, in fp32, beside the
+    layout CPU mode trains it in."""
+    rates = {False: [], True: []}
+    for _ in range(repeats):
+        for layout in (False, True):
+            torch.manual_seed(0)
+            rates[layout].append(measure.training_throughput(
+                build(), shape, batch, batches=4, precision=modes.CPU_PRECISION,
+                channels_last=layout))
+    usual, last = (statistics.median(rates[layout]) for layout in (False, True))
+    overlap = min(max(rates[False]), max(rates[True])) >= max(min(rates[False]),
+                                                              min(rates[True]))
+    picked = fitting.fresh_layout(build(), shape, batch, modes.CPU_PRECISION)
+    verdict = ("within the spread" if overlap
+               else "faster" if (last > usual) == picked else "slower")
+    print(f"{name:<38}{batch:>6}{usual:>10,.0f}{last:>15,.0f}"
+          f"{'channels-last' if picked else 'usual':>15}  {verdict}", flush=True)
+    return {"run": name, "batch": batch, "input_shape": list(shape), "usual": usual,
+            "channels_last": last, "usual_all": rates[False], "channels_last_all": rates[True],
+            "picked": "channels_last" if picked else "usual", "verdict": verdict}
+
+
+def main_cpu_mode(args) -> dict:
+    if config.device_type() != "cpu":  # a note, not a failure: `make bench` goes on
+        print(f"--cpu-mode times the runs CPU mode trains on a CPU; skipped on this "
+              f"{config.device_type()} machine")
+        return {}
+    print(f"{config.hardware()} | torch {torch.__version__} | {date.today().isoformat()}")
+    print(f"the notebooks' CPU-mode runs: training step in {modes.CPU_PRECISION}, images/s "
+          f"(median of {args.repeats} timings), and the layout CPU mode trains in")
+    print(f"{'run':<38}{'batch':>6}{'usual':>10}{'channels-last':>15}{'CPU mode':>15}  "
+          f"CPU mode's layout is")
+    rows = [measure_cpu_mode_run(*run, args.repeats) for run in cpu_mode_runs()]
+    counts = Counter(row["verdict"] for row in rows)
+    print(f"\nCPU mode's layout is the faster one for {counts['faster']}, the slower one for "
+          f"{counts['slower']} and within the timings' spread for "
+          f"{counts['within the spread']} of {len(rows)} models")
+    result = {"benchmark": "memory_layout", "mode": "cpu", "hardware": config.hardware(),
+              "torch": torch.__version__, "date": date.today().isoformat(),
+              "command": "python " + " ".join(sys.argv), "repeats": args.repeats, "runs": rows}
+    if not args.no_save:
+        _results.save("memory_layout", result, "-cpu-mode")
+    return result
+
+
 def main(argv=None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3, help="timings per layout")
     parser.add_argument("--only", nargs="*", help="model names (default: all)")
+    parser.add_argument("--cpu-mode", action="store_true",
+                        help="time the notebooks' CPU-mode runs instead (their models and inputs)")
     parser.add_argument("--no-save", action="store_true", help="do not write the result file")
     args = parser.parse_args(argv)
+    if args.cpu_mode:
+        return main_cpu_mode(args)
     chosen = [m for m in MODELS if not args.only or m[0] in args.only]
     print(f"{config.hardware()} | torch {torch.__version__} | {date.today().isoformat()}")
     print("training step, images/s (median of {} timings)".format(args.repeats))

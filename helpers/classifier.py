@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._machinery.lightning import gathered_in_order
-from .models.layers import to_channels_last
+from .models.layers import images_in_layout, to_channels_last
 from .recipes import Recipe, lr_factor
 
 
@@ -56,9 +56,7 @@ class Classifier(pl.LightningModule):
         checkpoint["channels_last"] = self.channels_last  # a resumed run keeps its layout
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        if self.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        return self.model(images)
+        return self.model(images_in_layout(images, self.channels_last))
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

@@ -1,7 +1,6 @@
 """Every test runs offline, in smoke mode, with its own empty data and saved_models folders."""
 
 import http.server
-import importlib.util
 import os
 import signal
 import socket
@@ -15,6 +14,7 @@ import pytest  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 
 from doubles import OutOfMemoryAbove  # noqa: E402 (tests/ is on the path, as for conftest)
+from loading import load_script  # noqa: E402
 from helpers._machinery import config, datasets  # noqa: E402
 
 
@@ -96,11 +96,7 @@ def measuring_script(monkeypatch):
     """scripts/measure_exercises.py as a module: its ``RUNS`` name every run a notebook makes in
     CPU mode, with the notebook. Importing it sets COURSE_MODE=cpu, undone after the test."""
     monkeypatch.setenv("COURSE_MODE", "cpu")
-    spec = importlib.util.spec_from_file_location(
-        "measure_exercises", config.project_root() / "scripts" / "measure_exercises.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
+    return load_script(config.project_root() / "scripts" / "measure_exercises.py")
 
 
 @pytest.fixture

@@ -1,10 +1,8 @@
 """The training benchmarks: they measure what they say, on whatever data is at hand."""
 
-import importlib.util
 import json
+from collections import Counter
 import shutil
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,16 +10,13 @@ import torch
 
 from helpers._machinery import config, datasets
 from helpers import data, measure, models, sweep
+from loading import ROOT, load_script
 
-FOLDER = Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(FOLDER))  # as when a benchmark runs as a script: its siblings import
+FOLDER = ROOT / "benchmarks"
 
 
 def _load(name):
-    spec = importlib.util.spec_from_file_location(name, FOLDER / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(FOLDER / f"{name}.py")
 
 
 throughput = _load("train_throughput")
@@ -68,7 +63,12 @@ def test_the_throughput_benchmark_times_both_pipelines(capsys):
     assert result["usual"]["precision"] == "32-true"
     assert result["ratio"] == pytest.approx(
         result["course"]["images_per_s"] / result["usual"]["images_per_s"])
-    assert "B/A:" in capsys.readouterr().out
+    bound = result["bound"]  # on a CPU: the convolutions of one batch of 128, alone
+    assert bound["images_per_s"] == pytest.approx(128 / bound["convolutions_ms"] * 1e3)
+    assert bound["ratio"] == pytest.approx(bound["images_per_s"]
+                                           / result["usual"]["images_per_s"])
+    printed = capsys.readouterr().out
+    assert "B/A:" in printed and f"more than {bound['ratio']:.2f}x (A)" in printed
 
 
 def test_time_to_accuracy_counts_up_to_the_first_epoch_that_reaches_the_target():
@@ -150,6 +150,36 @@ def test_the_layout_benchmark_times_both_layouts_and_says_what_fit_picks(capsys)
     assert "fit picks the faster layout in" in capsys.readouterr().out
 
 
+def test_the_layout_benchmark_times_each_distinct_model_cpu_mode_trains(measuring_script):
+    runs = _load("memory_layout").cpu_mode_runs()
+    names = [name for name, *_ in runs]
+    assert set(names) <= set(measuring_script.RUNS) and len(set(names)) == len(names)
+    # a run whose model, input and batch an earlier run has is timed once: the AdamW ResNet
+    assert "resnet-fashionmnist-cpu" in names and "resnet-tutorial5-adamw" not in names
+    notebooks = {measuring_script.RUNS[name][0] for name in names}
+    assert notebooks == {"01", "02", "03", "04", "05"}
+    shapes = {name: shape for name, _, _, shape in runs}
+    assert shapes["cnn-toy-fashionmnist-cpu"] == (1, 28, 28)
+    assert shapes["vgg-ramp-8"] == (1, 32, 32)  # notebook 05 trains on 32x32 images
+
+
+@pytest.mark.parametrize("usual, last, verdict", [
+    ([100, 110], [150, 160], "faster"), ([150, 160], [100, 110], "slower"),
+    ([100, 160], [120, 150], "within the spread")])
+def test_the_layout_benchmark_judges_cpu_modes_layout_by_the_timings_spread(
+        monkeypatch, capsys, usual, last, verdict):
+    layout = _load("memory_layout")
+    rates = {False: iter(usual), True: iter(last)}
+    monkeypatch.setattr(layout.measure, "training_throughput",
+                        lambda *args, channels_last, **options: next(rates[channels_last]))
+    monkeypatch.setattr(layout.fitting, "fresh_layout", lambda *args: True)  # channels-last
+    row = layout.measure_cpu_mode_run("toy", lambda: torch.nn.Linear(1, 1), 8, (1, 28, 28),
+                                      repeats=2)
+    assert row["verdict"] == verdict and row["picked"] == "channels_last"
+    assert (row["usual_all"], row["channels_last_all"]) == (usual, last)
+    assert row["usual"] == sum(usual) / 2 and verdict in capsys.readouterr().out
+
+
 @pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST.is_dir(),
                     reason="needs the real Fashion-MNIST (apt-get install dataset-fashion-mnist)")
 def test_time_to_accuracy_trains_and_reports_on_the_real_fashion_mnist(monkeypatch, capsys):
@@ -166,8 +196,8 @@ def test_time_to_accuracy_trains_and_reports_on_the_real_fashion_mnist(monkeypat
     assert "reached after epoch 1" in printed and "augmentation flip" in printed
 
 
-def test_the_densenet_bound_times_every_convolution_of_the_model_once_per_shape():
-    bound = _load("densenet_bound")
+def test_the_convolution_bound_times_every_convolution_of_the_model_once_per_shape():
+    bound = _load("_convolutions")
     model = models.create("densenet-bc-100-k12")
     shapes = bound.conv_shapes(model, batch=2)
     convs = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d)]
@@ -180,6 +210,8 @@ def test_the_densenet_bound_times_every_convolution_of_the_model_once_per_shape(
     seconds = bound.conv_seconds(((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True), bf16=False,
                                  repeats=2)
     assert 0 < seconds < 1
+    two = Counter({((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True): 2})
+    assert 0 < bound.convolutions_seconds(two, bf16=False, repeats=2) < 2
 
 
 @pytest.mark.skipif(shutil.which("c++") is None,

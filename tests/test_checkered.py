@@ -1,6 +1,4 @@
-import importlib.util
 import itertools
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,11 +11,9 @@ from helpers import measure, models, plots
 from helpers.models.checkered import (CheckeredAvgPool2d, CheckeredConv2d, CheckeredMaxPool2d,
     ConversionError, SubmapMeanPool, convert_to_checkered, sampled_pixels, sampler_sequence)
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "checkered_layer.py"
-sys.path.insert(0, str(BENCHMARK.parent))  # as when it runs as a script: its siblings import
-_spec = importlib.util.spec_from_file_location("checkered_layer", BENCHMARK)
-benchmark = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmark)
+from loading import ROOT, load_script
+
+benchmark = load_script(ROOT / "benchmarks" / "checkered_layer.py")
 
 # The original repository's lattice table, as quoted in the reference notes (first five steps).
 PUBLISHED_LATTICE = {1: [0], 2: [0, 0], 4: [0, 1, 0, 1], 8: [0, 1, 1, 0, 0, 0, 1, 1],

@@ -523,6 +523,25 @@ def test_a_resumed_run_keeps_the_layout_it_began_in(course_env, interrupt_at_epo
     assert fresh.info["channels_last"] is (config.device_type() in ("cuda", "cpu"))
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_the_convolutions_compute_in_the_layout_the_run_records(channels, channels_last):
+    """random_crop hands over a batch with channels-last strides (a gather per pixel), which
+    ``contiguous()`` keeps where there is one channel: a run in the usual layout must still run
+    its convolutions in it, as its record says and as the layout was timed."""
+    images = torch.randint(0, 255, (4, channels, 12, 12), dtype=torch.uint8).float()
+    batch = data.random_crop(images, torch.Generator().manual_seed(0))
+    assert batch.stride()[1] == 1  # channels-last strides, as the crop hands them over
+    model = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 3), torch.nn.Conv2d(8, 8, 3))
+    outputs = []
+    for conv in model:
+        conv.register_forward_hook(lambda module, args, out: outputs.append(out))
+    module = training.Classifier(model, FAST, channels_last=channels_last)
+    assert torch.allclose(module(batch), model(batch), atol=1e-4)  # the same, up to rounding
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert all(out.is_contiguous(memory_format=layout) for out in outputs[:2])
+
+
 def test_the_layout_is_measured_for_one_cpu_process_in_full_mode_only(course_env, monkeypatch):
     """Timed in full mode; smoke runs and CPU mode take the rule, channels-last, so that a CPU-mode
     run computes the same numbers every time (the layouts round differently in fp32)."""

@@ -43,7 +43,7 @@ def throughput(model, input_shape, batch_size: int, batches: int, train: bool,
         channels_last = device in ("cuda", "cpu")
     if channels_last:
         model = models.layers.to_channels_last(model)
-        x = x.contiguous(memory_format=torch.channels_last)
+    x = models.layers.images_in_layout(x, channels_last)
     dtype = config.autocast_dtype(precision)
     autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     if train:
