@@ -18,7 +18,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._machinery.lightning import gathered_in_order
-from .models.layers import images_in_layout, to_channels_last
+from ._machinery.layout import images_in_layout
+from .models.layers import to_channels_last
 from .recipes import Recipe, lr_factor
 
 

@@ -542,6 +542,21 @@ def test_the_convolutions_compute_in_the_layout_the_run_records(channels, channe
     assert all(out.is_contiguous(memory_format=layout) for out in outputs[:2])
 
 
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_a_timed_step_of_one_channel_images_computes_in_the_layout_it_times(channels_last):
+    """Random images made in the usual layout stay in it under contiguous(channels_last) when
+    they have one channel: the timing (fit's pick, the layout benchmark) must give the first
+    convolution the layout it times, as a cropped batch in fit does."""
+    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+                                torch.nn.Linear(4 * 6 * 6, 10))
+    strides = []
+    model[0].register_forward_pre_hook(lambda module, args: strides.append(args[0].stride()))
+    measure.training_throughput(model, (1, 8, 8), 4, batches=1, precision="32-true",
+                                channels_last=channels_last, warm_up=0)
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    assert strides == [torch.empty(4, 1, 8, 8, memory_format=layout).stride()]
+
+
 def test_the_layout_is_measured_for_one_cpu_process_in_full_mode_only(course_env, monkeypatch):
     """Timed in full mode; smoke runs and CPU mode take the rule, channels-last, so that a CPU-mode
     run computes the same numbers every time (the layouts round differently in fp32)."""

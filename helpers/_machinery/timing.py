@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from . import allocator as _allocator, config
+from .layout import images_in_layout
 from .. import models
 
 
@@ -34,16 +35,17 @@ def throughput(model, input_shape, batch_size: int, batches: int, train: bool,
     device = config.device_type()
     _allocator.keep_freed_blocks()  # as training.fit does
     model = model.to(device).train(train)
+    if channels_last is None:
+        channels_last = device in ("cuda", "cpu")
     if batch is not None:
         x = batch[0].to(device)
         batch_size = len(x)
-    else:
-        x = torch.randn(batch_size, *input_shape, device=device)
-    if channels_last is None:
-        channels_last = device in ("cuda", "cpu")
+    else:  # made in the layout timed: with one channel, contiguous() would not change strides
+        layout = torch.channels_last if channels_last else torch.contiguous_format
+        x = torch.empty(batch_size, *input_shape, device=device, memory_format=layout).normal_()
     if channels_last:
         model = models.layers.to_channels_last(model)
-    x = models.layers.images_in_layout(x, channels_last)
+    x = images_in_layout(x, channels_last)
     dtype = config.autocast_dtype(precision)
     autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     if train:

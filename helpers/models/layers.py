@@ -48,15 +48,3 @@ def to_channels_last(model: nn.Module) -> nn.Module:
             tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     return model
 
-
-def images_in_layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """A batch with the strides of the layout its run trains in, so that the convolutions
-    compute in that layout. The usual layout takes a copy where a batch comes with other
-    strides: a crop gathered per pixel (``data.random_crop``) hands over channels-last ones, and
-    ``contiguous()`` keeps those of a one-channel batch (a size-1 dimension's stride does not
-    count), with which the convolutions would run channels-last."""
-    if channels_last:
-        return images.contiguous(memory_format=torch.channels_last)
-    if images.stride() != torch.empty(images.shape, device="meta").stride():
-        return images.clone(memory_format=torch.contiguous_format)
-    return images
