@@ -1,5 +1,5 @@
 """The time of a model's convolutions alone: what any implementation that computes them spends at
-least, whatever it does around them. ``densenet_bound.py`` and ``train_throughput.py --bound``
+least, whatever it does around them. ``densenet_bound.py`` and ``train_throughput.py`` (on a CPU)
 set it beside a whole training step, to bound the speed-up any other implementation can reach."""
 
 from __future__ import annotations
@@ -44,8 +44,9 @@ def conv_step(shape: tuple, bf16: bool, channels_last: bool):
     """A forward and backward pass of one convolution of ``shape``, on random tensors."""
     (n, c, h, w), out, kernel, stride, padding, needs_grad = shape
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    x = torch.randn(n, c, h, w).contiguous(memory_format=layout).requires_grad_(needs_grad)
-    weight = torch.randn(out, c, *kernel).contiguous(memory_format=layout).requires_grad_()
+    # made in the layout (with one channel, contiguous() would keep the usual strides)
+    x = torch.empty(n, c, h, w, memory_format=layout).normal_().requires_grad_(needs_grad)
+    weight = torch.empty(out, c, *kernel, memory_format=layout).normal_().requires_grad_()
     with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         grad = F.conv2d(x, weight, stride=stride, padding=padding).detach().normal_()
 

@@ -47,4 +47,3 @@ def to_channels_last(model: nn.Module) -> nn.Module:
         if tensor.dim() == 4:
             tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
     return model
-
