@@ -1,8 +1,8 @@
 """The training benchmarks: they measure what they say, on whatever data is at hand."""
 
 import json
-from collections import Counter
 import shutil
+from collections import Counter
 
 import pandas as pd
 import pytest
