@@ -26,3 +26,12 @@ def timed(functions, repeats: int) -> list[float]:
                 torch.cuda.synchronize()
             kept.append(time.perf_counter() - start)
     return [min(kept) for kept in times]
+
+
+def on_a_cpu(what: str) -> bool:
+    """Whether this machine computes on its CPU; elsewhere says that ``what`` (which times a CPU)
+    is skipped: a note, not a failure, so that `make bench` goes on."""
+    if config.device_type() == "cpu":
+        return True
+    print(f"{what} times a CPU; skipped on this {config.device_type()} machine")
+    return False

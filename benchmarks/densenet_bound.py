@@ -29,6 +29,7 @@ from torch import nn
 
 import _results
 from _convolutions import INPUT, convolutions_seconds, conv_shapes
+from _timing import on_a_cpu
 from helpers import measure, models
 from helpers._machinery import allocator, config
 
@@ -50,18 +51,22 @@ def compiled_step(model: nn.Module, batch: int, precision: str, repeats: int,
             "other_batch_s": seconds(batch // 2 + 3, 1, 0)}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def arguments(description: str, repeats: int) -> argparse.ArgumentParser:
+    """The options of the DenseNet benchmarks: which model, batch and rounds; --no-save."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--model", default="densenet-bc-100-k12")
     parser.add_argument("--batch", type=int, default=64)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--repeats", type=int, default=repeats)
+    parser.add_argument("--no-save", action="store_true", help="do not write the result file")
+    return parser
+
+
+def main() -> None:
+    parser = arguments(__doc__.split("\n\n")[0], repeats=3)
     parser.add_argument("--compile", action="store_true",
                         help="also time the model under torch.compile (minutes of compiling)")
-    parser.add_argument("--no-save", action="store_true", help="do not write the result file")
     args = parser.parse_args()
-    if config.device_type() != "cpu":  # a note, not a failure: `make bench` goes on
-        print("densenet_bound.py times a CPU's convolutions; skipped on this "
-              f"{config.device_type()} machine")
+    if not on_a_cpu("densenet_bound.py"):
         return
     allocator.keep_freed_blocks()  # as training.fit does
     torch.manual_seed(0)

@@ -32,6 +32,7 @@ from datetime import date
 import torch
 
 import _results
+from _timing import on_a_cpu
 from helpers._machinery import config, fitting
 from helpers import measure, models, modes, recipes
 
@@ -114,9 +115,7 @@ def measure_cpu_mode_run(name: str, build, batch: int, shape: tuple, repeats: in
 
 
 def main_cpu_mode(args) -> dict:
-    if config.device_type() != "cpu":  # a note, not a failure: `make bench` goes on
-        print(f"--cpu-mode times the runs CPU mode trains on a CPU; skipped on this "
-              f"{config.device_type()} machine")
+    if not on_a_cpu("--cpu-mode (the runs CPU mode trains)"):
         return {}
     print(f"{config.hardware()} | torch {torch.__version__} | {date.today().isoformat()}")
     print(f"the notebooks' CPU-mode runs: training step in {modes.CPU_PRECISION}, images/s "

@@ -10,6 +10,7 @@ import torch
 
 from helpers._machinery import config, datasets
 from helpers import data, measure, models, sweep
+from helpers.models.densenet import densenet
 from loading import ROOT, load_script
 
 FOLDER = ROOT / "benchmarks"
@@ -227,3 +228,55 @@ def test_the_densenet_bound_times_torch_compile_training_the_model():
     assert set(timings) == {"compile_s", "step_s", "other_batch_s"}
     assert all(seconds > 0 for seconds in timings.values())
     assert not torch.equal(net[0].weight, before)  # the compiled steps trained the model itself
+
+
+shared_statistics = _load("densenet_shared_statistics")
+SMALL_DENSENETS = [  # (model, input shape): bottleneck layers with dropout, plain layers
+    (lambda: densenet(22, 12, bc=True, in_channels=1, dropout=0.2), (1, 28, 28)),
+    (lambda: densenet(13, 12, bc=False, in_channels=1), (1, 28, 28))]
+
+
+@pytest.mark.parametrize("make, shape", SMALL_DENSENETS, ids=["bottleneck-dropout", "plain"])
+def test_the_shared_statistics_densenet_computes_what_the_model_does(make, shape):
+    found = shared_statistics.differences(make(), shared_statistics.EAGER, input_shape=shape)
+    assert set(found) == {"outputs", "gradients", "buffers", "evaluation"}
+    assert max(found.values()) < 1e-12, found
+
+
+def test_the_shared_statistics_check_finds_a_layer_that_computes_otherwise():
+    forward, backward = shared_statistics.EAGER
+    make, shape = SMALL_DENSENETS[1]
+
+    def bias_shifted(buffer, start, weight, bias):
+        return forward(buffer, start, weight, bias + 0.5)
+
+    def bias_gradient_doubled(*args):
+        weight_grad, bias_grad = backward(*args)
+        return weight_grad, 2 * bias_grad
+
+    assert shared_statistics.differences(make(), (bias_shifted, backward), shape)["outputs"] > 1e-3
+    found = shared_statistics.differences(make(), (forward, bias_gradient_doubled), shape)
+    assert found["outputs"] < 1e-12 < 1e-3 < found["gradients"]
+
+
+def test_the_shared_statistics_block_refuses_an_activation_it_does_not_fuse():
+    with pytest.raises(ValueError, match="another activation"):
+        shared_statistics.shared_statistics(densenet(13, 12, act_fn="tanh"))
+
+
+@pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
+                    reason="building the C++ kernels needs ninja and a C++ compiler")
+def test_the_shared_statistics_kernels_compute_what_the_model_does():
+    kernels = shared_statistics.build_kernels()  # about a minute the first time
+    for make, shape in SMALL_DENSENETS:
+        found = shared_statistics.differences(make(), kernels, input_shape=shape)
+        assert max(found.values()) < 1e-12, found
+
+
+def test_a_benchmark_that_times_a_cpu_says_it_is_skipped_elsewhere(monkeypatch, capsys):
+    timing = _load("_timing")
+    monkeypatch.setattr(config, "device_type", lambda: "cuda")
+    assert not timing.on_a_cpu("densenet_bound.py")
+    assert "densenet_bound.py times a CPU; skipped on this cuda machine" in capsys.readouterr().out
+    monkeypatch.setattr(config, "device_type", lambda: "cpu")
+    assert timing.on_a_cpu("densenet_bound.py") and not capsys.readouterr().out

@@ -1,0 +1,382 @@
+"""Does a DenseNet written for speed train faster than the straightforward one on this CPU?
+(Issue 27, item 2 asks DenseNet-BC-100 at 1.5x.) Side by side in one run, in fp32.
+
+    pip install ninja                      # to build the C++ kernels (else: the eager variant only)
+    python benchmarks/densenet_shared_statistics.py [--model densenet-bc-100-k12] [--batch 64]
+
+The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the
+concatenation: per layer, several passes over a width that grows with depth, and a BatchNorm over
+maps whose batch statistics every earlier layer of the block has already computed. Within one
+batch a map never changes, so its statistics do not either. The variant timed here (the design of
+the memory-efficient DenseNet paper's shared buffers, taken one step further) keeps
+
+* each map once, normalised once with its own batch statistics, in one preallocated buffer per
+  block (channels-last, newest maps first, as the concatenation orders them);
+* per layer only the affine part of its first BatchNorm and the ReLU (one pass that writes the
+  first convolution's input), and in the backward pass one pass that masks, sums the affine
+  gradients and adds into the buffer's gradient. The normalisation's gradient is taken once per
+  map, from the sum of all its consumers' gradients;
+* everything after the first convolution's input as it is (autograd).
+
+Outputs, gradients and the running statistics are the straightforward model's (checked in
+float64 before timing). The per-layer passes run as PyTorch operations ("eager") and as two fused
+C++ kernels of our own ("kernels", built at run time with ``torch.utils.cpp_extension``). The
+model itself is unchanged; ``measure.training_throughput`` times each, the straightforward one in
+both layouts, interleaved, in ``--repeats`` rounds (the fastest and the median of each).
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import shutil
+import statistics
+import sys
+import sysconfig
+from datetime import date
+
+import torch
+from torch import nn
+
+import _results
+from _timing import on_a_cpu
+from densenet_bound import arguments
+from helpers import measure, models
+from helpers._machinery import allocator, config
+from helpers.models.densenet import DenseBlock
+
+CHANNELS_LAST = torch.channels_last
+
+
+def eager_affine_relu(buffer, start, weight, bias):
+    """ReLU(weight * buffer[:, start:] + bias): a layer's first BatchNorm after normalising."""
+    return torch.addcmul(bias.view(1, -1, 1, 1), buffer[:, start:],
+                         weight.view(1, -1, 1, 1)).relu_()
+
+
+def eager_affine_relu_backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):
+    """Adds the gradient of ``buffer[:, start:]`` into ``grad_buffer``; returns the gradients of
+    ``weight`` and ``bias``."""
+    masked = torch.ops.aten.threshold_backward(grad, relu_out, 0)
+    grad_buffer[:, start:].addcmul_(masked, weight.view(1, -1, 1, 1))
+    return (masked * buffer[:, start:]).sum((0, 2, 3)), masked.sum((0, 2, 3))
+
+
+EAGER = (eager_affine_relu, eager_affine_relu_backward)
+
+KERNELS_SOURCE = r"""
+#include <torch/extension.h>
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <vector>
+
+// One pixel's channels [start, C) of a channels-last buffer; the pointers never overlap.
+template <typename T>
+static inline void affine_relu_row(const T* __restrict__ x, const T* __restrict__ w,
+                                   const T* __restrict__ b, T* __restrict__ out, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    T v = x[c] * w[c] + b[c];
+    out[c] = v > T(0) ? v : T(0);
+  }
+}
+
+template <typename T>
+static inline void affine_relu_backward_row(
+    const T* __restrict__ x, const T* __restrict__ grad, const T* __restrict__ w,
+    const T* __restrict__ b, T* __restrict__ grad_x, T* __restrict__ sum_wx,
+    T* __restrict__ sum_b, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    T xc = x[c];
+    T g = (xc * w[c] + b[c]) > T(0) ? grad[c] : T(0);
+    grad_x[c] += g * w[c];
+    sum_wx[c] += g * xc;
+    sum_b[c] += g;
+  }
+}
+
+static void check(const torch::Tensor& buffer) {
+  TORCH_CHECK(buffer.dim() == 4 && buffer.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "the buffer must be a channels-last (N, C, H, W) tensor");
+}
+
+torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, torch::Tensor b) {
+  check(buffer);
+  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
+  const int64_t n = C - start, pixels = N * H * W;
+  auto out = torch::empty({N, n, H, W},
+                          buffer.options().memory_format(at::MemoryFormat::ChannelsLast));
+  w = w.contiguous(); b = b.contiguous();
+  AT_DISPATCH_FLOATING_TYPES(buffer.scalar_type(), "affine_relu", [&] {
+    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* bp = b.data_ptr<scalar_t>();
+    at::parallel_for(0, pixels, 16, [&](int64_t first, int64_t last) {
+      for (int64_t p = first; p < last; ++p)
+        affine_relu_row<scalar_t>(x + p * C, wp, bp, o + p * n, n);
+    });
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tensor buffer,
+    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor grad_buffer) {
+  check(buffer);
+  check(grad_buffer);
+  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  w = w.contiguous(); b = b.contiguous();
+  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
+  const int64_t n = C - start, pixels = N * H * W;
+  // per-chunk partial sums (added in double at the end), so that threads never share one
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
+  auto partial = torch::zeros({chunks, 2, n}, buffer.options());
+  AT_DISPATCH_FLOATING_TYPES(buffer.scalar_type(), "affine_relu_backward", [&] {
+    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
+    scalar_t* gx = grad_buffer.data_ptr<scalar_t>() + start;
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const scalar_t* wp = w.data_ptr<scalar_t>();
+    const scalar_t* bp = b.data_ptr<scalar_t>();
+    scalar_t* sums = partial.data_ptr<scalar_t>();
+    at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t k = first; k < last; ++k)
+        for (int64_t p = pixels * k / chunks; p < pixels * (k + 1) / chunks; ++p)
+          affine_relu_backward_row<scalar_t>(x + p * C, g + p * n, wp, bp, gx + p * C,
+                                             sums + k * 2 * n, sums + k * 2 * n + n, n);
+    });
+  });
+  auto total = partial.to(torch::kDouble).sum(0).to(buffer.scalar_type());
+  return {total[0], total[1]};
+}
+"""
+
+
+def find_ninja() -> bool:
+    """Whether torch can find ninja, which builds C++ extensions. pip installs it beside this
+    interpreter, a folder on PATH only in an activated environment: it is put on PATH here."""
+    if shutil.which("ninja"):
+        return True
+    scripts = sysconfig.get_path("scripts")
+    if shutil.which("ninja", path=scripts) is None:
+        return False
+    os.environ["PATH"] = scripts + os.pathsep + os.environ.get("PATH", "")
+    return True
+
+
+def build_kernels():
+    """The two fused C++ kernels as (forward, backward), built on first use (about a minute;
+    cached in torch's extensions folder), or None with the reason printed."""
+    if not find_ninja():
+        print("The C++ kernels are not timed: building them needs ninja (pip install ninja).")
+        return None
+    from torch.utils.cpp_extension import load_inline
+    try:
+        module = load_inline("densenet_shared_statistics", cpp_sources=KERNELS_SOURCE,
+                             functions=["affine_relu", "affine_relu_backward"],
+                             extra_cflags=["-O3", "-march=native", "-fopenmp"])
+    except (RuntimeError, OSError) as error:  # no C++ compiler, or it failed
+        print(f"The C++ kernels are not timed: they did not build ({error}).")
+        return None
+
+    def backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):
+        return tuple(module.affine_relu_backward(grad, buffer, start, weight, bias, grad_buffer))
+
+    return module.affine_relu, backward
+
+
+def _normalise(maps: torch.Tensor, eps: float):
+    """(normalised maps, mean, 1/std) with the batch's statistics. ``maps`` in the usual layout:
+    ATen's BatchNorm is several times slower on a dozen channels in channels-last."""
+    return torch.ops.aten.native_batch_norm(maps, None, None, None, None, True, 0.0, eps)
+
+
+class _SharedStatisticsBlock(torch.autograd.Function):
+    """A dense block's training forward and backward; its parameters are passed only so that
+    autograd hands their gradients back."""
+
+    @staticmethod
+    def forward(ctx, x, block, ops, *parameters):
+        layers = list(block.block)
+        affine_relu = ops[0]
+        batch, c_in, height, width = x.shape
+        growth = [m for m in layers[0].net if isinstance(m, nn.Conv2d)][-1].out_channels
+        channels = c_in + len(layers) * growth
+        eps = layers[0].net[0].eps
+        raw = torch.empty(batch, channels, height, width, dtype=x.dtype,
+                          memory_format=CHANNELS_LAST)  # the block's output
+        normalised = torch.empty_like(raw)
+        maps = []  # (map in the usual layout, its mean, its 1/std, its first channel)
+
+        def add(new: torch.Tensor, first: int):
+            values = new.contiguous()
+            out, mean, inv_std = _normalise(values, eps)
+            raw[:, first:first + new.shape[1]] = values
+            normalised[:, first:first + new.shape[1]] = out
+            maps.append((values, mean, inv_std, first))
+
+        add(x, channels - c_in)
+        graphs = []
+        for index, layer in enumerate(layers):
+            start = channels - (c_in + index * growth)
+            norm = layer.net[0]
+            relu_out = affine_relu(normalised, start, norm.weight.detach(), norm.bias.detach())
+            with torch.enable_grad():  # the rest of the layer: autograd, as it is
+                relu_out.requires_grad_()
+                new = layer.net[2:](relu_out)
+            graphs.append((relu_out, new))
+            add(new.detach(), start - growth)
+        # every first BatchNorm's running statistics, as each would have updated its own
+        count = batch * height * width
+        means = torch.cat([mean for _, mean, _, _ in maps[::-1]])
+        variances = torch.cat([inv_std.pow(-2) - eps for _, _, inv_std, _ in maps[::-1]])
+        variances *= count / (count - 1)
+        for index, layer in enumerate(layers):
+            start = channels - (c_in + index * growth)
+            norm = layer.net[0]
+            norm.running_mean.lerp_(means[start:], norm.momentum)
+            norm.running_var.lerp_(variances[start:], norm.momentum)
+            norm.num_batches_tracked.add_(1)
+        ctx.block, ctx.ops, ctx.graphs, ctx.maps, ctx.sizes = block, ops, graphs, maps, (
+            c_in, growth, channels, eps)
+        ctx.save_for_backward(normalised)
+        return raw
+
+    @staticmethod
+    def backward(ctx, grad_raw):
+        normalised, = ctx.saved_tensors
+        c_in, growth, channels, eps = ctx.sizes
+        affine_relu_backward = ctx.ops[1]
+        grad_normalised = torch.zeros_like(normalised)
+        layers = list(ctx.block.block)
+        grads = {}
+
+        def grad_of_map(index):  # its own output's share plus its normalisation's gradient
+            values, mean, inv_std, first = ctx.maps[index]
+            end = first + values.shape[1]
+            grad = torch.ops.aten.native_batch_norm_backward(
+                grad_normalised[:, first:end].contiguous(), values, None, None, None, mean,
+                inv_std, True, eps, [True, False, False])[0]
+            return grad + grad_raw[:, first:end]
+
+        for index in reversed(range(len(layers))):
+            layer = layers[index]
+            relu_out, new = ctx.graphs[index]
+            rest = list(layer.net[2:].parameters())
+            grad_relu, *grad_rest = torch.autograd.grad(new, [relu_out, *rest],
+                                                        grad_of_map(index + 1))
+            grads.update(zip(rest, grad_rest))
+            norm = layer.net[0]
+            start = channels - (c_in + index * growth)
+            grads[norm.weight], grads[norm.bias] = affine_relu_backward(
+                grad_relu, relu_out.detach(), normalised, start, norm.weight.detach(),
+                norm.bias.detach(), grad_normalised)
+        grad_x = grad_of_map(0)
+        ctx.graphs = ctx.maps = None
+        return (grad_x, None, None, *[grads.get(p) for p in ctx.block.parameters()])
+
+
+def _block_forward(block: DenseBlock, ops, straightforward, x):
+    if block.training and torch.is_grad_enabled():
+        return _SharedStatisticsBlock.apply(x, block, ops, *block.parameters())
+    return straightforward(x)  # evaluation: each BatchNorm's own running statistics
+
+
+def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
+    """``model`` with every dense block trained as described above, its layers' passes computed
+    by ``ops`` (:data:`EAGER` or :func:`build_kernels`' pair). Same parameters, same results."""
+    for block in model.modules():
+        if isinstance(block, DenseBlock):
+            if not all(isinstance(layer.net[1], nn.ReLU) for layer in block.block):
+                raise ValueError("the shared-statistics block fuses BatchNorm with ReLU; this "
+                                 "model's dense layers use another activation")
+            if any(layer.net[0].momentum is None for layer in block.block):
+                raise ValueError("the shared-statistics block updates running statistics with "
+                                 "a momentum; this model's BatchNorms average them instead")
+            block.forward = functools.partial(_block_forward, block, ops, block.forward)
+    return model
+
+
+def differences(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 4) -> dict:
+    """Largest absolute differences between ``model`` and its shared-statistics copy in
+    float64, in two training steps on the same random images (outputs, parameter gradients,
+    BatchNorm buffers), then in evaluation."""
+    torch.manual_seed(0)
+    plain = copy.deepcopy(model).double().train()
+    shared = shared_statistics(copy.deepcopy(plain), ops)
+    found = {"outputs": 0.0, "gradients": 0.0, "buffers": 0.0}
+    for step in range(2):
+        images = torch.randn(batch, *input_shape, dtype=torch.float64).to(
+            memory_format=CHANNELS_LAST)  # as they train; dropout draws in memory order
+        weights, results = None, []
+        for net in (plain, shared):
+            net.zero_grad()
+            torch.manual_seed(step)  # the same dropout masks
+            out = net(images)
+            weights = torch.randn_like(out) if weights is None else weights
+            (out * weights).sum().backward()
+            results.append((out.detach(), [p.grad for p in net.parameters()],
+                            [b.double() for b in net.buffers()]))
+        (out_a, grads_a, bufs_a), (out_b, grads_b, bufs_b) = results
+        found["outputs"] = max(found["outputs"], (out_a - out_b).abs().max().item())
+        found["gradients"] = max([found["gradients"]] + [(a - b).abs().max().item()
+                                                        for a, b in zip(grads_a, grads_b)])
+        found["buffers"] = max([found["buffers"]] + [(a - b).abs().max().item()
+                                                    for a, b in zip(bufs_a, bufs_b)])
+    with torch.no_grad():  # evaluation reads every BatchNorm's own running statistics
+        images = torch.randn(batch, *input_shape, dtype=torch.float64)
+        found["evaluation"] = (plain.eval()(images) - shared.eval()(images)).abs().max().item()
+    return found
+
+
+def main() -> None:
+    args = arguments(__doc__.split("\n\n")[0], repeats=5).parse_args()
+    if not on_a_cpu("densenet_shared_statistics.py"):
+        return
+    allocator.keep_freed_blocks()  # as training.fit does
+    variants = {"straightforward, usual layout": (None, False),
+                "straightforward, channels-last": (None, True),
+                "shared statistics, eager": (EAGER, True)}
+    kernels = build_kernels()
+    if kernels:
+        variants["shared statistics, C++ kernels"] = (kernels, True)
+    for name, (ops, _) in variants.items():
+        if ops:
+            found = differences(models.create(args.model), ops)
+            if max(found.values()) > 1e-9:
+                sys.exit(f"{name} does not compute what the model does (float64): {found}")
+    rates = {name: [] for name in variants}
+    for _ in range(args.repeats):
+        for name, (ops, channels_last) in variants.items():
+            model = models.create(args.model)
+            if ops:
+                model = shared_statistics(model, ops)
+            rates[name].append(measure.training_throughput(
+                model, (3, 32, 32), args.batch, batches=3, precision="32-true",
+                channels_last=channels_last))
+    baselines = [name for name in variants if variants[name][0] is None]
+    ratios = {}
+    for summary in (max, statistics.median):  # the machine's speed drifts: both
+        value = {name: summary(values) for name, values in rates.items()}
+        baseline = max(value[name] for name in baselines)
+        ratios[summary.__name__] = {name: value[name] / baseline for name in value}
+    print(f"{config.hardware()} | torch {torch.__version__} | fp32 | {date.today()}")
+    print(f"{args.model}, batch {args.batch}, 32x32, training step, images/s in "
+          f"{args.repeats} interleaved rounds; against the faster straightforward layout:")
+    for name, values in rates.items():
+        print(f"  {name:32s} fastest {max(values):6.1f} ({ratios['max'][name]:.2f}x), median "
+              f"{statistics.median(values):6.1f} ({ratios['median'][name]:.2f}x)   "
+              f"[{', '.join(f'{v:.1f}' for v in values)}]")
+    print("Issue 27 asks for 1.5x.")
+    if not args.no_save:
+        _results.save("densenet_shared_statistics", {
+            "model": args.model, "batch": args.batch, "precision": "32-true",
+            "hardware": config.hardware(), "torch": torch.__version__, "date": str(date.today()),
+            "images_per_s": {name: [round(v, 1) for v in values]
+                             for name, values in rates.items()},
+            "ratio_to_straightforward": {summary: {name: round(r, 3) for name, r in by.items()}
+                                         for summary, by in ratios.items()},
+            "command": "python benchmarks/densenet_shared_statistics.py " + " ".join(sys.argv[1:])})
+
+
+if __name__ == "__main__":
+    main()
