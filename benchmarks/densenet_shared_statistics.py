@@ -32,6 +32,7 @@ import functools
 import os
 import shutil
 import statistics
+import subprocess
 import sys
 import sysconfig
 from datetime import date
@@ -174,8 +175,9 @@ def build_kernels():
         module = load_inline("densenet_shared_statistics", cpp_sources=KERNELS_SOURCE,
                              functions=["affine_relu", "affine_relu_backward"],
                              extra_cflags=["-O3", "-march=native", "-fopenmp"])
-    except (RuntimeError, OSError) as error:  # no C++ compiler, or it failed
-        print(f"The C++ kernels are not timed: they did not build ({error}).")
+    except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as error:
+        print(f"The C++ kernels are not timed: they did not build or load ({error}). A "
+              "damaged build is built again once its folder, named above, is removed.")
         return None
 
     def backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):
@@ -284,15 +286,19 @@ def _block_forward(block: DenseBlock, ops, straightforward, x):
 def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
     """``model`` with every dense block trained as described above, its layers' passes computed
     by ``ops`` (:data:`EAGER` or :func:`build_kernels`' pair). Same parameters, same results."""
-    for block in model.modules():
-        if isinstance(block, DenseBlock):
-            if not all(isinstance(layer.net[1], nn.ReLU) for layer in block.block):
-                raise ValueError("the shared-statistics block fuses BatchNorm with ReLU; this "
-                                 "model's dense layers use another activation")
-            if any(layer.net[0].momentum is None for layer in block.block):
-                raise ValueError("the shared-statistics block updates running statistics with "
-                                 "a momentum; this model's BatchNorms average them instead")
-            block.forward = functools.partial(_block_forward, block, ops, block.forward)
+    blocks = [block for block in model.modules() if isinstance(block, DenseBlock)]
+    layers = [layer for block in blocks for layer in block.block]
+    if not blocks:
+        raise ValueError(f"{type(model).__name__} has no dense blocks: the shared-statistics "
+                         "block is a DenseNet's (e.g. --model densenet-bc-100-k12)")
+    if not all(isinstance(layer.net[1], nn.ReLU) for layer in layers):
+        raise ValueError("the shared-statistics block fuses BatchNorm with ReLU; this model's "
+                         "dense layers use another activation")
+    if any(layer.net[0].momentum is None for layer in layers):
+        raise ValueError("the shared-statistics block updates running statistics with a "
+                         "momentum; this model's BatchNorms average them instead")
+    for block in blocks:
+        block.forward = functools.partial(_block_forward, block, ops, block.forward)
     return model
 
 
@@ -341,7 +347,10 @@ def main() -> None:
         variants["shared statistics, C++ kernels"] = (kernels, True)
     for name, (ops, _) in variants.items():
         if ops:
-            found = differences(models.create(args.model), ops)
+            try:
+                found = differences(models.create(args.model), ops)
+            except ValueError as error:  # a model without dense blocks, or an unknown name
+                sys.exit(str(error))
             if max(found.values()) > 1e-9:
                 sys.exit(f"{name} does not compute what the model does (float64): {found}")
     rates = {name: [] for name in variants}

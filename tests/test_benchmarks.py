@@ -259,9 +259,11 @@ def test_the_shared_statistics_check_finds_a_layer_that_computes_otherwise():
     assert found["outputs"] < 1e-12 < 1e-3 < found["gradients"]
 
 
-def test_the_shared_statistics_block_refuses_an_activation_it_does_not_fuse():
+def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike():
     with pytest.raises(ValueError, match="another activation"):
         shared_statistics.shared_statistics(densenet(13, 12, act_fn="tanh"))
+    with pytest.raises(ValueError, match="has no dense blocks"):  # not silently the same model
+        shared_statistics.shared_statistics(models.create("resnet"))
 
 
 @pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
