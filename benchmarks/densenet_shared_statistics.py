@@ -171,6 +171,7 @@ def build_kernels():
         print("The C++ kernels are not timed: building them needs ninja (pip install ninja).")
         return None
     from torch.utils.cpp_extension import load_inline
+    print("Building the C++ kernels (about a minute, once)...", flush=True)
     try:
         module = load_inline("densenet_shared_statistics", cpp_sources=KERNELS_SOURCE,
                              functions=["affine_relu", "affine_relu_backward"],
@@ -354,7 +355,7 @@ def main() -> None:
             if max(found.values()) > 1e-9:
                 sys.exit(f"{name} does not compute what the model does (float64): {found}")
     rates = {name: [] for name in variants}
-    for _ in range(args.repeats):
+    for round_ in range(args.repeats):
         for name, (ops, channels_last) in variants.items():
             model = models.create(args.model)
             if ops:
@@ -362,6 +363,8 @@ def main() -> None:
             rates[name].append(measure.training_throughput(
                 model, (3, 32, 32), args.batch, batches=3, precision="32-true",
                 channels_last=channels_last))
+            print(f"round {round_ + 1} of {args.repeats}, {name}: {rates[name][-1]:.1f} "
+                  "images/s", flush=True)
     baselines = [name for name in variants if variants[name][0] is None]
     ratios = {}
     for summary in (max, statistics.median):  # the machine's speed drifts: both

@@ -270,6 +270,7 @@ def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike(
                     reason="building the C++ kernels needs ninja and a C++ compiler")
 def test_the_shared_statistics_kernels_compute_what_the_model_does():
     kernels = shared_statistics.build_kernels()  # about a minute the first time
+    assert kernels, "the kernels did not build or load: the reason is printed above"
     for make, shape in SMALL_DENSENETS:
         found = shared_statistics.differences(make(), kernels, input_shape=shape)
         assert max(found.values()) < 1e-12, found
