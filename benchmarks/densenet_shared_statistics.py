@@ -204,6 +204,7 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         batch, c_in, height, width = x.shape
         growth = [m for m in layers[0].net if isinstance(m, nn.Conv2d)][-1].out_channels
         channels = c_in + len(layers) * growth
+        starts = [channels - c_in - index * growth for index in range(len(layers))]
         eps = layers[0].net[0].eps
         raw = torch.empty(batch, channels, height, width, dtype=x.dtype,
                           memory_format=CHANNELS_LAST)  # the block's output
@@ -219,8 +220,7 @@ class _SharedStatisticsBlock(torch.autograd.Function):
 
         add(x, channels - c_in)
         graphs = []
-        for index, layer in enumerate(layers):
-            start = channels - (c_in + index * growth)
+        for layer, start in zip(layers, starts):  # a layer reads channels [start, channels)
             norm = layer.net[0]
             relu_out = affine_relu(normalised, start, norm.weight.detach(), norm.bias.detach())
             with torch.enable_grad():  # the rest of the layer: autograd, as it is
@@ -233,21 +233,19 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         means = torch.cat([mean for _, mean, _, _ in maps[::-1]])
         variances = torch.cat([inv_std.pow(-2) - eps for _, _, inv_std, _ in maps[::-1]])
         variances *= count / (count - 1)
-        for index, layer in enumerate(layers):
-            start = channels - (c_in + index * growth)
+        for layer, start in zip(layers, starts):
             norm = layer.net[0]
             norm.running_mean.lerp_(means[start:], norm.momentum)
             norm.running_var.lerp_(variances[start:], norm.momentum)
             norm.num_batches_tracked.add_(1)
-        ctx.block, ctx.ops, ctx.graphs, ctx.maps, ctx.sizes = block, ops, graphs, maps, (
-            c_in, growth, channels, eps)
+        ctx.block, ctx.ops, ctx.graphs, ctx.maps, ctx.starts, ctx.eps = (
+            block, ops, graphs, maps, starts, eps)
         ctx.save_for_backward(normalised)
         return raw
 
     @staticmethod
     def backward(ctx, grad_raw):
         normalised, = ctx.saved_tensors
-        c_in, growth, channels, eps = ctx.sizes
         affine_relu_backward = ctx.ops[1]
         grad_normalised = torch.zeros_like(normalised)
         layers = list(ctx.block.block)
@@ -258,7 +256,7 @@ class _SharedStatisticsBlock(torch.autograd.Function):
             end = first + values.shape[1]
             grad = torch.ops.aten.native_batch_norm_backward(
                 grad_normalised[:, first:end].contiguous(), values, None, None, None, mean,
-                inv_std, True, eps, [True, False, False])[0]
+                inv_std, True, ctx.eps, [True, False, False])[0]
             return grad + grad_raw[:, first:end]
 
         for index in reversed(range(len(layers))):
@@ -269,9 +267,8 @@ class _SharedStatisticsBlock(torch.autograd.Function):
                                                         grad_of_map(index + 1))
             grads.update(zip(rest, grad_rest))
             norm = layer.net[0]
-            start = channels - (c_in + index * growth)
             grads[norm.weight], grads[norm.bias] = affine_relu_backward(
-                grad_relu, relu_out.detach(), normalised, start, norm.weight.detach(),
+                grad_relu, relu_out.detach(), normalised, ctx.starts[index], norm.weight.detach(),
                 norm.bias.detach(), grad_normalised)
         grad_x = grad_of_map(0)
         ctx.graphs = ctx.maps = None
@@ -310,7 +307,7 @@ def differences(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 4) 
     torch.manual_seed(0)
     plain = copy.deepcopy(model).double().train()
     shared = shared_statistics(copy.deepcopy(plain), ops)
-    found = {"outputs": 0.0, "gradients": 0.0, "buffers": 0.0}
+    found = dict.fromkeys(["outputs", "gradients", "buffers"], 0.0)
     for step in range(2):
         images = torch.randn(batch, *input_shape, dtype=torch.float64).to(
             memory_format=CHANNELS_LAST)  # as they train; dropout draws in memory order
@@ -321,14 +318,12 @@ def differences(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 4) 
             out = net(images)
             weights = torch.randn_like(out) if weights is None else weights
             (out * weights).sum().backward()
-            results.append((out.detach(), [p.grad for p in net.parameters()],
-                            [b.double() for b in net.buffers()]))
-        (out_a, grads_a, bufs_a), (out_b, grads_b, bufs_b) = results
-        found["outputs"] = max(found["outputs"], (out_a - out_b).abs().max().item())
-        found["gradients"] = max([found["gradients"]] + [(a - b).abs().max().item()
-                                                        for a, b in zip(grads_a, grads_b)])
-        found["buffers"] = max([found["buffers"]] + [(a - b).abs().max().item()
-                                                    for a, b in zip(bufs_a, bufs_b)])
+            results.append({"outputs": [out.detach()],
+                            "gradients": [p.grad for p in net.parameters()],
+                            "buffers": [b.double() for b in net.buffers()]})
+        for kind in found:
+            found[kind] = max([found[kind]] + [(a - b).abs().max().item()
+                                               for a, b in zip(results[0][kind], results[1][kind])])
     with torch.no_grad():  # evaluation reads every BatchNorm's own running statistics
         images = torch.randn(batch, *input_shape, dtype=torch.float64)
         found["evaluation"] = (plain.eval()(images) - shared.eval()(images)).abs().max().item()
