@@ -523,30 +523,35 @@ def test_a_resumed_run_keeps_the_layout_it_began_in(course_env, interrupt_at_epo
     assert fresh.info["channels_last"] is (config.device_type() in ("cuda", "cpu"))
 
 
+@pytest.mark.parametrize("cropped", [False, True])
 @pytest.mark.parametrize("channels", [1, 3])
 @pytest.mark.parametrize("channels_last", [False, True])
-def test_the_convolutions_compute_in_the_layout_the_run_records(channels, channels_last):
-    """random_crop hands over a batch with channels-last strides (a gather per pixel), which
-    ``contiguous()`` keeps where there is one channel: a run in the usual layout must still run
-    its convolutions in it, as its record says and as the layout was timed."""
+def test_the_convolutions_compute_in_the_layout_the_run_records(channels, channels_last, cropped):
+    """Every convolution of a run computes in the layout its record says, whatever strides a
+    batch comes with. With one channel ``contiguous()`` keeps a tensor's strides: random_crop's
+    batch (a gather per pixel) has channels-last ones, an uncropped batch and the first
+    convolution's one-channel weight the usual ones."""
     images = torch.randint(0, 255, (4, channels, 12, 12), dtype=torch.uint8).float()
-    batch = data.random_crop(images, torch.Generator().manual_seed(0))
-    assert batch.stride()[1] == 1  # channels-last strides, as the crop hands them over
+    batch = data.random_crop(images, torch.Generator().manual_seed(0)) if cropped else images
+    assert (batch.stride()[1] == 1) is cropped  # channels-last strides only where cropped
     model = torch.nn.Sequential(torch.nn.Conv2d(channels, 8, 3), torch.nn.Conv2d(8, 8, 3))
     outputs = []
     for conv in model:
         conv.register_forward_hook(lambda module, args, out: outputs.append(out))
+    expected = model(batch)
     module = training.Classifier(model, FAST, channels_last=channels_last)
-    assert torch.allclose(module(batch), model(batch), atol=1e-4)  # the same, up to rounding
+    assert torch.allclose(module(batch), expected, atol=1e-4)  # the same, up to rounding
     layout = torch.channels_last if channels_last else torch.contiguous_format
-    assert all(out.is_contiguous(memory_format=layout) for out in outputs[:2])
+    assert all(out.stride() == torch.empty(out.shape, memory_format=layout).stride()
+               for out in outputs[2:])
+    weights = [conv.weight for conv in model]
+    assert all(w.stride() == torch.empty(w.shape, memory_format=layout).stride() for w in weights)
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_a_timed_step_of_one_channel_images_computes_in_the_layout_it_times(channels_last):
-    """Random images made in the usual layout stay in it under contiguous(channels_last) when
-    they have one channel: the timing (fit's pick, the layout benchmark) must give the first
-    convolution the layout it times, as a cropped batch in fit does."""
+    """Random one-channel images: the timing (fit's pick, the layout benchmark) must hand the
+    first convolution the layout it times, as fit does."""
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 6 * 6, 10))
     strides = []

@@ -1,20 +1,19 @@
-"""The memory layout a run's convolutions compute in: each batch handed over with its strides."""
+"""The memory layout a run's convolutions compute in: batches and weights with its strides."""
 
 from __future__ import annotations
 
 import torch
 
 
-def images_in_layout(images: torch.Tensor, channels_last: bool) -> torch.Tensor:
-    """A batch with the strides of the layout its run trains in, so that the convolutions
-    compute in that layout. The usual layout takes a copy where a batch comes with other
-    strides: a crop gathered per pixel (``data.random_crop``) hands over channels-last ones, and
-    ``contiguous()`` keeps those of a one-channel batch (a size-1 dimension's stride does not
-    count), with which the convolutions would run channels-last. (The other way round, an
-    uncropped one-channel batch keeps the usual strides under channels-last and its first
-    convolution computes in the usual layout, as the course's measured CPU-mode runs did.)"""
-    if channels_last:
-        return images.contiguous(memory_format=torch.channels_last)
-    if images.stride() != torch.empty(images.shape, device="meta").stride():
-        return images.clone(memory_format=torch.contiguous_format)
-    return images
+def in_layout(tensor: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    """``tensor`` (4-D: a batch of images, or a convolution's weight) with the strides of the
+    layout its run trains in, copied where they differ, so that the convolutions compute in
+    that layout. ``contiguous()`` would not do: it keeps the strides of a tensor with one channel
+    (a size-1 dimension's stride does not count). So a crop gathered per pixel
+    (``data.random_crop``, channels-last strides) would run channels-last in the usual layout,
+    and under channels-last an uncropped one-channel batch, with the first convolution's
+    one-channel weight, would run that convolution in the usual layout."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
+    if tensor.stride() != torch.empty(tensor.shape, device="meta", memory_format=layout).stride():
+        return tensor.clone(memory_format=layout)
+    return tensor

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from . import allocator as _allocator, config
-from .layout import images_in_layout
+from .layout import in_layout
 from .. import models
 
 
@@ -40,12 +40,11 @@ def throughput(model, input_shape, batch_size: int, batches: int, train: bool,
     if batch is not None:
         x = batch[0].to(device)
         batch_size = len(x)
-    else:  # made in the layout timed: with one channel, contiguous() would not change strides
-        layout = torch.channels_last if channels_last else torch.contiguous_format
-        x = torch.empty(batch_size, *input_shape, device=device, memory_format=layout).normal_()
+    else:
+        x = torch.randn(batch_size, *input_shape, device=device)
     if channels_last:
         model = models.layers.to_channels_last(model)
-    x = images_in_layout(x, channels_last)
+    x = in_layout(x, channels_last)
     dtype = config.autocast_dtype(precision)
     autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     if train:
