@@ -20,6 +20,6 @@ checks), ``memory`` (a training step's peak memory, and telling an out-of-memory
 ``files`` (writes that are never half-done), ``lightning`` (the Trainer's fixed settings,
 checkpoints and logs), ``allocator`` (glibc's handling of big blocks), ``arguments`` (the one check
 of an argument, a recipe's and a data module's), ``ray_cleanup`` (ends a killed sweep's Ray
-processes), ``notebook_runner`` (``make course``), ``layout`` (batches and weights handed over
-in the strides of the run's memory layout).
+processes), ``notebook_runner`` (``make course``), ``layout`` (batches handed over in the
+strides of the run's memory layout).
 """

@@ -5,9 +5,8 @@ the channels-last weight layout."""
 
 from __future__ import annotations
 
+import torch
 from torch import nn
-
-from .._machinery.layout import in_layout
 
 ACTIVATIONS = {"relu": nn.ReLU, "leakyrelu": nn.LeakyReLU, "tanh": nn.Tanh, "gelu": nn.GELU}
 # The gain He initialisation uses for each activation (GELU is close enough to ReLU).
@@ -46,5 +45,6 @@ def to_channels_last(model: nn.Module) -> nn.Module:
     tensors, such as the 5-D weights of checkered layers, stay as they are."""
     for tensor in (*model.parameters(), *model.buffers()):
         if tensor.dim() == 4:
-            tensor.data = in_layout(tensor.data, channels_last=True)
+            # clone, not contiguous(): that keeps a one-channel weight's usual strides
+            tensor.data = tensor.data.clone(memory_format=torch.channels_last)
     return model
