@@ -18,7 +18,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ._machinery.lightning import gathered_in_order
-from ._machinery.layout import in_layout
+from ._machinery.layout import images_in_layout
 from .models.layers import to_channels_last
 from .recipes import Recipe, lr_factor
 
@@ -57,7 +57,7 @@ class Classifier(pl.LightningModule):
         checkpoint["channels_last"] = self.channels_last  # a resumed run keeps its layout
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(in_layout(images, self.channels_last))
+        return self.model(images_in_layout(images, self.channels_last))
 
     def training_step(self, batch, batch_idx):
         images, labels = batch

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from . import allocator as _allocator, config
-from .layout import in_layout
+from .layout import images_in_layout
 from .. import models
 
 
@@ -44,7 +44,7 @@ def throughput(model, input_shape, batch_size: int, batches: int, train: bool,
         x = torch.randn(batch_size, *input_shape, device=device)
     if channels_last:
         model = models.layers.to_channels_last(model)
-    x = in_layout(x, channels_last)
+    x = images_in_layout(x, channels_last)
     dtype = config.autocast_dtype(precision)
     autocast = torch.autocast(device, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
     if train:
