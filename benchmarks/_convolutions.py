@@ -65,7 +65,22 @@ def conv_seconds(shape: tuple, bf16: bool, repeats: int) -> float:
     return min(timed([conv_step(shape, bf16, layout) for layout in (False, True)], repeats))
 
 
+def conv_flops(shape: tuple) -> int:
+    """Floating-point operations of one convolution of ``shape``, forward and backward: two a
+    multiply-add, in the forward pass, the weight's gradient and (if it needs one) the input's."""
+    (n, c, h, w), out, kernel, stride, padding, needs_grad = shape
+    out_h, out_w = ((size + 2 * pad - k) // step + 1
+                    for size, pad, k, step in zip((h, w), padding, kernel, stride))
+    return 2 * n * out_h * out_w * c * out * kernel[0] * kernel[1] * (3 if needs_grad else 2)
+
+
+def convolution_times(shapes: Counter, bf16: bool, repeats: int) -> dict:
+    """The seconds of one convolution of each shape of ``shapes`` (:func:`conv_shapes`), alone,
+    forward and backward, in its faster layout."""
+    return {shape: conv_seconds(shape, bf16, repeats) for shape in shapes}
+
+
 def convolutions_seconds(shapes: Counter, bf16: bool, repeats: int) -> float:
-    """The time of all convolutions of ``shapes`` (:func:`conv_shapes`), each alone, forward and
-    backward, in its faster layout."""
-    return sum(count * conv_seconds(shape, bf16, repeats) for shape, count in shapes.items())
+    """The time of all convolutions of ``shapes``, each timed as in :func:`convolution_times`."""
+    times = convolution_times(shapes, bf16, repeats)
+    return sum(count * times[shape] for shape, count in shapes.items())

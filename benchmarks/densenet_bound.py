@@ -22,13 +22,14 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from datetime import date
 
 import torch
 from torch import nn
 
 import _results
-from _convolutions import INPUT, convolutions_seconds, conv_shapes
+from _convolutions import INPUT, conv_flops, conv_shapes, convolution_times
 from _timing import on_a_cpu
 from helpers import measure, models
 from helpers._machinery import allocator, config
@@ -49,6 +50,20 @@ def compiled_step(model: nn.Module, batch: int, precision: str, repeats: int,
 
     return {"compile_s": seconds(batch, 1, 0), "step_s": seconds(batch, repeats, 2),
             "other_batch_s": seconds(batch // 2 + 3, 1, 0)}
+
+
+def by_kind(shapes: Counter, times: dict) -> dict:
+    """The convolutions of ``shapes`` grouped by kernel, input size and output channels: (how
+    many, their seconds, their floating-point operations) for each, slowest kind first. Where
+    the time goes, and how close to the machine's arithmetic each kind comes."""
+    kinds = {}
+    for shape, count in shapes.items():
+        (_, _, h, w), out, kernel, *_ = shape
+        kind = f"{kernel[0]}x{kernel[1]} to {out} channels, {h}x{w}"
+        found = kinds.get(kind, (0, 0.0, 0))
+        kinds[kind] = (found[0] + count, found[1] + count * times[shape],
+                       found[2] + count * conv_flops(shape))
+    return dict(sorted(kinds.items(), key=lambda item: -item[1][1]))
 
 
 def arguments(description: str, repeats: int) -> argparse.ArgumentParser:
@@ -78,7 +93,9 @@ def main() -> None:
                                            batches=args.repeats, channels_last=channels_last)
         steps["channels-last" if channels_last else "usual"] = args.batch / rate
     shapes = conv_shapes(models.create(args.model), args.batch)
-    convs = convolutions_seconds(shapes, bf16, args.repeats)
+    times = convolution_times(shapes, bf16, args.repeats)
+    convs = sum(count * times[shape] for shape, count in shapes.items())
+    kinds = by_kind(shapes, times)
     best = min(steps.values())
     bound = best / convs
     print(f"{config.hardware()} | torch {torch.__version__} | {precision} | {date.today()}")
@@ -88,7 +105,10 @@ def main() -> None:
         print(f"whole training step, {layout} layout: {seconds * 1e3:8.1f} ms "
               f"({args.batch / seconds:6.1f} images/s)")
     print(f"its convolutions alone, each in its faster layout: {convs * 1e3:8.1f} ms "
-          f"({convs / best:.0%} of the faster step)")
+          f"({convs / best:.0%} of the faster step); by kind:")
+    for kind, (count, seconds, flops) in kinds.items():
+        print(f"  {kind:32s} {count:3d} of them {seconds * 1e3:8.1f} ms ({seconds / convs:4.0%}), "
+              f"{flops / seconds / 1e9:6.1f} GFLOP/s")
     print(f"\nAn implementation that keeps these convolutions is at most {bound:.2f}x the "
           f"straightforward one here (issue 27 asks for 1.5x).")
     compiled = compiled_step(models.create(args.model), args.batch, precision,
@@ -105,6 +125,9 @@ def main() -> None:
             "torch": torch.__version__, "date": str(date.today()),
             "step_ms": {k: round(v * 1e3, 1) for k, v in steps.items()},
             "convolutions_ms": round(convs * 1e3, 1), "bound": round(bound, 3),
+            "convolutions_by_kind": {kind: {"count": count, "ms": round(seconds * 1e3, 1),
+                                            "gflop_per_s": round(flops / seconds / 1e9, 1)}
+                                     for kind, (count, seconds, flops) in kinds.items()},
             **({"compiled": {k: round(v, 3) for k, v in compiled.items()}} if compiled else {}),
             "command": "python benchmarks/densenet_bound.py " + " ".join(sys.argv[1:])})
 

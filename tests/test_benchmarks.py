@@ -213,6 +213,12 @@ def test_the_convolution_bound_times_every_convolution_of_the_model_once_per_sha
     assert 0 < seconds < 1
     two = Counter({((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True): 2})
     assert 0 < bound.convolutions_seconds(two, bf16=False, repeats=2) < 2
+    # two operations a multiply-add; forward, the weight's gradient and the input's where needed
+    assert bound.conv_flops(((2, 8, 8, 8), 4, (1, 1), (1, 1), (0, 0), True)) == 2 * 2 * 64 * 32 * 3
+    assert bound.conv_flops(((1, 1, 8, 8), 1, (3, 3), (2, 2), (1, 1), False)) == 2 * 16 * 9 * 2
+    kinds = _load("densenet_bound").by_kind(shapes, dict.fromkeys(shapes, 0.5))
+    assert kinds["3x3 to 12 channels, 32x32"] == (16, 8.0, 16 * 2 * 2 * 1024 * 48 * 12 * 9 * 3)
+    assert sum(count for count, _, _ in kinds.values()) == 99
 
 
 @pytest.mark.skipif(shutil.which("c++") is None,
