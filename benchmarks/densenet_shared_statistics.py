@@ -1,8 +1,10 @@
 """Does a DenseNet written for speed train faster than the straightforward one on this CPU?
-(Issue 27, item 2 asks DenseNet-BC-100 at 1.5x.) Side by side in one run, in fp32.
+(Issue 27, item 2 asks DenseNet-BC-100 at 1.5x.) Side by side in one run, in the training path's
+precision.
 
     pip install ninja                      # to build the C++ kernels (else: the eager variant only)
     python benchmarks/densenet_shared_statistics.py [--model densenet-bc-100-k12] [--batch 64]
+                                                    [--precision bf16-mixed|32-true]
 
 The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the
 concatenation: per layer, several passes over a width that grows with depth, and a BatchNorm over
@@ -19,10 +21,13 @@ the memory-efficient DenseNet paper's shared buffers, taken one step further) ke
 * everything after the first convolution's input as it is (autograd).
 
 Outputs, gradients and the running statistics are the straightforward model's (checked in
-float64 before timing). The per-layer passes run as PyTorch operations ("eager") and as two fused
-C++ kernels of our own ("kernels", built at run time with ``torch.utils.cpp_extension``). The
-model itself is unchanged; ``measure.training_throughput`` times each, the straightforward one in
-both layouts, interleaved, in ``--repeats`` rounds (the fastest and the median of each).
+float64 before timing). In bf16 autocast (a CPU with AVX512-BF16) the buffers hold bf16 maps, as
+the straightforward model's concatenations do, the kernels compute in fp32, and a bf16 step is
+checked to land as close to the fp32 step as the model's own. The per-layer passes run as PyTorch
+operations ("eager") and as two fused C++ kernels of our own ("kernels", built at run time with
+``torch.utils.cpp_extension``). The model itself is unchanged; ``measure.training_throughput``
+times each, the straightforward one in both layouts, interleaved, in ``--repeats`` rounds (the
+fastest and the median of each).
 """
 
 from __future__ import annotations
@@ -51,9 +56,10 @@ CHANNELS_LAST = torch.channels_last
 
 
 def eager_affine_relu(buffer, start, weight, bias):
-    """ReLU(weight * buffer[:, start:] + bias): a layer's first BatchNorm after normalising."""
+    """ReLU(weight * buffer[:, start:] + bias): a layer's first BatchNorm after normalising, in
+    the buffer's dtype (computed in the parameters' where those are wider, as with bf16)."""
     return torch.addcmul(bias.view(1, -1, 1, 1), buffer[:, start:],
-                         weight.view(1, -1, 1, 1)).relu_()
+                         weight.view(1, -1, 1, 1)).relu_().to(buffer.dtype)
 
 
 def eager_affine_relu_backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):
@@ -61,6 +67,7 @@ def eager_affine_relu_backward(grad, relu_out, buffer, start, weight, bias, grad
     ``weight`` and ``bias``."""
     masked = torch.ops.aten.threshold_backward(grad, relu_out, 0)
     grad_buffer[:, start:].addcmul_(masked, weight.view(1, -1, 1, 1))
+    masked = masked.to(weight.dtype)  # the sums in the parameters' dtype
     return (masked * buffer[:, start:]).sum((0, 2, 3)), masked.sum((0, 2, 3))
 
 
@@ -68,29 +75,31 @@ EAGER = (eager_affine_relu, eager_affine_relu_backward)
 
 KERNELS_SOURCE = r"""
 #include <torch/extension.h>
+#include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <vector>
 
-// One pixel's channels [start, C) of a channels-last buffer; the pointers never overlap.
-template <typename T>
-static inline void affine_relu_row(const T* __restrict__ x, const T* __restrict__ w,
-                                   const T* __restrict__ b, T* __restrict__ out, int64_t n) {
+// One pixel's channels [start, C) of a channels-last buffer; the pointers never overlap. The
+// arithmetic is in M (float for a bf16 buffer), the affine parameters are M too.
+template <typename T, typename M>
+static inline void affine_relu_row(const T* __restrict__ x, const M* __restrict__ w,
+                                   const M* __restrict__ b, T* __restrict__ out, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
-    T v = x[c] * w[c] + b[c];
-    out[c] = v > T(0) ? v : T(0);
+    M v = M(x[c]) * w[c] + b[c];
+    out[c] = T(v > M(0) ? v : M(0));
   }
 }
 
-template <typename T>
+template <typename T, typename M>
 static inline void affine_relu_backward_row(
-    const T* __restrict__ x, const T* __restrict__ grad, const T* __restrict__ w,
-    const T* __restrict__ b, T* __restrict__ grad_x, T* __restrict__ sum_wx,
-    T* __restrict__ sum_b, int64_t n) {
+    const T* __restrict__ x, const T* __restrict__ grad, const M* __restrict__ w,
+    const M* __restrict__ b, T* __restrict__ grad_x, M* __restrict__ sum_wx,
+    M* __restrict__ sum_b, int64_t n) {
   for (int64_t c = 0; c < n; ++c) {
-    T xc = x[c];
-    T g = (xc * w[c] + b[c]) > T(0) ? grad[c] : T(0);
-    grad_x[c] += g * w[c];
+    M xc = M(x[c]);
+    M g = (xc * w[c] + b[c]) > M(0) ? M(grad[c]) : M(0);
+    grad_x[c] = T(M(grad_x[c]) + g * w[c]);
     sum_wx[c] += g * xc;
     sum_b[c] += g;
   }
@@ -101,21 +110,27 @@ static void check(const torch::Tensor& buffer) {
               "the buffer must be a channels-last (N, C, H, W) tensor");
 }
 
+static torch::Tensor in_math_type(const torch::Tensor& parameter, const torch::Tensor& buffer) {
+  return parameter.to(at::toOpMathType(buffer.scalar_type())).contiguous();
+}
+
 torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, torch::Tensor b) {
   check(buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
   const int64_t n = C - start, pixels = N * H * W;
   auto out = torch::empty({N, n, H, W},
                           buffer.options().memory_format(at::MemoryFormat::ChannelsLast));
-  w = w.contiguous(); b = b.contiguous();
-  AT_DISPATCH_FLOATING_TYPES(buffer.scalar_type(), "affine_relu", [&] {
+  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(), "affine_relu",
+                                 [&] {
+    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
     scalar_t* o = out.data_ptr<scalar_t>();
-    const scalar_t* wp = w.data_ptr<scalar_t>();
-    const scalar_t* bp = b.data_ptr<scalar_t>();
+    const math_t* wp = w.data_ptr<math_t>();
+    const math_t* bp = b.data_ptr<math_t>();
     at::parallel_for(0, pixels, 16, [&](int64_t first, int64_t last) {
       for (int64_t p = first; p < last; ++p)
-        affine_relu_row<scalar_t>(x + p * C, wp, bp, o + p * n, n);
+        affine_relu_row<scalar_t, math_t>(x + p * C, wp, bp, o + p * n, n);
     });
   });
   return out;
@@ -125,28 +140,34 @@ std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tenso
     int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor grad_buffer) {
   check(buffer);
   check(grad_buffer);
+  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
+              grad_buffer.scalar_type() == buffer.scalar_type(),
+              "the gradient, the buffer and its gradient must share one dtype");
   grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
-  w = w.contiguous(); b = b.contiguous();
+  const auto parameter_type = w.scalar_type();
+  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
   const int64_t n = C - start, pixels = N * H * W;
   // per-chunk partial sums (added in double at the end), so that threads never share one
   const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
-  auto partial = torch::zeros({chunks, 2, n}, buffer.options());
-  AT_DISPATCH_FLOATING_TYPES(buffer.scalar_type(), "affine_relu_backward", [&] {
+  auto partial = torch::zeros({chunks, 2, n}, w.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
+                                 "affine_relu_backward", [&] {
+    using math_t = at::opmath_type<scalar_t>;
     const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
     scalar_t* gx = grad_buffer.data_ptr<scalar_t>() + start;
     const scalar_t* g = grad.data_ptr<scalar_t>();
-    const scalar_t* wp = w.data_ptr<scalar_t>();
-    const scalar_t* bp = b.data_ptr<scalar_t>();
-    scalar_t* sums = partial.data_ptr<scalar_t>();
+    const math_t* wp = w.data_ptr<math_t>();
+    const math_t* bp = b.data_ptr<math_t>();
+    math_t* sums = partial.data_ptr<math_t>();
     at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
       for (int64_t k = first; k < last; ++k)
         for (int64_t p = pixels * k / chunks; p < pixels * (k + 1) / chunks; ++p)
-          affine_relu_backward_row<scalar_t>(x + p * C, g + p * n, wp, bp, gx + p * C,
-                                             sums + k * 2 * n, sums + k * 2 * n + n, n);
+          affine_relu_backward_row<scalar_t, math_t>(x + p * C, g + p * n, wp, bp, gx + p * C,
+                                                     sums + k * 2 * n, sums + k * 2 * n + n, n);
     });
   });
-  auto total = partial.to(torch::kDouble).sum(0).to(buffer.scalar_type());
+  auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
   return {total[0], total[1]};
 }
 """
@@ -187,10 +208,19 @@ def build_kernels():
     return module.affine_relu, backward
 
 
+def _unit_scale(maps: torch.Tensor) -> torch.Tensor | None:
+    """None for fp32 or fp64 maps; for bf16 ones, an fp32 scale of 1 per channel: with it ATen's
+    BatchNorm keeps the statistics in fp32, as a BatchNorm layer with fp32 parameters does."""
+    if maps.dtype in (torch.float32, torch.float64):
+        return None
+    return torch.ones(maps.shape[1], dtype=torch.float32)
+
+
 def _normalise(maps: torch.Tensor, eps: float):
     """(normalised maps, mean, 1/std) with the batch's statistics. ``maps`` in the usual layout:
     ATen's BatchNorm is several times slower on a dozen channels in channels-last."""
-    return torch.ops.aten.native_batch_norm(maps, None, None, None, None, True, 0.0, eps)
+    return torch.ops.aten.native_batch_norm(maps, _unit_scale(maps), None, None, None, True, 0.0,
+                                            eps)
 
 
 class _SharedStatisticsBlock(torch.autograd.Function):
@@ -255,8 +285,8 @@ class _SharedStatisticsBlock(torch.autograd.Function):
             values, mean, inv_std, first = ctx.maps[index]
             end = first + values.shape[1]
             grad = torch.ops.aten.native_batch_norm_backward(
-                grad_normalised[:, first:end].contiguous(), values, None, None, None, mean,
-                inv_std, True, ctx.eps, [True, False, False])[0]
+                grad_normalised[:, first:end].contiguous(), values, _unit_scale(values), None,
+                None, mean, inv_std, True, ctx.eps, [True, False, False])[0]
             return grad + grad_raw[:, first:end]
 
         for index in reversed(range(len(layers))):
@@ -330,10 +360,54 @@ def differences(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 4) 
     return found
 
 
+def bf16_errors(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 32) -> dict:
+    """How far one bf16-autocast training step lands from the same step in fp32, for ``model``
+    and for its shared-statistics copy: the relative error of the outputs and the largest one of
+    a parameter's gradient, for each (see :func:`rounds_as_the_model`)."""
+    torch.manual_seed(0)
+    model = model.train()
+    images = torch.randn(batch, *input_shape).to(memory_format=CHANNELS_LAST)
+    weights = None
+
+    def step(net: nn.Module, bf16: bool):
+        nonlocal weights
+        net.zero_grad()
+        torch.manual_seed(1)  # the same dropout masks
+        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+            out = net(images).float()
+        weights = torch.randn_like(out) if weights is None else weights
+        (out * weights).sum().backward()
+        return out.detach(), [p.grad for p in net.parameters()]
+
+    def error(found, wanted):
+        return ((found - wanted).norm() / wanted.norm()).item()
+
+    outputs, gradients = step(copy.deepcopy(model), bf16=False)
+    errors = {}
+    for name, net in (("model", copy.deepcopy(model)),
+                      ("shared statistics", shared_statistics(copy.deepcopy(model), ops))):
+        out, grads = step(net, bf16=True)
+        errors[name] = {"outputs": error(out, outputs), "gradients": max(
+            error(g, w) for g, w in zip(grads, gradients) if w.norm() > 0)}
+    return errors
+
+
+def rounds_as_the_model(errors: dict) -> bool:
+    """Whether :func:`bf16_errors` found the copy's bf16 step as close to the fp32 step as the
+    model's own (within half as much again, and 0.001): the two differ in rounding only."""
+    return all(errors["shared statistics"][kind] <= 1.5 * errors["model"][kind] + 1e-3
+               for kind in ("outputs", "gradients"))
+
+
 def main() -> None:
-    args = arguments(__doc__.split("\n\n")[0], repeats=5).parse_args()
+    parser = arguments(__doc__.split("\n\n")[0], repeats=5)
+    parser.add_argument("--precision", choices=("bf16-mixed", "32-true"),
+                        help="default: the training path's here (in full mode bf16 autocast on a "
+                             "CPU with AVX512-BF16, else fp32)")
+    args = parser.parse_args()
     if not on_a_cpu("densenet_shared_statistics.py"):
         return
+    precision = args.precision or config.precision()
     allocator.keep_freed_blocks()  # as training.fit does
     variants = {"straightforward, usual layout": (None, False),
                 "straightforward, channels-last": (None, True),
@@ -349,6 +423,10 @@ def main() -> None:
                 sys.exit(str(error))
             if max(found.values()) > 1e-9:
                 sys.exit(f"{name} does not compute what the model does (float64): {found}")
+            if precision.startswith("bf16"):
+                errors = bf16_errors(models.create(args.model), ops, batch=8)
+                if not rounds_as_the_model(errors):
+                    sys.exit(f"{name} rounds further from fp32 than the model in bf16: {errors}")
     rates = {name: [] for name in variants}
     for round_ in range(args.repeats):
         for name, (ops, channels_last) in variants.items():
@@ -356,7 +434,7 @@ def main() -> None:
             if ops:
                 model = shared_statistics(model, ops)
             rates[name].append(measure.training_throughput(
-                model, (3, 32, 32), args.batch, batches=3, precision="32-true",
+                model, (3, 32, 32), args.batch, batches=3, precision=precision,
                 channels_last=channels_last))
             print(f"round {round_ + 1} of {args.repeats}, {name}: {rates[name][-1]:.1f} "
                   "images/s", flush=True)
@@ -366,7 +444,7 @@ def main() -> None:
         value = {name: summary(values) for name, values in rates.items()}
         baseline = max(value[name] for name in baselines)
         ratios[summary.__name__] = {name: value[name] / baseline for name in value}
-    print(f"{config.hardware()} | torch {torch.__version__} | fp32 | {date.today()}")
+    print(f"{config.hardware()} | torch {torch.__version__} | {precision} | {date.today()}")
     print(f"{args.model}, batch {args.batch}, 32x32, training step, images/s in "
           f"{args.repeats} interleaved rounds; against the faster straightforward layout:")
     for name, values in rates.items():
@@ -376,7 +454,7 @@ def main() -> None:
     print("Issue 27 asks for 1.5x.")
     if not args.no_save:
         _results.save("densenet_shared_statistics", {
-            "model": args.model, "batch": args.batch, "precision": "32-true",
+            "model": args.model, "batch": args.batch, "precision": precision,
             "hardware": config.hardware(), "torch": torch.__version__, "date": str(date.today()),
             "images_per_s": {name: [round(v, 1) for v in values]
                              for name, values in rates.items()},

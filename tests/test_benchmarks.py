@@ -263,6 +263,20 @@ def test_the_shared_statistics_check_finds_a_layer_that_computes_otherwise():
     assert shared_statistics.differences(make(), (bias_shifted, backward), shape)["outputs"] > 1e-3
     found = shared_statistics.differences(make(), (forward, bias_gradient_doubled), shape)
     assert found["outputs"] < 1e-12 < 1e-3 < found["gradients"]
+    for ops, wrong in (((bias_shifted, backward), "outputs"),
+                       ((forward, bias_gradient_doubled), "gradients")):  # and in bf16
+        errors = shared_statistics.bf16_errors(make(), ops, input_shape=shape)
+        assert not shared_statistics.rounds_as_the_model(errors), errors
+        assert errors["shared statistics"][wrong] > 2 * errors["model"][wrong], errors
+
+
+@pytest.mark.parametrize("make, shape", SMALL_DENSENETS, ids=["bottleneck-dropout", "plain"])
+def test_the_shared_statistics_densenet_in_bf16_rounds_as_the_model_does(make, shape):
+    """In bf16 autocast (as on a CPU with AVX512-BF16) the copy keeps bf16 maps, as the model's
+    concatenations do: its step lands as close to the fp32 step as the model's own."""
+    errors = shared_statistics.bf16_errors(make(), shared_statistics.EAGER, input_shape=shape)
+    assert shared_statistics.rounds_as_the_model(errors), errors
+    assert errors["model"]["outputs"] > 0  # bf16 did round
 
 
 def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike():
@@ -280,6 +294,8 @@ def test_the_shared_statistics_kernels_compute_what_the_model_does():
     for make, shape in SMALL_DENSENETS:
         found = shared_statistics.differences(make(), kernels, input_shape=shape)
         assert max(found.values()) < 1e-12, found
+        assert shared_statistics.rounds_as_the_model(
+            shared_statistics.bf16_errors(make(), kernels, input_shape=shape))
 
 
 def test_a_benchmark_that_times_a_cpu_says_it_is_skipped_elsewhere(monkeypatch, capsys):
