@@ -53,9 +53,10 @@ def compiled_step(model: nn.Module, batch: int, precision: str, repeats: int,
 
 
 def by_kind(shapes: Counter, times: dict) -> dict:
-    """The convolutions of ``shapes`` grouped by kernel, input size and output channels: (how
-    many, their seconds, their floating-point operations) for each, slowest kind first. Where
-    the time goes, and how close to the machine's arithmetic each kind comes."""
+    """The convolutions of ``shapes`` grouped by kernel, output channels and image size (any
+    number of input channels): (how many, their seconds, their floating-point operations) for
+    each, slowest kind first. Where the time goes, and how close to the machine's arithmetic
+    each kind comes."""
     kinds = {}
     for shape, count in shapes.items():
         (_, _, h, w), out, kernel, *_ = shape
@@ -93,9 +94,8 @@ def main() -> None:
                                            batches=args.repeats, channels_last=channels_last)
         steps["channels-last" if channels_last else "usual"] = args.batch / rate
     shapes = conv_shapes(models.create(args.model), args.batch)
-    times = convolution_times(shapes, bf16, args.repeats)
-    convs = sum(count * times[shape] for shape, count in shapes.items())
-    kinds = by_kind(shapes, times)
+    kinds = by_kind(shapes, convolution_times(shapes, bf16, args.repeats))
+    convs = sum(seconds for _, seconds, _ in kinds.values())
     best = min(steps.values())
     bound = best / convs
     print(f"{config.hardware()} | torch {torch.__version__} | {precision} | {date.today()}")
