@@ -330,6 +330,20 @@ def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
     return model
 
 
+def _weighted_step(net: nn.Module, images: torch.Tensor, seed: int, weights=None,
+                   bf16: bool = False):
+    """A training step's forward and backward of ``net`` (no update): dropout drawn after
+    ``torch.manual_seed(seed)``, the loss the sum of the outputs times ``weights`` (drawn here
+    when None). Returns the outputs, in the images' dtype, and the weights."""
+    net.zero_grad()
+    torch.manual_seed(seed)  # the same dropout masks for every net
+    with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
+        out = net(images).to(images.dtype)
+    weights = torch.randn_like(out) if weights is None else weights
+    (out * weights).sum().backward()
+    return out.detach(), weights
+
+
 def differences(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 4) -> dict:
     """Largest absolute differences between ``model`` and its shared-statistics copy in
     float64, in two training steps on the same random images (outputs, parameter gradients,
@@ -343,12 +357,8 @@ def differences(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 4) 
             memory_format=CHANNELS_LAST)  # as they train; dropout draws in memory order
         weights, results = None, []
         for net in (plain, shared):
-            net.zero_grad()
-            torch.manual_seed(step)  # the same dropout masks
-            out = net(images)
-            weights = torch.randn_like(out) if weights is None else weights
-            (out * weights).sum().backward()
-            results.append({"outputs": [out.detach()],
+            out, weights = _weighted_step(net, images, step, weights)
+            results.append({"outputs": [out],
                             "gradients": [p.grad for p in net.parameters()],
                             "buffers": [b.double() for b in net.buffers()]})
         for kind in found:
@@ -367,28 +377,19 @@ def bf16_errors(model: nn.Module, ops, input_shape=(3, 32, 32), batch: int = 32)
     torch.manual_seed(0)
     model = model.train()
     images = torch.randn(batch, *input_shape).to(memory_format=CHANNELS_LAST)
-    weights = None
-
-    def step(net: nn.Module, bf16: bool):
-        nonlocal weights
-        net.zero_grad()
-        torch.manual_seed(1)  # the same dropout masks
-        with torch.autocast("cpu", torch.bfloat16, enabled=bf16):
-            out = net(images).float()
-        weights = torch.randn_like(out) if weights is None else weights
-        (out * weights).sum().backward()
-        return out.detach(), [p.grad for p in net.parameters()]
 
     def error(found, wanted):
         return ((found - wanted).norm() / wanted.norm()).item()
 
-    outputs, gradients = step(copy.deepcopy(model), bf16=False)
+    fp32 = copy.deepcopy(model)
+    outputs, weights = _weighted_step(fp32, images, seed=1)
     errors = {}
     for name, net in (("model", copy.deepcopy(model)),
                       ("shared statistics", shared_statistics(copy.deepcopy(model), ops))):
-        out, grads = step(net, bf16=True)
+        out, _ = _weighted_step(net, images, 1, weights, bf16=True)
         errors[name] = {"outputs": error(out, outputs), "gradients": max(
-            error(g, w) for g, w in zip(grads, gradients) if w.norm() > 0)}
+            error(p.grad, wanted.grad) for p, wanted in zip(net.parameters(), fp32.parameters())
+            if wanted.grad.norm() > 0)}
     return errors
 
 
