@@ -9,8 +9,8 @@ precision.
 The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the
 concatenation: per layer, several passes over a width that grows with depth, and a BatchNorm over
 maps whose batch statistics every earlier layer of the block has already computed. Within one
-batch a map never changes, so its statistics do not either. The variant timed here (the design of
-the memory-efficient DenseNet paper's shared buffers, taken one step further) keeps
+batch a map never changes, so its statistics do not either. The variants timed here (the design
+of the memory-efficient DenseNet paper's shared buffers, taken further) keep
 
 * each map once, normalised once with its own batch statistics, in one preallocated buffer per
   block (channels-last, newest maps first, as the concatenation orders them);
@@ -20,16 +20,24 @@ the memory-efficient DenseNet paper's shared buffers, taken one step further) ke
   map, from the sum of all its consumers' gradients;
 * everything after the first convolution's input as it is (autograd).
 
+These passes run as PyTorch operations ("eager") and as C++ kernels of our own
+(``densenet_shared_statistics.cpp``, built at run time with ``torch.utils.cpp_extension``):
+"C++ affine-ReLU" replaces only the two per-layer passes; "C++ fused" also
+
+* computes a 1x1 first convolution (the bottleneck's) with the affine-ReLU pass, in tiles of
+  1,024 pixels whose input is made in cache and multiplied at once (MKL), never written out; the
+  backward pass makes it again instead of reading it;
+* places each new map into the buffers, and takes its gradient, in two passes each;
+* runs the bottleneck's BatchNorm-ReLU in one kernel each way, keeping its input, not its output.
+
 Outputs, gradients and the running statistics are the straightforward model's (checked in
 float64 before timing). In bf16 autocast (a CPU with AVX512-BF16) the buffers hold bf16 maps, as
-the straightforward model's concatenations do, the kernels compute in fp32, and a bf16 step is
-checked to land as close to the fp32 step as the model's own. The per-layer passes run as PyTorch
-operations ("eager") and as two fused C++ kernels of our own ("kernels", built at run time with
-``torch.utils.cpp_extension``). The model itself is unchanged; ``measure.training_throughput``
-times each, the straightforward one in both layouts, interleaved, in ``--repeats`` rounds (the
-fastest and the median of each).
+the straightforward model's concatenations do, the kernels compute in fp32 (their products in
+bf16, as autocast's convolutions), and a bf16 step is checked to land as close to the fp32 step as
+the model's own. The model itself is unchanged; ``measure.training_throughput`` times each, the
+straightforward one in both layouts, interleaved, in ``--repeats`` rounds (the fastest and the
+median of each).
 """
-
 from __future__ import annotations
 
 import copy
@@ -41,6 +49,8 @@ import subprocess
 import sys
 import sysconfig
 from datetime import date
+from pathlib import Path
+from typing import Callable, NamedTuple
 
 import torch
 from torch import nn
@@ -53,6 +63,7 @@ from helpers._machinery import allocator, config
 from helpers.models.densenet import DenseBlock
 
 CHANNELS_LAST = torch.channels_last
+KERNELS = Path(__file__).with_suffix(".cpp")
 
 
 def eager_affine_relu(buffer, start, weight, bias):
@@ -71,106 +82,42 @@ def eager_affine_relu_backward(grad, relu_out, buffer, start, weight, bias, grad
     return (masked * buffer[:, start:]).sum((0, 2, 3)), masked.sum((0, 2, 3))
 
 
-EAGER = (eager_affine_relu, eager_affine_relu_backward)
+def eager_place_map(new, raw, normalised, first, eps):
+    """Writes a new map into the block's buffers at channel ``first``: as it is into ``raw``,
+    normalised with its batch statistics into ``normalised``. Returns (the map as
+    :func:`eager_map_gradient` reads it, its mean, its 1/std)."""
+    values = new.contiguous()  # the usual layout: ATen's BatchNorm is several times slower on a
+    out, mean, inv_std = _normalise(values, eps)  # dozen channels in channels-last
+    raw[:, first:first + new.shape[1]] = values
+    normalised[:, first:first + new.shape[1]] = out
+    return values, mean, inv_std
 
-KERNELS_SOURCE = r"""
-#include <torch/extension.h>
-#include <ATen/OpMathType.h>
-#include <ATen/Parallel.h>
-#include <algorithm>
-#include <vector>
 
-// One pixel's channels [start, C) of a channels-last buffer; the pointers never overlap. The
-// arithmetic is in M (float for a bf16 buffer), the affine parameters are M too.
-template <typename T, typename M>
-static inline void affine_relu_row(const T* __restrict__ x, const M* __restrict__ w,
-                                   const M* __restrict__ b, T* __restrict__ out, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
-    M v = M(x[c]) * w[c] + b[c];
-    out[c] = T(v > M(0) ? v : M(0));
-  }
-}
+def eager_map_gradient(grad_normalised, grad_raw, first, values, mean, inv_std, eps):
+    """A placed map's gradient: through its normalisation, plus its share of ``grad_raw``."""
+    end = first + values.shape[1]
+    grad = torch.ops.aten.native_batch_norm_backward(
+        grad_normalised[:, first:end].contiguous(), values, _unit_scale(values), None, None, mean,
+        inv_std, True, eps, [True, False, False])[0]
+    return grad + grad_raw[:, first:end]
 
-template <typename T, typename M>
-static inline void affine_relu_backward_row(
-    const T* __restrict__ x, const T* __restrict__ grad, const M* __restrict__ w,
-    const M* __restrict__ b, T* __restrict__ grad_x, M* __restrict__ sum_wx,
-    M* __restrict__ sum_b, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
-    M xc = M(x[c]);
-    M g = (xc * w[c] + b[c]) > M(0) ? M(grad[c]) : M(0);
-    grad_x[c] = T(M(grad_x[c]) + g * w[c]);
-    sum_wx[c] += g * xc;
-    sum_b[c] += g;
-  }
-}
 
-static void check(const torch::Tensor& buffer) {
-  TORCH_CHECK(buffer.dim() == 4 && buffer.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "the buffer must be a channels-last (N, C, H, W) tensor");
-}
+class BlockOps(NamedTuple):
+    """How a block's passes are computed: each layer's first BatchNorm's affine part and ReLU,
+    where given the same fused with a 1x1 first convolution (a bottleneck) and a later
+    BatchNorm-ReLU pair in one pass, and the placing of each new map into the buffers with its
+    gradient."""
+    affine_relu: Callable
+    affine_relu_backward: Callable
+    conv1x1: Callable | None = None
+    conv1x1_backward: Callable | None = None
+    place_map: Callable = eager_place_map
+    map_gradient: Callable = eager_map_gradient
+    batchnorm_relu: Callable | None = None
+    batchnorm_relu_backward: Callable | None = None
 
-static torch::Tensor in_math_type(const torch::Tensor& parameter, const torch::Tensor& buffer) {
-  return parameter.to(at::toOpMathType(buffer.scalar_type())).contiguous();
-}
 
-torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, torch::Tensor b) {
-  check(buffer);
-  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
-  const int64_t n = C - start, pixels = N * H * W;
-  auto out = torch::empty({N, n, H, W},
-                          buffer.options().memory_format(at::MemoryFormat::ChannelsLast));
-  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
-  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(), "affine_relu",
-                                 [&] {
-    using math_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
-    scalar_t* o = out.data_ptr<scalar_t>();
-    const math_t* wp = w.data_ptr<math_t>();
-    const math_t* bp = b.data_ptr<math_t>();
-    at::parallel_for(0, pixels, 16, [&](int64_t first, int64_t last) {
-      for (int64_t p = first; p < last; ++p)
-        affine_relu_row<scalar_t, math_t>(x + p * C, wp, bp, o + p * n, n);
-    });
-  });
-  return out;
-}
-
-std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tensor buffer,
-    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor grad_buffer) {
-  check(buffer);
-  check(grad_buffer);
-  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
-              grad_buffer.scalar_type() == buffer.scalar_type(),
-              "the gradient, the buffer and its gradient must share one dtype");
-  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
-  const auto parameter_type = w.scalar_type();
-  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
-  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
-  const int64_t n = C - start, pixels = N * H * W;
-  // per-chunk partial sums (added in double at the end), so that threads never share one
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
-  auto partial = torch::zeros({chunks, 2, n}, w.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
-                                 "affine_relu_backward", [&] {
-    using math_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
-    scalar_t* gx = grad_buffer.data_ptr<scalar_t>() + start;
-    const scalar_t* g = grad.data_ptr<scalar_t>();
-    const math_t* wp = w.data_ptr<math_t>();
-    const math_t* bp = b.data_ptr<math_t>();
-    math_t* sums = partial.data_ptr<math_t>();
-    at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
-      for (int64_t k = first; k < last; ++k)
-        for (int64_t p = pixels * k / chunks; p < pixels * (k + 1) / chunks; ++p)
-          affine_relu_backward_row<scalar_t, math_t>(x + p * C, g + p * n, wp, bp, gx + p * C,
-                                                     sums + k * 2 * n, sums + k * 2 * n + n, n);
-    });
-  });
-  auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
-  return {total[0], total[1]};
-}
-"""
+EAGER = BlockOps(eager_affine_relu, eager_affine_relu_backward)
 
 
 def find_ninja() -> bool:
@@ -185,27 +132,37 @@ def find_ninja() -> bool:
     return True
 
 
-def build_kernels():
-    """The two fused C++ kernels as (forward, backward), built on first use (about a minute;
-    cached in torch's extensions folder), or None with the reason printed."""
+def build_kernels() -> dict[str, BlockOps] | None:
+    """The C++ kernels, built on first use (about a minute; cached in torch's extensions
+    folder), as two ways to run a block: "C++ affine-ReLU" and "C++ fused" (the module's
+    docstring). None, with the reason printed, where they cannot be built."""
     if not find_ninja():
         print("The C++ kernels are not timed: building them needs ninja (pip install ninja).")
         return None
-    from torch.utils.cpp_extension import load_inline
+    from torch.utils.cpp_extension import load
     print("Building the C++ kernels (about a minute, once)...", flush=True)
     try:
-        module = load_inline("densenet_shared_statistics", cpp_sources=KERNELS_SOURCE,
-                             functions=["affine_relu", "affine_relu_backward"],
-                             extra_cflags=["-O3", "-march=native", "-fopenmp"])
+        module = load("densenet_shared_statistics", [str(KERNELS)],
+                      extra_cflags=["-O3", "-march=native", "-fopenmp"])
     except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as error:
         print(f"The C++ kernels are not timed: they did not build or load ({error}). A "
               "damaged build is built again once its folder, named above, is removed.")
         return None
 
-    def backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):
-        return tuple(module.affine_relu_backward(grad, buffer, start, weight, bias, grad_buffer))
+    def backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):  # reads the buffer
+        return module.affine_relu_backward(grad, buffer, start, weight, bias, grad_buffer)
 
-    return module.affine_relu, backward
+    def map_gradient(grad_normalised, grad_raw, first, values, mean, inv_std, eps):
+        return module.map_gradient(grad_normalised, grad_raw, first, values, mean, inv_std)
+
+    alone = BlockOps(module.affine_relu, backward)
+    return {"C++ affine-ReLU": alone,
+            "C++ fused": alone._replace(
+                conv1x1=module.affine_relu_conv1x1,
+                conv1x1_backward=module.affine_relu_conv1x1_backward,
+                place_map=module.place_map, map_gradient=map_gradient,
+                batchnorm_relu=module.batchnorm_relu,
+                batchnorm_relu_backward=module.batchnorm_relu_backward)}
 
 
 def _unit_scale(maps: torch.Tensor) -> torch.Tensor | None:
@@ -223,6 +180,53 @@ def _normalise(maps: torch.Tensor, eps: float):
                                             eps)
 
 
+def _fuses(ops: BlockOps, conv: nn.Module) -> bool:
+    """Whether ``ops`` computes this first convolution with the affine-ReLU pass: a 1x1 one."""
+    return (ops.conv1x1 is not None and isinstance(conv, nn.Conv2d)
+            and conv.kernel_size == (1, 1) and conv.stride == (1, 1) and conv.groups == 1
+            and conv.bias is None)
+
+
+def _update_running_statistics(norm: nn.BatchNorm2d, mean, biased_variance, count: int):
+    """What a BatchNorm in training does to its running statistics, from its batch's."""
+    norm.running_mean.lerp_(mean, norm.momentum)
+    norm.running_var.lerp_(biased_variance * (count / (count - 1)), norm.momentum)
+    norm.num_batches_tracked.add_(1)
+
+
+class _BatchNormReLU(torch.autograd.Function):
+    """A BatchNorm in training followed by ReLU, one kernel each way (``ops``'); it keeps the
+    input, not the output, for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, norm, ops):
+        y, mean, inv_std = ops.batchnorm_relu(x, weight, bias, norm.eps)
+        _update_running_statistics(norm, mean, inv_std.pow(-2) - norm.eps,
+                                   x.numel() // x.shape[1])
+        ctx.save_for_backward(x.contiguous(memory_format=CHANNELS_LAST), mean, inv_std, weight,
+                              bias)  # not y: the backward pass makes its ReLU's mask again
+        ctx.ops = ops
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        return (*ctx.ops.batchnorm_relu_backward(grad, *ctx.saved_tensors), None, None)
+
+
+def _rest_of_layer(modules: nn.Sequential, x: torch.Tensor, ops: BlockOps) -> torch.Tensor:
+    """``modules(x)``, with each BatchNorm followed by a ReLU in one pass where ``ops`` can."""
+    modules = list(modules)
+    while modules:
+        module = modules.pop(0)
+        if (ops.batchnorm_relu is not None and isinstance(module, nn.BatchNorm2d) and modules
+                and isinstance(modules[0], nn.ReLU)):
+            x = _BatchNormReLU.apply(x, module.weight, module.bias, module, ops)
+            modules.pop(0)
+        else:
+            x = module(x)
+    return x
+
+
 class _SharedStatisticsBlock(torch.autograd.Function):
     """A dense block's training forward and backward; its parameters are passed only so that
     autograd hands their gradients back."""
@@ -230,7 +234,6 @@ class _SharedStatisticsBlock(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, block, ops, *parameters):
         layers = list(block.block)
-        affine_relu = ops[0]
         batch, c_in, height, width = x.shape
         growth = [m for m in layers[0].net if isinstance(m, nn.Conv2d)][-1].out_channels
         channels = c_in + len(layers) * growth
@@ -239,35 +242,34 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         raw = torch.empty(batch, channels, height, width, dtype=x.dtype,
                           memory_format=CHANNELS_LAST)  # the block's output
         normalised = torch.empty_like(raw)
-        maps = []  # (map in the usual layout, its mean, its 1/std, its first channel)
+        maps = []  # (the map as place_map keeps it, its mean, its 1/std, its first channel)
 
         def add(new: torch.Tensor, first: int):
-            values = new.contiguous()
-            out, mean, inv_std = _normalise(values, eps)
-            raw[:, first:first + new.shape[1]] = values
-            normalised[:, first:first + new.shape[1]] = out
-            maps.append((values, mean, inv_std, first))
+            maps.append((*ops.place_map(new, raw, normalised, first, eps), first))
 
         add(x, channels - c_in)
         graphs = []
         for layer, start in zip(layers, starts):  # a layer reads channels [start, channels)
-            norm = layer.net[0]
-            relu_out = affine_relu(normalised, start, norm.weight.detach(), norm.bias.detach())
+            norm, first_conv = layer.net[0], layer.net[2]
+            if _fuses(ops, first_conv):
+                inner = ops.conv1x1(normalised, start, norm.weight.detach(), norm.bias.detach(),
+                                    first_conv.weight.detach())
+                rest = layer.net[3:]
+            else:
+                inner = ops.affine_relu(normalised, start, norm.weight.detach(),
+                                        norm.bias.detach())
+                rest = layer.net[2:]
             with torch.enable_grad():  # the rest of the layer: autograd, as it is
-                relu_out.requires_grad_()
-                new = layer.net[2:](relu_out)
-            graphs.append((relu_out, new))
+                inner.requires_grad_()
+                new = _rest_of_layer(rest, inner, ops)
+            graphs.append((inner, new, rest))
             add(new.detach(), start - growth)
         # every first BatchNorm's running statistics, as each would have updated its own
-        count = batch * height * width
         means = torch.cat([mean for _, mean, _, _ in maps[::-1]])
         variances = torch.cat([inv_std.pow(-2) - eps for _, _, inv_std, _ in maps[::-1]])
-        variances *= count / (count - 1)
         for layer, start in zip(layers, starts):
-            norm = layer.net[0]
-            norm.running_mean.lerp_(means[start:], norm.momentum)
-            norm.running_var.lerp_(variances[start:], norm.momentum)
-            norm.num_batches_tracked.add_(1)
+            _update_running_statistics(layer.net[0], means[start:], variances[start:],
+                                       batch * height * width)
         ctx.block, ctx.ops, ctx.graphs, ctx.maps, ctx.starts, ctx.eps = (
             block, ops, graphs, maps, starts, eps)
         ctx.save_for_backward(normalised)
@@ -276,30 +278,32 @@ class _SharedStatisticsBlock(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_raw):
         normalised, = ctx.saved_tensors
-        affine_relu_backward = ctx.ops[1]
+        ops = ctx.ops
+        grad_raw = grad_raw.contiguous(memory_format=CHANNELS_LAST)  # the buffers' layout
         grad_normalised = torch.zeros_like(normalised)
         layers = list(ctx.block.block)
         grads = {}
 
         def grad_of_map(index):  # its own output's share plus its normalisation's gradient
             values, mean, inv_std, first = ctx.maps[index]
-            end = first + values.shape[1]
-            grad = torch.ops.aten.native_batch_norm_backward(
-                grad_normalised[:, first:end].contiguous(), values, _unit_scale(values), None,
-                None, mean, inv_std, True, ctx.eps, [True, False, False])[0]
-            return grad + grad_raw[:, first:end]
+            return ops.map_gradient(grad_normalised, grad_raw, first, values, mean, inv_std,
+                                    ctx.eps)
 
         for index in reversed(range(len(layers))):
-            layer = layers[index]
-            relu_out, new = ctx.graphs[index]
-            rest = list(layer.net[2:].parameters())
-            grad_relu, *grad_rest = torch.autograd.grad(new, [relu_out, *rest],
-                                                        grad_of_map(index + 1))
+            inner, new, rest = ctx.graphs[index]
+            rest = list(rest.parameters())
+            grad_inner, *grad_rest = torch.autograd.grad(new, [inner, *rest],
+                                                         grad_of_map(index + 1))
             grads.update(zip(rest, grad_rest))
-            norm = layer.net[0]
-            grads[norm.weight], grads[norm.bias] = affine_relu_backward(
-                grad_relu, relu_out.detach(), normalised, ctx.starts[index], norm.weight.detach(),
-                norm.bias.detach(), grad_normalised)
+            norm, first_conv = layers[index].net[0], layers[index].net[2]
+            common = (normalised, ctx.starts[index], norm.weight.detach(), norm.bias.detach())
+            if _fuses(ops, first_conv):
+                grads[first_conv.weight], grads[norm.weight], grads[norm.bias] = (
+                    ops.conv1x1_backward(grad_inner, *common, first_conv.weight.detach(),
+                                         grad_normalised))
+            else:
+                grads[norm.weight], grads[norm.bias] = ops.affine_relu_backward(
+                    grad_inner, inner.detach(), *common, grad_normalised)
         grad_x = grad_of_map(0)
         ctx.graphs = ctx.maps = None
         return (grad_x, None, None, *[grads.get(p) for p in ctx.block.parameters()])
@@ -322,7 +326,8 @@ def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
     if not all(isinstance(layer.net[1], nn.ReLU) for layer in layers):
         raise ValueError("the shared-statistics block fuses BatchNorm with ReLU; this model's "
                          "dense layers use another activation")
-    if any(layer.net[0].momentum is None for layer in layers):
+    if any(norm.momentum is None for layer in layers for norm in layer.net
+           if isinstance(norm, nn.BatchNorm2d)):
         raise ValueError("the shared-statistics block updates running statistics with a "
                          "momentum; this model's BatchNorms average them instead")
     for block in blocks:
@@ -413,9 +418,8 @@ def main() -> None:
     variants = {"straightforward, usual layout": (None, False),
                 "straightforward, channels-last": (None, True),
                 "shared statistics, eager": (EAGER, True)}
-    kernels = build_kernels()
-    if kernels:
-        variants["shared statistics, C++ kernels"] = (kernels, True)
+    kernels = build_kernels() or {}
+    variants.update({f"shared statistics, {name}": (ops, True) for name, ops in kernels.items()})
     for name, (ops, _) in variants.items():
         if ops:
             try:
@@ -448,8 +452,9 @@ def main() -> None:
     print(f"{config.hardware()} | torch {torch.__version__} | {precision} | {date.today()}")
     print(f"{args.model}, batch {args.batch}, 32x32, training step, images/s in "
           f"{args.repeats} interleaved rounds; against the faster straightforward layout:")
+    width = max(map(len, rates))
     for name, values in rates.items():
-        print(f"  {name:32s} fastest {max(values):6.1f} ({ratios['max'][name]:.2f}x), median "
+        print(f"  {name:{width}s} fastest {max(values):6.1f} ({ratios['max'][name]:.2f}x), median "
               f"{statistics.median(values):6.1f} ({ratios['median'][name]:.2f}x)   "
               f"[{', '.join(f'{v:.1f}' for v in values)}]")
     print("Issue 27 asks for 1.5x.")

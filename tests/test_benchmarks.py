@@ -250,7 +250,7 @@ def test_the_shared_statistics_densenet_computes_what_the_model_does(make, shape
 
 
 def test_the_shared_statistics_check_finds_a_layer_that_computes_otherwise():
-    forward, backward = shared_statistics.EAGER
+    forward, backward = shared_statistics.EAGER[:2]
     make, shape = SMALL_DENSENETS[1]
 
     def bias_shifted(buffer, start, weight, bias):
@@ -260,11 +260,12 @@ def test_the_shared_statistics_check_finds_a_layer_that_computes_otherwise():
         weight_grad, bias_grad = backward(*args)
         return weight_grad, 2 * bias_grad
 
-    assert shared_statistics.differences(make(), (bias_shifted, backward), shape)["outputs"] > 1e-3
-    found = shared_statistics.differences(make(), (forward, bias_gradient_doubled), shape)
+    shifted = shared_statistics.EAGER._replace(affine_relu=bias_shifted)
+    doubled = shared_statistics.EAGER._replace(affine_relu_backward=bias_gradient_doubled)
+    assert shared_statistics.differences(make(), shifted, shape)["outputs"] > 1e-3
+    found = shared_statistics.differences(make(), doubled, shape)
     assert found["outputs"] < 1e-12 < 1e-3 < found["gradients"]
-    for ops, wrong in (((bias_shifted, backward), "outputs"),
-                       ((forward, bias_gradient_doubled), "gradients")):  # and in bf16
+    for ops, wrong in ((shifted, "outputs"), (doubled, "gradients")):  # and in bf16
         errors = shared_statistics.bf16_errors(make(), ops, input_shape=shape)
         assert not shared_statistics.rounds_as_the_model(errors), errors
         assert errors["shared statistics"][wrong] > 2 * errors["model"][wrong], errors
@@ -289,13 +290,35 @@ def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike(
 @pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
                     reason="building the C++ kernels needs ninja and a C++ compiler")
 def test_the_shared_statistics_kernels_compute_what_the_model_does():
+    """Both ways the kernels run a block, the affine-ReLU passes alone or everything fused (the
+    bottleneck model fuses its 1x1 convolutions, the plain one has none), in float64 and bf16."""
     kernels = shared_statistics.build_kernels()  # about a minute the first time
     assert kernels, "the kernels did not build or load: the reason is printed above"
-    for make, shape in SMALL_DENSENETS:
-        found = shared_statistics.differences(make(), kernels, input_shape=shape)
-        assert max(found.values()) < 1e-12, found
-        assert shared_statistics.rounds_as_the_model(
-            shared_statistics.bf16_errors(make(), kernels, input_shape=shape))
+    assert [ops.conv1x1 is not None for ops in kernels.values()] == [False, True]
+    for ops in kernels.values():
+        for make, shape in SMALL_DENSENETS:
+            found = shared_statistics.differences(make(), ops, input_shape=shape)
+            assert max(found.values()) < 1e-12, found
+            errors = shared_statistics.bf16_errors(make(), ops, input_shape=shape)
+            assert shared_statistics.rounds_as_the_model(errors), errors
+
+
+@pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
+                    reason="building the C++ kernels needs ninja and a C++ compiler")
+def test_the_fused_1x1_convolution_is_checked_too():
+    """A wrong convolution weight gradient from the fused kernel does not pass the checks."""
+    fused = shared_statistics.build_kernels()["C++ fused"]
+
+    def weight_gradient_halved(*args):
+        grad_weight, *rest = fused.conv1x1_backward(*args)
+        return (grad_weight / 2, *rest)
+
+    make, shape = SMALL_DENSENETS[0]
+    wrong = fused._replace(conv1x1_backward=weight_gradient_halved)
+    found = shared_statistics.differences(make(), wrong, input_shape=shape)
+    assert found["outputs"] < 1e-12 < 1e-3 < found["gradients"], found
+    assert not shared_statistics.rounds_as_the_model(
+        shared_statistics.bf16_errors(make(), wrong, input_shape=shape))
 
 
 def test_a_benchmark_that_times_a_cpu_says_it_is_skipped_elsewhere(monkeypatch, capsys):

@@ -1,0 +1,525 @@
+// The C++ kernels of densenet_shared_statistics.py (issue 27, item 2): a DenseNet block's passes
+// over its shared buffers, fused. Built at run time by torch.utils.cpp_extension (ninja, a C++
+// compiler); every kernel computes what the straightforward model does, checked in float64 by the
+// benchmark before it times and by tests/test_benchmarks.py.
+#include <torch/extension.h>
+#include <ATen/OpMathType.h>
+#include <ATen/Parallel.h>
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+// One pixel's channels [start, C) of a channels-last buffer; the pointers never overlap. The
+// arithmetic is in M (float for a bf16 buffer), the affine parameters are M too.
+template <typename T, typename M>
+static inline void affine_relu_row(const T* __restrict__ x, const M* __restrict__ w,
+                                   const M* __restrict__ b, T* __restrict__ out, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    M v = M(x[c]) * w[c] + b[c];
+    out[c] = T(v > M(0) ? v : M(0));
+  }
+}
+
+template <typename T, typename M>
+static inline void affine_relu_backward_row(
+    const T* __restrict__ x, const T* __restrict__ grad, const M* __restrict__ w,
+    const M* __restrict__ b, T* __restrict__ grad_x, M* __restrict__ sum_wx,
+    M* __restrict__ sum_b, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    M xc = M(x[c]);
+    M g = (xc * w[c] + b[c]) > M(0) ? M(grad[c]) : M(0);
+    grad_x[c] = T(M(grad_x[c]) + g * w[c]);
+    sum_wx[c] += g * xc;
+    sum_b[c] += g;
+  }
+}
+
+static void check(const torch::Tensor& buffer) {
+  TORCH_CHECK(buffer.dim() == 4 && buffer.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "the buffer must be a channels-last (N, C, H, W) tensor");
+}
+
+static torch::Tensor in_math_type(const torch::Tensor& parameter, const torch::Tensor& buffer) {
+  return parameter.to(at::toOpMathType(buffer.scalar_type())).contiguous();
+}
+
+torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, torch::Tensor b) {
+  check(buffer);
+  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
+  const int64_t n = C - start, pixels = N * H * W;
+  auto out = torch::empty({N, n, H, W},
+                          buffer.options().memory_format(at::MemoryFormat::ChannelsLast));
+  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(), "affine_relu",
+                                 [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
+    scalar_t* o = out.data_ptr<scalar_t>();
+    const math_t* wp = w.data_ptr<math_t>();
+    const math_t* bp = b.data_ptr<math_t>();
+    at::parallel_for(0, pixels, 16, [&](int64_t first, int64_t last) {
+      for (int64_t p = first; p < last; ++p)
+        affine_relu_row<scalar_t, math_t>(x + p * C, wp, bp, o + p * n, n);
+    });
+  });
+  return out;
+}
+
+std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tensor buffer,
+    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor grad_buffer) {
+  check(buffer);
+  check(grad_buffer);
+  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
+              grad_buffer.scalar_type() == buffer.scalar_type(),
+              "the gradient, the buffer and its gradient must share one dtype");
+  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  const auto parameter_type = w.scalar_type();
+  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
+  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
+  const int64_t n = C - start, pixels = N * H * W;
+  // per-chunk partial sums (added in double at the end), so that threads never share one
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
+  auto partial = torch::zeros({chunks, 2, n}, w.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
+                                 "affine_relu_backward", [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
+    scalar_t* gx = grad_buffer.data_ptr<scalar_t>() + start;
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const math_t* wp = w.data_ptr<math_t>();
+    const math_t* bp = b.data_ptr<math_t>();
+    math_t* sums = partial.data_ptr<math_t>();
+    at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+      for (int64_t k = first; k < last; ++k)
+        for (int64_t p = pixels * k / chunks; p < pixels * (k + 1) / chunks; ++p)
+          affine_relu_backward_row<scalar_t, math_t>(x + p * C, g + p * n, wp, bp, gx + p * C,
+                                                     sums + k * 2 * n, sums + k * 2 * n + n, n);
+    });
+  });
+  auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
+  return {total[0], total[1]};
+}
+
+// The same pass fused with the layer's first convolution (1x1, no bias), in tiles of TILE
+// pixels: a tile's ReLU(w * x + b) is made in cache and multiplied at once, never written out,
+// and the backward pass makes it again instead of reading it. The products run in the buffer's
+// dtype, as autocast runs the convolution.
+constexpr int64_t TILE = 1024;
+
+// Asks for a pixel's row of a wide buffer AHEAD pixels early: beside other streams, the hardware
+// prefetcher does not follow a stride of hundreds of bytes (measured: a pass 4x slower).
+constexpr int64_t AHEAD = 16;
+
+template <int Write = 0, typename T>
+static inline void prefetch_row(const T* row, int64_t n) {
+  const char* bytes = reinterpret_cast<const char*>(row);
+  for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += 64) __builtin_prefetch(bytes + b, Write);
+}
+
+static torch::Tensor rows_of(void* data, int64_t rows, int64_t columns, const torch::Tensor& like) {
+  return torch::from_blob(data, {rows, columns}, like.options());
+}
+
+static torch::Tensor weight_matrix(const torch::Tensor& weight, const torch::Tensor& buffer,
+                                   int64_t n) {
+  TORCH_CHECK(weight.dim() == 4 && weight.size(1) == n && weight.size(2) == 1 &&
+              weight.size(3) == 1, "the convolution must be 1x1 from the layer's ", n,
+              " channels");
+  return weight.reshape({weight.size(0), n}).to(buffer.scalar_type()).contiguous();
+}
+
+torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Tensor w,
+                                  torch::Tensor b, torch::Tensor weight) {
+  check(buffer);
+  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
+  const int64_t n = C - start, pixels = N * H * W, o = weight.size(0);
+  const auto transposed = weight_matrix(weight, buffer, n).t();  // n x o
+  auto out = torch::empty({N, o, H, W},
+                          buffer.options().memory_format(at::MemoryFormat::ChannelsLast));
+  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
+  const int64_t tiles = (pixels + TILE - 1) / TILE;
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
+                                 "affine_relu_conv1x1", [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
+    scalar_t* o_ptr = out.data_ptr<scalar_t>();
+    const math_t* wp = w.data_ptr<math_t>();
+    const math_t* bp = b.data_ptr<math_t>();
+    at::parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) {
+      auto input = torch::empty({TILE, n}, buffer.options());
+      scalar_t* in = input.data_ptr<scalar_t>();
+      for (int64_t t = first; t < last; ++t) {
+        const int64_t p0 = t * TILE, rows = std::min(TILE, pixels - p0);
+        for (int64_t r = 0; r < rows; ++r) {
+          prefetch_row(x + (p0 + r + AHEAD) * C, n);
+          affine_relu_row<scalar_t, math_t>(x + (p0 + r) * C, wp, bp, in + r * n, n);
+        }
+        auto result = rows_of(o_ptr + p0 * o, rows, o, out);
+        at::mm_out(result, input.narrow(0, 0, rows), transposed);
+      }
+    });
+  });
+  return out;
+}
+
+template <typename T, typename M>
+static inline void conv1x1_backward_row(
+    const T* __restrict__ x, const T* __restrict__ relu_out, const T* __restrict__ grad,
+    const M* __restrict__ w, T* __restrict__ grad_x, M* __restrict__ sum_wx,
+    M* __restrict__ sum_b, int64_t n) {
+  for (int64_t c = 0; c < n; ++c) {
+    M g = M(relu_out[c]) > M(0) ? M(grad[c]) : M(0);
+    grad_x[c] = T(M(grad_x[c]) + g * w[c]);
+    sum_wx[c] += g * M(x[c]);
+    sum_b[c] += g;
+  }
+}
+
+// Returns the gradients of the convolution's weight, w and b; adds the buffer's into grad_buffer.
+std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torch::Tensor buffer,
+    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor weight,
+    torch::Tensor grad_buffer) {
+  check(buffer);
+  check(grad_buffer);
+  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
+              grad_buffer.scalar_type() == buffer.scalar_type(),
+              "the gradient, the buffer and its gradient must share one dtype");
+  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  const auto parameter_type = w.scalar_type();
+  const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
+  const int64_t n = C - start, pixels = N * H * W, o = weight.size(0);
+  const auto matrix = weight_matrix(weight, buffer, n);  // o x n
+  w = in_math_type(w, buffer); b = in_math_type(b, buffer);
+  const int64_t tiles = (pixels + TILE - 1) / TILE;
+  // per-tile products and sums (added in double at the end): the same for any thread count
+  auto weight_partial = torch::empty({tiles, o, n}, w.options());
+  auto partial = torch::zeros({tiles, 2, n}, w.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
+                                 "affine_relu_conv1x1_backward", [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
+    scalar_t* gx = grad_buffer.data_ptr<scalar_t>() + start;
+    scalar_t* g = grad.data_ptr<scalar_t>();
+    const math_t* wp = w.data_ptr<math_t>();
+    const math_t* bp = b.data_ptr<math_t>();
+    math_t* sums = partial.data_ptr<math_t>();
+    at::parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) {
+      auto input = torch::empty({TILE, n}, buffer.options());
+      auto grad_input = torch::empty({TILE, n}, buffer.options());
+      scalar_t* in = input.data_ptr<scalar_t>();
+      const scalar_t* gin = grad_input.data_ptr<scalar_t>();
+      for (int64_t t = first; t < last; ++t) {
+        const int64_t p0 = t * TILE, rows = std::min(TILE, pixels - p0);
+        for (int64_t r = 0; r < rows; ++r) {
+          prefetch_row(x + (p0 + r + AHEAD) * C, n);
+          affine_relu_row<scalar_t, math_t>(x + (p0 + r) * C, wp, bp, in + r * n, n);
+        }
+        auto g_rows = rows_of(g + p0 * o, rows, o, grad);
+        auto in_rows = input.narrow(0, 0, rows);
+        auto weight_slot = weight_partial[t];
+        if constexpr (std::is_same_v<scalar_t, math_t>)
+          at::mm_out(weight_slot, g_rows.t(), in_rows);
+        else  // a bf16 product per tile, summed in fp32
+          weight_slot.copy_(at::mm(g_rows.t(), in_rows));
+        auto grad_in_rows = grad_input.narrow(0, 0, rows);
+        at::mm_out(grad_in_rows, g_rows, matrix);
+        math_t* sum = sums + t * 2 * n;
+        for (int64_t r = 0; r < rows; ++r) {
+          prefetch_row(x + (p0 + r + AHEAD) * C, n);
+          prefetch_row<1>(gx + (p0 + r + AHEAD) * C, n);
+          conv1x1_backward_row<scalar_t, math_t>(x + (p0 + r) * C, in + r * n, gin + r * n, wp,
+                                                 gx + (p0 + r) * C, sum, sum + n, n);
+        }
+      }
+    });
+  });
+  auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
+  auto grad_weight = weight_partial.to(torch::kDouble).sum(0).to(weight.scalar_type());
+  return {grad_weight.view(weight.sizes()), total[0], total[1]};
+}
+
+// Sums over pixels per channel, in chunks whose partial sums are added in double at the end (the
+// same for any thread count): row(p, sums) adds pixel p's terms into sums[0, terms * k).
+template <typename M, typename Row>
+static std::vector<double> channel_sums(int64_t pixels, int64_t k, int64_t terms, Row row) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
+  std::vector<M> partial(chunks * terms * k, M(0));
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t j = first; j < last; ++j)
+      for (int64_t p = pixels * j / chunks; p < pixels * (j + 1) / chunks; ++p)
+        row(p, partial.data() + j * terms * k);
+  });
+  std::vector<double> total(terms * k, 0.0);
+  for (int64_t j = 0; j < chunks; ++j)
+    for (int64_t i = 0; i < terms * k; ++i) total[i] += double(partial[j * terms * k + i]);
+  return total;
+}
+
+// One pixel's k channels; the pointers never overlap (restrict lets the loops vectorise).
+template <typename T, typename M>
+static inline void add_row(const T* __restrict__ x, M* __restrict__ sum, int64_t k) {
+  for (int64_t c = 0; c < k; ++c) sum[c] += M(x[c]);
+}
+
+template <typename T, typename M>
+static inline void add_squares_row(const T* __restrict__ x, const M* __restrict__ mean,
+                                   M* __restrict__ sum, int64_t k) {
+  for (int64_t c = 0; c < k; ++c) {
+    const M d = M(x[c]) - mean[c];
+    sum[c] += d * d;
+  }
+}
+
+template <typename T, typename M>
+static inline void place_row(const T* __restrict__ x, const M* __restrict__ mean,
+                             const M* __restrict__ inv_std, T* __restrict__ raw,
+                             T* __restrict__ normalised, int64_t k) {
+  for (int64_t c = 0; c < k; ++c) {
+    raw[c] = x[c];
+    normalised[c] = T((M(x[c]) - mean[c]) * inv_std[c]);
+  }
+}
+
+template <typename T, typename M>
+static inline void gradient_sums_row(const T* __restrict__ grad, const T* __restrict__ x,
+                                     const M* __restrict__ mean, T* __restrict__ copy,
+                                     M* __restrict__ sum, int64_t k) {
+  for (int64_t c = 0; c < k; ++c) {
+    const M g = M(grad[c]), d = M(x[c]) - mean[c];  // x read before copy is written: the two
+    sum[c] += g;                                      // share their offsets within a page
+    sum[k + c] += g * d;
+    copy[c] = grad[c];
+  }
+}
+
+template <typename T, typename M>
+static inline void gradient_row(const T* __restrict__ x, const T* __restrict__ grad_raw,
+                                const M* __restrict__ mean, const M* __restrict__ inv_std,
+                                const M* __restrict__ mean_g, const M* __restrict__ scale,
+                                T* __restrict__ out, int64_t k) {
+  for (int64_t c = 0; c < k; ++c)
+    out[c] = T(inv_std[c] * (M(out[c]) - mean_g[c] - (M(x[c]) - mean[c]) * scale[c]) +
+               M(grad_raw[c]));
+}
+
+// A new map (k channels) into the block's buffers at channels [first, first + k): as it is into
+// raw, and normalised with its batch statistics into normalised. Returns the map as the backward
+// pass reads it (channels-last), its mean and 1/std (of the biased variance, as BatchNorm
+// normalises), the two in the math type (fp32 for bf16 maps, as BatchNorm keeps them).
+std::vector<torch::Tensor> place_map(torch::Tensor map, torch::Tensor raw,
+                                     torch::Tensor normalised, int64_t first, double eps) {
+  check(raw);
+  check(normalised);
+  map = map.to(raw.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t k = map.size(1), C = raw.size(1);
+  const int64_t pixels = map.size(0) * map.size(2) * map.size(3);
+  TORCH_CHECK(first >= 0 && first + k <= C, "the map does not fit the buffer there");
+  auto statistics = torch::empty({2, k}, map.options().dtype(at::toOpMathType(map.scalar_type())));
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, map.scalar_type(), "place_map", [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = map.data_ptr<scalar_t>();
+    const auto sums = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
+      add_row<scalar_t, math_t>(x + p * k, sum, k);
+    });
+    math_t* mean = statistics.data_ptr<math_t>();
+    math_t* inv_std = mean + k;
+    for (int64_t c = 0; c < k; ++c) mean[c] = math_t(sums[c] / pixels);
+    const auto squares = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
+      add_squares_row<scalar_t, math_t>(x + p * k, mean, sum, k);
+    });
+    for (int64_t c = 0; c < k; ++c)
+      inv_std[c] = math_t(1.0 / std::sqrt(squares[c] / pixels + eps));
+    scalar_t* r = raw.data_ptr<scalar_t>() + first;
+    scalar_t* z = normalised.data_ptr<scalar_t>() + first;
+    at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        prefetch_row<1>(r + (p + AHEAD) * C, k);
+        prefetch_row<1>(z + (p + AHEAD) * C, k);
+        place_row<scalar_t, math_t>(x + p * k, mean, inv_std, r + p * C, z + p * C, k);
+      }
+    });
+  });
+  return {map, statistics[0], statistics[1]};
+}
+// The output's scale and shift per channel: ReLU(scale * x + shift). Its backward pass makes the
+// same numbers to know where the ReLU passed, instead of reading the output.
+template <typename M>
+static void batchnorm_affine(const M* mean, const M* inv_std, const M* w, const M* b, int64_t k,
+                             std::vector<M>& scale, std::vector<M>& shift) {
+  scale.resize(k);
+  shift.resize(k);
+  for (int64_t c = 0; c < k; ++c) {
+    scale[c] = w[c] * inv_std[c];
+    shift[c] = b[c] - scale[c] * mean[c];
+  }
+}
+
+// BatchNorm in training (batch statistics) followed by ReLU, on a channels-last map (the
+// bottleneck's 48 channels): one pass for each statistic, one for the output. Returns the
+// output, the mean and 1/std (math type).
+std::vector<torch::Tensor> batchnorm_relu(torch::Tensor x, torch::Tensor weight,
+                                          torch::Tensor bias, double eps) {
+  x = x.contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t k = x.size(1), pixels = x.size(0) * x.size(2) * x.size(3);
+  auto y = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
+  auto statistics = torch::empty({2, k}, x.options().dtype(at::toOpMathType(x.scalar_type())));
+  weight = in_math_type(weight, x); bias = in_math_type(bias, x);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, x.scalar_type(), "batchnorm_relu",
+                                 [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const auto sums = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
+      add_row<scalar_t, math_t>(xp + p * k, sum, k);
+    });
+    math_t* mean = statistics.data_ptr<math_t>();
+    math_t* inv_std = mean + k;
+    for (int64_t c = 0; c < k; ++c) mean[c] = math_t(sums[c] / pixels);
+    const auto squares = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
+      add_squares_row<scalar_t, math_t>(xp + p * k, mean, sum, k);
+    });
+    for (int64_t c = 0; c < k; ++c)
+      inv_std[c] = math_t(1.0 / std::sqrt(squares[c] / pixels + eps));
+    std::vector<math_t> scale, shift;
+    batchnorm_affine(mean, inv_std, weight.data_ptr<math_t>(), bias.data_ptr<math_t>(), k, scale,
+                     shift);
+    scalar_t* yp = y.data_ptr<scalar_t>();
+    at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p)
+        affine_relu_row<scalar_t, math_t>(xp + p * k, scale.data(), shift.data(), yp + p * k, k);
+    });
+  });
+  return {y, statistics[0], statistics[1]};
+}
+
+template <typename T, typename M>
+static inline void batchnorm_relu_sums_row(const T* __restrict__ grad, const T* __restrict__ x,
+                                           const M* __restrict__ scale,
+                                           const M* __restrict__ shift,
+                                           const M* __restrict__ mean, M* __restrict__ sum,
+                                           int64_t k) {
+  for (int64_t c = 0; c < k; ++c) {
+    const M v = M(x[c]);
+    const M g = v * scale[c] + shift[c] > M(0) ? M(grad[c]) : M(0);
+    sum[c] += g;
+    sum[k + c] += g * (v - mean[c]);
+  }
+}
+
+template <typename T, typename M>
+static inline void batchnorm_relu_backward_row(
+    const T* __restrict__ grad, const T* __restrict__ x, const M* __restrict__ scale,
+    const M* __restrict__ shift, const M* __restrict__ mean, const M* __restrict__ factor,
+    const M* __restrict__ mean_g, const M* __restrict__ slope, T* __restrict__ grad_x,
+    int64_t k) {
+  for (int64_t c = 0; c < k; ++c) {
+    const M v = M(x[c]);
+    const M g = v * scale[c] + shift[c] > M(0) ? M(grad[c]) : M(0);
+    grad_x[c] = T(factor[c] * (g - mean_g[c] - (v - mean[c]) * slope[c]));
+  }
+}
+
+// Its backward pass: the gradients of x, the weight and the bias (the parameters' dtype).
+std::vector<torch::Tensor> batchnorm_relu_backward(torch::Tensor grad, torch::Tensor x,
+    torch::Tensor mean, torch::Tensor inv_std, torch::Tensor weight, torch::Tensor bias) {
+  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  TORCH_CHECK(grad.scalar_type() == x.scalar_type() &&
+              x.is_contiguous(at::MemoryFormat::ChannelsLast),
+              "the gradient and the input must be channels-last, in one dtype");
+  const auto parameter_type = weight.scalar_type();
+  const int64_t k = x.size(1), pixels = x.size(0) * x.size(2) * x.size(3);
+  auto grad_x = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
+  weight = in_math_type(weight, x); bias = in_math_type(bias, x);
+  auto parameter_grads = torch::empty({2, k}, weight.options());
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, x.scalar_type(),
+                                 "batchnorm_relu_backward", [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    const scalar_t* xp = x.data_ptr<scalar_t>();
+    const auto m = mean.to(at::CppTypeToScalarType<math_t>::value).contiguous();
+    const auto s = inv_std.to(at::CppTypeToScalarType<math_t>::value).contiguous();
+    const math_t* mp = m.data_ptr<math_t>();
+    const math_t* sp = s.data_ptr<math_t>();
+    const math_t* w = weight.data_ptr<math_t>();
+    std::vector<math_t> scale, shift;
+    batchnorm_affine(mp, sp, w, bias.data_ptr<math_t>(), k, scale, shift);
+    const auto sums = channel_sums<math_t>(pixels, k, 2, [&](int64_t p, math_t* sum) {
+      batchnorm_relu_sums_row<scalar_t, math_t>(g + p * k, xp + p * k, scale.data(),
+                                                shift.data(), mp, sum, k);
+    });
+    std::vector<math_t> mean_g(k), slope(k);
+    math_t* out = parameter_grads.data_ptr<math_t>();
+    for (int64_t c = 0; c < k; ++c) {
+      mean_g[c] = math_t(sums[c] / pixels);
+      slope[c] = math_t(double(sp[c]) * sp[c] * sums[k + c] / pixels);
+      out[c] = math_t(sums[k + c] * sp[c]);  // the weight's gradient: sum of g * x_hat
+      out[k + c] = math_t(sums[c]);           // the bias's
+    }
+    scalar_t* gx = grad_x.data_ptr<scalar_t>();
+    at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p)
+        batchnorm_relu_backward_row<scalar_t, math_t>(g + p * k, xp + p * k, scale.data(),
+                                                      shift.data(), mp, scale.data(),
+                                                      mean_g.data(), slope.data(), gx + p * k,
+                                                      k);
+    });
+  });
+  auto converted = parameter_grads.to(parameter_type);
+  return {grad_x, converted[0], converted[1]};
+}
+
+// The gradient of a map placed by place_map: through its normalisation (as BatchNorm's backward
+// in training, with a unit scale) from grad_normalised, plus its share of grad_raw.
+torch::Tensor map_gradient(torch::Tensor grad_normalised, torch::Tensor grad_raw, int64_t first,
+                           torch::Tensor map, torch::Tensor mean, torch::Tensor inv_std) {
+  check(grad_normalised);
+  check(grad_raw);
+  TORCH_CHECK(map.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+              map.scalar_type() == grad_normalised.scalar_type() &&
+              grad_raw.scalar_type() == map.scalar_type(),
+              "the map must be place_map's, in the buffers' dtype");
+  const int64_t k = map.size(1), C = grad_raw.size(1);
+  const int64_t pixels = map.size(0) * map.size(2) * map.size(3);
+  auto out = torch::empty_like(map);
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, map.scalar_type(), "map_gradient",
+                                 [&] {
+    using math_t = at::opmath_type<scalar_t>;
+    const scalar_t* x = map.data_ptr<scalar_t>();
+    const scalar_t* gz = grad_normalised.data_ptr<scalar_t>() + first;
+    const scalar_t* gr = grad_raw.data_ptr<scalar_t>() + first;
+    const auto m = mean.to(at::CppTypeToScalarType<math_t>::value).contiguous();
+    const auto s = inv_std.to(at::CppTypeToScalarType<math_t>::value).contiguous();
+    const math_t* mp = m.data_ptr<math_t>();
+    const math_t* sp = s.data_ptr<math_t>();
+    scalar_t* o = out.data_ptr<scalar_t>();
+    // the first pass also copies the map's gradient out of the wide buffer (read there once)
+    const auto sums = channel_sums<math_t>(pixels, k, 2, [&](int64_t p, math_t* sum) {
+      prefetch_row(gz + (p + AHEAD) * C, k);
+      gradient_sums_row<scalar_t, math_t>(gz + p * C, x + p * k, mp, o + p * k, sum, k);
+    });
+    std::vector<math_t> mean_g(k), scale(k);  // scale: inv_std^2 * mean(g * (x - mean))
+    for (int64_t c = 0; c < k; ++c) {
+      mean_g[c] = math_t(sums[c] / pixels);
+      scale[c] = math_t(double(sp[c]) * sp[c] * sums[k + c] / pixels);
+    }
+    at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
+      for (int64_t p = begin; p < end; ++p) {
+        prefetch_row(gr + (p + AHEAD) * C, k);
+        gradient_row<scalar_t, math_t>(x + p * k, gr + p * C, mp, sp, mean_g.data(), scale.data(),
+                                       o + p * k, k);
+      }
+    });
+  });
+  return out;
+}
+
+PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
+  m.def("affine_relu", &affine_relu);
+  m.def("affine_relu_backward", &affine_relu_backward);
+  m.def("affine_relu_conv1x1", &affine_relu_conv1x1);
+  m.def("affine_relu_conv1x1_backward", &affine_relu_conv1x1_backward);
+  m.def("place_map", &place_map);
+  m.def("map_gradient", &map_gradient);
+  m.def("batchnorm_relu", &batchnorm_relu);
+  m.def("batchnorm_relu_backward", &batchnorm_relu_backward);
+}
