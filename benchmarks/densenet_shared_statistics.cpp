@@ -7,6 +7,7 @@
 #include <ATen/Parallel.h>
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <type_traits>
 #include <vector>
 
@@ -276,7 +277,7 @@ static inline void place_row(const T* __restrict__ x, const M* __restrict__ mean
                              const M* __restrict__ inv_std, T* __restrict__ raw,
                              T* __restrict__ normalised, int64_t k) {
   for (int64_t c = 0; c < k; ++c) {
-    raw[c] = x[c];
+    if (raw) raw[c] = x[c];
     normalised[c] = T((M(x[c]) - mean[c]) * inv_std[c]);
   }
 }
@@ -300,19 +301,20 @@ static inline void gradient_row(const T* __restrict__ x, const T* __restrict__ g
                                 T* __restrict__ out, int64_t k) {
   for (int64_t c = 0; c < k; ++c)
     out[c] = T(inv_std[c] * (M(out[c]) - mean_g[c] - (M(x[c]) - mean[c]) * scale[c]) +
-               M(grad_raw[c]));
+               (grad_raw ? M(grad_raw[c]) : M(0)));
 }
 
 // A new map (k channels) into the block's buffers at channels [first, first + k): as it is into
-// raw, and normalised with its batch statistics into normalised. Returns the map as the backward
-// pass reads it (channels-last), its mean and 1/std (of the biased variance, as BatchNorm
-// normalises), the two in the math type (fp32 for bf16 maps, as BatchNorm keeps them).
-std::vector<torch::Tensor> place_map(torch::Tensor map, torch::Tensor raw,
+// raw (where the block keeps its output), and normalised with its batch statistics into
+// normalised. Returns the map as the backward pass reads it (channels-last), its mean and 1/std
+// (of the biased variance, as BatchNorm normalises), the two in the math type (fp32 for bf16
+// maps, as BatchNorm keeps them).
+std::vector<torch::Tensor> place_map(torch::Tensor map, std::optional<torch::Tensor> raw,
                                      torch::Tensor normalised, int64_t first, double eps) {
-  check(raw);
   check(normalised);
-  map = map.to(raw.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast);
-  const int64_t k = map.size(1), C = raw.size(1);
+  if (raw) check(*raw);
+  map = map.to(normalised.scalar_type()).contiguous(at::MemoryFormat::ChannelsLast);
+  const int64_t k = map.size(1), C = normalised.size(1);
   const int64_t pixels = map.size(0) * map.size(2) * map.size(3);
   TORCH_CHECK(first >= 0 && first + k <= C, "the map does not fit the buffer there");
   auto statistics = torch::empty({2, k}, map.options().dtype(at::toOpMathType(map.scalar_type())));
@@ -330,18 +332,20 @@ std::vector<torch::Tensor> place_map(torch::Tensor map, torch::Tensor raw,
     });
     for (int64_t c = 0; c < k; ++c)
       inv_std[c] = math_t(1.0 / std::sqrt(squares[c] / pixels + eps));
-    scalar_t* r = raw.data_ptr<scalar_t>() + first;
+    scalar_t* r = raw ? raw->data_ptr<scalar_t>() + first : nullptr;
     scalar_t* z = normalised.data_ptr<scalar_t>() + first;
     at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
-        prefetch_row<1>(r + (p + AHEAD) * C, k);
+        if (r) prefetch_row<1>(r + (p + AHEAD) * C, k);
         prefetch_row<1>(z + (p + AHEAD) * C, k);
-        place_row<scalar_t, math_t>(x + p * k, mean, inv_std, r + p * C, z + p * C, k);
+        place_row<scalar_t, math_t>(x + p * k, mean, inv_std, r ? r + p * C : nullptr, z + p * C,
+                                    k);
       }
     });
   });
   return {map, statistics[0], statistics[1]};
 }
+
 // The output's scale and shift per channel: ReLU(scale * x + shift). Its backward pass makes the
 // same numbers to know where the ReLU passed, instead of reading the output.
 template <typename M>
@@ -469,16 +473,18 @@ std::vector<torch::Tensor> batchnorm_relu_backward(torch::Tensor grad, torch::Te
 }
 
 // The gradient of a map placed by place_map: through its normalisation (as BatchNorm's backward
-// in training, with a unit scale) from grad_normalised, plus its share of grad_raw.
-torch::Tensor map_gradient(torch::Tensor grad_normalised, torch::Tensor grad_raw, int64_t first,
-                           torch::Tensor map, torch::Tensor mean, torch::Tensor inv_std) {
+// in training, with a unit scale) from grad_normalised, plus its share of grad_raw (where the
+// block kept its output).
+torch::Tensor map_gradient(torch::Tensor grad_normalised, std::optional<torch::Tensor> grad_raw,
+                           int64_t first, torch::Tensor map, torch::Tensor mean,
+                           torch::Tensor inv_std) {
   check(grad_normalised);
-  check(grad_raw);
+  if (grad_raw) check(*grad_raw);
   TORCH_CHECK(map.is_contiguous(at::MemoryFormat::ChannelsLast) &&
               map.scalar_type() == grad_normalised.scalar_type() &&
-              grad_raw.scalar_type() == map.scalar_type(),
+              (!grad_raw || grad_raw->scalar_type() == map.scalar_type()),
               "the map must be place_map's, in the buffers' dtype");
-  const int64_t k = map.size(1), C = grad_raw.size(1);
+  const int64_t k = map.size(1), C = grad_normalised.size(1);
   const int64_t pixels = map.size(0) * map.size(2) * map.size(3);
   auto out = torch::empty_like(map);
   AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, map.scalar_type(), "map_gradient",
@@ -486,7 +492,7 @@ torch::Tensor map_gradient(torch::Tensor grad_normalised, torch::Tensor grad_raw
     using math_t = at::opmath_type<scalar_t>;
     const scalar_t* x = map.data_ptr<scalar_t>();
     const scalar_t* gz = grad_normalised.data_ptr<scalar_t>() + first;
-    const scalar_t* gr = grad_raw.data_ptr<scalar_t>() + first;
+    const scalar_t* gr = grad_raw ? grad_raw->data_ptr<scalar_t>() + first : nullptr;
     const auto m = mean.to(at::CppTypeToScalarType<math_t>::value).contiguous();
     const auto s = inv_std.to(at::CppTypeToScalarType<math_t>::value).contiguous();
     const math_t* mp = m.data_ptr<math_t>();
@@ -504,9 +510,9 @@ torch::Tensor map_gradient(torch::Tensor grad_normalised, torch::Tensor grad_raw
     }
     at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
-        prefetch_row(gr + (p + AHEAD) * C, k);
-        gradient_row<scalar_t, math_t>(x + p * k, gr + p * C, mp, sp, mean_g.data(), scale.data(),
-                                       o + p * k, k);
+        if (gr) prefetch_row(gr + (p + AHEAD) * C, k);
+        gradient_row<scalar_t, math_t>(x + p * k, gr ? gr + p * C : nullptr, mp, sp,
+                                       mean_g.data(), scale.data(), o + p * k, k);
       }
     });
   });

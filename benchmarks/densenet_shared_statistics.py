@@ -28,7 +28,11 @@ These passes run as PyTorch operations ("eager") and as C++ kernels of our own
   1,024 pixels whose input is made in cache and multiplied at once (MKL), never written out; the
   backward pass makes it again instead of reading it;
 * places each new map into the buffers, and takes its gradient, in two passes each;
-* runs the bottleneck's BatchNorm-ReLU in one kernel each way, keeping its input, not its output.
+* runs the bottleneck's BatchNorm-ReLU in one kernel each way, keeping its input, not its output;
+* computes what follows each block from its normalised buffer: the BatchNorm after a block
+  normalises the concatenation with the maps' own statistics, so a transition's
+  BatchNorm-ReLU-conv 1x1 is one more fused 1x1 convolution (the classifier's BatchNorm-ReLU one
+  more affine-ReLU pass), and the concatenation itself is never written.
 
 Outputs, gradients and the running statistics are the straightforward model's (checked in
 float64 before timing). In bf16 autocast (a CPU with AVX512-BF16) the buffers hold bf16 maps, as
@@ -60,7 +64,7 @@ from _timing import on_a_cpu
 from densenet_bound import arguments
 from helpers import measure, models
 from helpers._machinery import allocator, config
-from helpers.models.densenet import DenseBlock
+from helpers.models.densenet import DenseBlock, DenseNet, TransitionLayer
 
 CHANNELS_LAST = torch.channels_last
 KERNELS = Path(__file__).with_suffix(".cpp")
@@ -83,30 +87,34 @@ def eager_affine_relu_backward(grad, relu_out, buffer, start, weight, bias, grad
 
 
 def eager_place_map(new, raw, normalised, first, eps):
-    """Writes a new map into the block's buffers at channel ``first``: as it is into ``raw``,
-    normalised with its batch statistics into ``normalised``. Returns (the map as
-    :func:`eager_map_gradient` reads it, its mean, its 1/std)."""
+    """Writes a new map into the block's buffers at channel ``first``: as it is into ``raw``
+    (None where the block does not keep its output), normalised with its batch statistics into
+    ``normalised``. Returns (the map as :func:`eager_map_gradient` reads it, its mean, 1/std)."""
     values = new.contiguous()  # the usual layout: ATen's BatchNorm is several times slower on a
     out, mean, inv_std = _normalise(values, eps)  # dozen channels in channels-last
-    raw[:, first:first + new.shape[1]] = values
+    if raw is not None:
+        raw[:, first:first + new.shape[1]] = values
     normalised[:, first:first + new.shape[1]] = out
     return values, mean, inv_std
 
 
 def eager_map_gradient(grad_normalised, grad_raw, first, values, mean, inv_std, eps):
-    """A placed map's gradient: through its normalisation, plus its share of ``grad_raw``."""
+    """A placed map's gradient: through its normalisation, plus its share of ``grad_raw`` (None
+    where the block did not keep its output)."""
     end = first + values.shape[1]
     grad = torch.ops.aten.native_batch_norm_backward(
         grad_normalised[:, first:end].contiguous(), values, _unit_scale(values), None, None, mean,
         inv_std, True, eps, [True, False, False])[0]
-    return grad + grad_raw[:, first:end]
+    return grad if grad_raw is None else grad + grad_raw[:, first:end]
 
 
 class BlockOps(NamedTuple):
     """How a block's passes are computed: each layer's first BatchNorm's affine part and ReLU,
     where given the same fused with a 1x1 first convolution (a bottleneck) and a later
     BatchNorm-ReLU pair in one pass, and the placing of each new map into the buffers with its
-    gradient."""
+    gradient. With ``following``, the block also computes what follows it in a DenseNet from its
+    buffer (a transition's BatchNorm-ReLU-conv 1x1, the classifier's BatchNorm-ReLU), so that its
+    own output, the concatenation, is never written."""
     affine_relu: Callable
     affine_relu_backward: Callable
     conv1x1: Callable | None = None
@@ -115,6 +123,7 @@ class BlockOps(NamedTuple):
     map_gradient: Callable = eager_map_gradient
     batchnorm_relu: Callable | None = None
     batchnorm_relu_backward: Callable | None = None
+    following: bool = False
 
 
 EAGER = BlockOps(eager_affine_relu, eager_affine_relu_backward)
@@ -162,7 +171,7 @@ def build_kernels() -> dict[str, BlockOps] | None:
                 conv1x1_backward=module.affine_relu_conv1x1_backward,
                 place_map=module.place_map, map_gradient=map_gradient,
                 batchnorm_relu=module.batchnorm_relu,
-                batchnorm_relu_backward=module.batchnorm_relu_backward)}
+                batchnorm_relu_backward=module.batchnorm_relu_backward, following=True)}
 
 
 def _unit_scale(maps: torch.Tensor) -> torch.Tensor | None:
@@ -228,20 +237,21 @@ def _rest_of_layer(modules: nn.Sequential, x: torch.Tensor, ops: BlockOps) -> to
 
 
 class _SharedStatisticsBlock(torch.autograd.Function):
-    """A dense block's training forward and backward; its parameters are passed only so that
-    autograd hands their gradients back."""
+    """A dense block's training forward and backward, and where ``head`` is given, that of the
+    modules after it that it computes (BatchNorm, ReLU, where given a 1x1 convolution); the
+    parameters of both are passed only so that autograd hands their gradients back."""
 
     @staticmethod
-    def forward(ctx, x, block, ops, *parameters):
+    def forward(ctx, x, block, ops, head, *parameters):
         layers = list(block.block)
         batch, c_in, height, width = x.shape
         growth = [m for m in layers[0].net if isinstance(m, nn.Conv2d)][-1].out_channels
         channels = c_in + len(layers) * growth
         starts = [channels - c_in - index * growth for index in range(len(layers))]
         eps = layers[0].net[0].eps
-        raw = torch.empty(batch, channels, height, width, dtype=x.dtype,
-                          memory_format=CHANNELS_LAST)  # the block's output
-        normalised = torch.empty_like(raw)
+        normalised = torch.empty(batch, channels, height, width, dtype=x.dtype,
+                                 memory_format=CHANNELS_LAST)
+        raw = None if head else torch.empty_like(normalised)  # the block's output
         maps = []  # (the map as place_map keeps it, its mean, its 1/std, its first channel)
 
         def add(new: torch.Tensor, first: int):
@@ -267,22 +277,42 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         # every first BatchNorm's running statistics, as each would have updated its own
         means = torch.cat([mean for _, mean, _, _ in maps[::-1]])
         variances = torch.cat([inv_std.pow(-2) - eps for _, _, inv_std, _ in maps[::-1]])
-        for layer, start in zip(layers, starts):
-            _update_running_statistics(layer.net[0], means[start:], variances[start:],
+        norms = [(layer.net[0], start) for layer, start in zip(layers, starts)]
+        if head:
+            norms.append((head[0], 0))  # the head's BatchNorm reads all channels
+        for norm, start in norms:
+            _update_running_statistics(norm, means[start:], variances[start:],
                                        batch * height * width)
-        ctx.block, ctx.ops, ctx.graphs, ctx.maps, ctx.starts, ctx.eps = (
-            block, ops, graphs, maps, starts, eps)
-        ctx.save_for_backward(normalised)
-        return raw
+        output = raw
+        if head:
+            norm = head[0]
+            common = (normalised, 0, norm.weight.detach(), norm.bias.detach())
+            output = (ops.conv1x1(*common, head[2].weight.detach()) if len(head) == 3
+                      else ops.affine_relu(*common))
+        ctx.block, ctx.ops, ctx.head, ctx.graphs, ctx.maps, ctx.starts, ctx.eps = (
+            block, ops, head, graphs, maps, starts, eps)
+        ctx.save_for_backward(normalised, output if head and len(head) == 2 else None)
+        return output
 
     @staticmethod
-    def backward(ctx, grad_raw):
-        normalised, = ctx.saved_tensors
-        ops = ctx.ops
-        grad_raw = grad_raw.contiguous(memory_format=CHANNELS_LAST)  # the buffers' layout
+    def backward(ctx, grad_output):
+        normalised, relu_out = ctx.saved_tensors
+        ops, head = ctx.ops, ctx.head
+        grad_output = grad_output.contiguous(memory_format=CHANNELS_LAST)  # the buffers' layout
         grad_normalised = torch.zeros_like(normalised)
         layers = list(ctx.block.block)
         grads = {}
+        grad_raw = None if head else grad_output
+        if head:
+            norm = head[0]
+            common = (normalised, 0, norm.weight.detach(), norm.bias.detach())
+            if len(head) == 3:
+                grads[head[2].weight], grads[norm.weight], grads[norm.bias] = (
+                    ops.conv1x1_backward(grad_output, *common, head[2].weight.detach(),
+                                         grad_normalised))
+            else:
+                grads[norm.weight], grads[norm.bias] = ops.affine_relu_backward(
+                    grad_output, relu_out, *common, grad_normalised)
 
         def grad_of_map(index):  # its own output's share plus its normalisation's gradient
             values, mean, inv_std, first = ctx.maps[index]
@@ -306,13 +336,44 @@ class _SharedStatisticsBlock(torch.autograd.Function):
                     grad_inner, inner.detach(), *common, grad_normalised)
         grad_x = grad_of_map(0)
         ctx.graphs = ctx.maps = None
-        return (grad_x, None, None, *[grads.get(p) for p in ctx.block.parameters()])
+        parameters = [*ctx.block.parameters(), *(head.parameters() if head else [])]
+        return (grad_x, None, None, None, *[grads.get(p) for p in parameters])
 
 
-def _block_forward(block: DenseBlock, ops, straightforward, x):
+def _block_forward(block: DenseBlock, ops, head, straightforward, x):
     if block.training and torch.is_grad_enabled():
-        return _SharedStatisticsBlock.apply(x, block, ops, *block.parameters())
+        output = _SharedStatisticsBlock.apply(x, block, ops, head, *block.parameters(),
+                                              *(head.parameters() if head else []))
+        output.computed_modules = len(head) if head else 0  # for _follower_forward
+        return output
     return straightforward(x)  # evaluation: each BatchNorm's own running statistics
+
+
+def _follower_forward(modules: nn.Sequential, straightforward, x):
+    """The modules after a block, less those the block computed already (it says how many)."""
+    done = getattr(x, "computed_modules", 0)
+    return modules[done:](x) if done else straightforward(x)
+
+
+def _heads(model: nn.Module, ops: BlockOps) -> dict:
+    """For each dense block of a DenseNet, the modules that follow it and that it can compute
+    from its buffer (a BatchNorm and ReLU, with ``ops``' kernels also a 1x1 convolution), and
+    the Sequential they begin; nothing where ``ops`` does not compute followers."""
+    if not (ops.following and isinstance(model, DenseNet)):
+        return {}
+    modules = list(model.blocks)
+    heads = {}
+    for block, after in zip(modules, modules[1:] + [None]):
+        if not isinstance(block, DenseBlock):
+            continue
+        follower = after.transition if isinstance(after, TransitionLayer) else (
+            model.output_net if after is None else None)
+        if (follower is None or not isinstance(follower[0], nn.BatchNorm2d)
+                or follower[0].momentum is None or not isinstance(follower[1], nn.ReLU)):
+            continue
+        covered = 3 if len(follower) > 2 and _fuses(ops, follower[2]) else 2
+        heads[block] = (follower[:covered], follower)
+    return heads
 
 
 def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
@@ -330,8 +391,12 @@ def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
            if isinstance(norm, nn.BatchNorm2d)):
         raise ValueError("the shared-statistics block updates running statistics with a "
                          "momentum; this model's BatchNorms average them instead")
+    heads = _heads(model, ops)
     for block in blocks:
-        block.forward = functools.partial(_block_forward, block, ops, block.forward)
+        head, follower = heads.get(block, (None, None))
+        block.forward = functools.partial(_block_forward, block, ops, head, block.forward)
+        if follower is not None:
+            follower.forward = functools.partial(_follower_forward, follower, follower.forward)
     return model
 
 

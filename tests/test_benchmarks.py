@@ -305,6 +305,27 @@ def test_the_shared_statistics_kernels_compute_what_the_model_does():
 
 @pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
                     reason="building the C++ kernels needs ninja and a C++ compiler")
+def test_the_fused_blocks_compute_what_follows_them():
+    """In training, "C++ fused" blocks hand on a transition's BatchNorm-ReLU-conv output (3
+    modules done) and the classifier's BatchNorm-ReLU (2); evaluation and the other variants hand
+    on the concatenation."""
+    kernels = shared_statistics.build_kernels()
+    make, shape = SMALL_DENSENETS[0]
+    for ops, training, expected in ((kernels["C++ fused"], True, [3, 3, 2]),
+                                    (kernels["C++ fused"], False, [0, 0, 0]),
+                                    (kernels["C++ affine-ReLU"], True, [0, 0, 0]),
+                                    (shared_statistics.EAGER, True, [0, 0, 0])):
+        model = shared_statistics.shared_statistics(make(), ops).train(training)
+        done = []
+        for block in model.blocks[::2]:
+            block.register_forward_hook(
+                lambda module, inputs, output: done.append(getattr(output, "computed_modules", 0)))
+        assert model(torch.randn(2, *shape)).shape == (2, 10)
+        assert done == expected
+
+
+@pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
+                    reason="building the C++ kernels needs ninja and a C++ compiler")
 def test_the_fused_1x1_convolution_is_checked_too():
     """A wrong convolution weight gradient from the fused kernel does not pass the checks."""
     fused = shared_statistics.build_kernels()["C++ fused"]
