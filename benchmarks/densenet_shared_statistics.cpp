@@ -45,6 +45,17 @@ static torch::Tensor in_math_type(const torch::Tensor& parameter, const torch::T
   return parameter.to(at::toOpMathType(buffer.scalar_type())).contiguous();
 }
 
+// What a backward pass over a buffer checks first; returns the gradient in channels-last.
+static torch::Tensor checked_gradient(const torch::Tensor& grad, const torch::Tensor& buffer,
+                                      const torch::Tensor& grad_buffer) {
+  check(buffer);
+  check(grad_buffer);
+  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
+              grad_buffer.scalar_type() == buffer.scalar_type(),
+              "the gradient, the buffer and its gradient must share one dtype");
+  return grad.contiguous(at::MemoryFormat::ChannelsLast);
+}
+
 torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, torch::Tensor b) {
   check(buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
@@ -69,12 +80,7 @@ torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, 
 
 std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tensor buffer,
     int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor grad_buffer) {
-  check(buffer);
-  check(grad_buffer);
-  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
-              grad_buffer.scalar_type() == buffer.scalar_type(),
-              "the gradient, the buffer and its gradient must share one dtype");
-  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  grad = checked_gradient(grad, buffer, grad_buffer);
   const auto parameter_type = w.scalar_type();
   w = in_math_type(w, buffer); b = in_math_type(b, buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
@@ -118,6 +124,16 @@ static inline void prefetch_row(const T* row, int64_t n) {
   for (int64_t b = 0; b < n * int64_t(sizeof(T)); b += 64) __builtin_prefetch(bytes + b, Write);
 }
 
+// A tile's convolution input, ReLU(w * x + b) for its rows of pixels from p0 on, made in cache.
+template <typename T, typename M>
+static inline void tile_input(const T* x, int64_t C, int64_t p0, int64_t rows, const M* w,
+                              const M* b, T* in, int64_t n) {
+  for (int64_t r = 0; r < rows; ++r) {
+    prefetch_row(x + (p0 + r + AHEAD) * C, n);
+    affine_relu_row<T, M>(x + (p0 + r) * C, w, b, in + r * n, n);
+  }
+}
+
 static torch::Tensor rows_of(void* data, int64_t rows, int64_t columns, const torch::Tensor& like) {
   return torch::from_blob(data, {rows, columns}, like.options());
 }
@@ -152,10 +168,7 @@ torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Te
       scalar_t* in = input.data_ptr<scalar_t>();
       for (int64_t t = first; t < last; ++t) {
         const int64_t p0 = t * TILE, rows = std::min(TILE, pixels - p0);
-        for (int64_t r = 0; r < rows; ++r) {
-          prefetch_row(x + (p0 + r + AHEAD) * C, n);
-          affine_relu_row<scalar_t, math_t>(x + (p0 + r) * C, wp, bp, in + r * n, n);
-        }
+        tile_input<scalar_t, math_t>(x, C, p0, rows, wp, bp, in, n);
         auto result = rows_of(o_ptr + p0 * o, rows, o, out);
         at::mm_out(result, input.narrow(0, 0, rows), transposed);
       }
@@ -181,12 +194,7 @@ static inline void conv1x1_backward_row(
 std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torch::Tensor buffer,
     int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor weight,
     torch::Tensor grad_buffer) {
-  check(buffer);
-  check(grad_buffer);
-  TORCH_CHECK(grad.scalar_type() == buffer.scalar_type() &&
-              grad_buffer.scalar_type() == buffer.scalar_type(),
-              "the gradient, the buffer and its gradient must share one dtype");
-  grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
+  grad = checked_gradient(grad, buffer, grad_buffer);
   const auto parameter_type = w.scalar_type();
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
   const int64_t n = C - start, pixels = N * H * W, o = weight.size(0);
@@ -212,10 +220,7 @@ std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torc
       const scalar_t* gin = grad_input.data_ptr<scalar_t>();
       for (int64_t t = first; t < last; ++t) {
         const int64_t p0 = t * TILE, rows = std::min(TILE, pixels - p0);
-        for (int64_t r = 0; r < rows; ++r) {
-          prefetch_row(x + (p0 + r + AHEAD) * C, n);
-          affine_relu_row<scalar_t, math_t>(x + (p0 + r) * C, wp, bp, in + r * n, n);
-        }
+        tile_input<scalar_t, math_t>(x, C, p0, rows, wp, bp, in, n);
         auto g_rows = rows_of(g + p0 * o, rows, o, grad);
         auto in_rows = input.narrow(0, 0, rows);
         auto weight_slot = weight_partial[t];
@@ -272,6 +277,21 @@ static inline void add_squares_row(const T* __restrict__ x, const M* __restrict_
   }
 }
 
+// A channels-last map's batch mean and 1/std per channel, as BatchNorm normalises in training
+// (the biased variance): one pass for the mean, one for the squared deviations from it.
+template <typename T, typename M>
+static void batch_statistics(const T* x, int64_t pixels, int64_t k, double eps, M* mean,
+                             M* inv_std) {
+  const auto sums = channel_sums<M>(pixels, k, 1, [&](int64_t p, M* sum) {
+    add_row<T, M>(x + p * k, sum, k);
+  });
+  for (int64_t c = 0; c < k; ++c) mean[c] = M(sums[c] / pixels);
+  const auto squares = channel_sums<M>(pixels, k, 1, [&](int64_t p, M* sum) {
+    add_squares_row<T, M>(x + p * k, mean, sum, k);
+  });
+  for (int64_t c = 0; c < k; ++c) inv_std[c] = M(1.0 / std::sqrt(squares[c] / pixels + eps));
+}
+
 template <typename T, typename M>
 static inline void place_row(const T* __restrict__ x, const M* __restrict__ mean,
                              const M* __restrict__ inv_std, T* __restrict__ raw,
@@ -321,17 +341,9 @@ std::vector<torch::Tensor> place_map(torch::Tensor map, std::optional<torch::Ten
   AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, map.scalar_type(), "place_map", [&] {
     using math_t = at::opmath_type<scalar_t>;
     const scalar_t* x = map.data_ptr<scalar_t>();
-    const auto sums = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
-      add_row<scalar_t, math_t>(x + p * k, sum, k);
-    });
     math_t* mean = statistics.data_ptr<math_t>();
     math_t* inv_std = mean + k;
-    for (int64_t c = 0; c < k; ++c) mean[c] = math_t(sums[c] / pixels);
-    const auto squares = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
-      add_squares_row<scalar_t, math_t>(x + p * k, mean, sum, k);
-    });
-    for (int64_t c = 0; c < k; ++c)
-      inv_std[c] = math_t(1.0 / std::sqrt(squares[c] / pixels + eps));
+    batch_statistics(x, pixels, k, eps, mean, inv_std);
     scalar_t* r = raw ? raw->data_ptr<scalar_t>() + first : nullptr;
     scalar_t* z = normalised.data_ptr<scalar_t>() + first;
     at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
@@ -373,17 +385,9 @@ std::vector<torch::Tensor> batchnorm_relu(torch::Tensor x, torch::Tensor weight,
                                  [&] {
     using math_t = at::opmath_type<scalar_t>;
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    const auto sums = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
-      add_row<scalar_t, math_t>(xp + p * k, sum, k);
-    });
     math_t* mean = statistics.data_ptr<math_t>();
     math_t* inv_std = mean + k;
-    for (int64_t c = 0; c < k; ++c) mean[c] = math_t(sums[c] / pixels);
-    const auto squares = channel_sums<math_t>(pixels, k, 1, [&](int64_t p, math_t* sum) {
-      add_squares_row<scalar_t, math_t>(xp + p * k, mean, sum, k);
-    });
-    for (int64_t c = 0; c < k; ++c)
-      inv_std[c] = math_t(1.0 / std::sqrt(squares[c] / pixels + eps));
+    batch_statistics(xp, pixels, k, eps, mean, inv_std);
     std::vector<math_t> scale, shift;
     batchnorm_affine(mean, inv_std, weight.data_ptr<math_t>(), bias.data_ptr<math_t>(), k, scale,
                      shift);
