@@ -42,6 +42,7 @@ the model's own. The model itself is unchanged; ``measure.training_throughput`` 
 straightforward one in both layouts, interleaved, in ``--repeats`` rounds (the fastest and the
 median of each).
 """
+
 from __future__ import annotations
 
 import copy
@@ -251,7 +252,7 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         eps = layers[0].net[0].eps
         normalised = torch.empty(batch, channels, height, width, dtype=x.dtype,
                                  memory_format=CHANNELS_LAST)
-        raw = None if head else torch.empty_like(normalised)  # the block's output
+        raw = None if head is not None else torch.empty_like(normalised)  # the block's output
         maps = []  # (the map as place_map keeps it, its mean, its 1/std, its first channel)
 
         def add(new: torch.Tensor, first: int):
@@ -278,20 +279,20 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         means = torch.cat([mean for _, mean, _, _ in maps[::-1]])
         variances = torch.cat([inv_std.pow(-2) - eps for _, _, inv_std, _ in maps[::-1]])
         norms = [(layer.net[0], start) for layer, start in zip(layers, starts)]
-        if head:
+        if head is not None:
             norms.append((head[0], 0))  # the head's BatchNorm reads all channels
         for norm, start in norms:
             _update_running_statistics(norm, means[start:], variances[start:],
                                        batch * height * width)
         output = raw
-        if head:
+        if head is not None:
             norm = head[0]
             common = (normalised, 0, norm.weight.detach(), norm.bias.detach())
             output = (ops.conv1x1(*common, head[2].weight.detach()) if len(head) == 3
                       else ops.affine_relu(*common))
         ctx.block, ctx.ops, ctx.head, ctx.graphs, ctx.maps, ctx.starts, ctx.eps = (
             block, ops, head, graphs, maps, starts, eps)
-        ctx.save_for_backward(normalised, output if head and len(head) == 2 else None)
+        ctx.save_for_backward(normalised, output if head is not None and len(head) == 2 else None)
         return output
 
     @staticmethod
@@ -302,8 +303,8 @@ class _SharedStatisticsBlock(torch.autograd.Function):
         grad_normalised = torch.zeros_like(normalised)
         layers = list(ctx.block.block)
         grads = {}
-        grad_raw = None if head else grad_output
-        if head:
+        grad_raw = None if head is not None else grad_output
+        if head is not None:
             norm = head[0]
             common = (normalised, 0, norm.weight.detach(), norm.bias.detach())
             if len(head) == 3:
@@ -336,15 +337,15 @@ class _SharedStatisticsBlock(torch.autograd.Function):
                     grad_inner, inner.detach(), *common, grad_normalised)
         grad_x = grad_of_map(0)
         ctx.graphs = ctx.maps = None
-        parameters = [*ctx.block.parameters(), *(head.parameters() if head else [])]
+        parameters = [*ctx.block.parameters(), *(head.parameters() if head is not None else [])]
         return (grad_x, None, None, None, *[grads.get(p) for p in parameters])
 
 
 def _block_forward(block: DenseBlock, ops, head, straightforward, x):
     if block.training and torch.is_grad_enabled():
         output = _SharedStatisticsBlock.apply(x, block, ops, head, *block.parameters(),
-                                              *(head.parameters() if head else []))
-        output.computed_modules = len(head) if head else 0  # for _follower_forward
+                                              *(head.parameters() if head is not None else []))
+        output.computed_modules = len(head) if head is not None else 0  # for _follower_forward
         return output
     return straightforward(x)  # evaluation: each BatchNorm's own running statistics
 
@@ -377,8 +378,9 @@ def _heads(model: nn.Module, ops: BlockOps) -> dict:
 
 
 def shared_statistics(model: nn.Module, ops=EAGER) -> nn.Module:
-    """``model`` with every dense block trained as described above, its layers' passes computed
-    by ``ops`` (:data:`EAGER` or :func:`build_kernels`' pair). Same parameters, same results."""
+    """``model`` with every dense block trained as described above, its passes computed by
+    ``ops`` (:data:`EAGER` or one of :func:`build_kernels`' ways). Same parameters, same
+    results."""
     blocks = [block for block in model.modules() if isinstance(block, DenseBlock)]
     layers = [layer for block in blocks for layer in block.block]
     if not blocks:

@@ -237,6 +237,9 @@ def test_the_densenet_bound_times_torch_compile_training_the_model():
 
 
 shared_statistics = _load("densenet_shared_statistics")
+needs_kernels = pytest.mark.skipif(
+    not shared_statistics.find_ninja() or shutil.which("c++") is None,
+    reason="building the C++ kernels needs ninja and a C++ compiler")
 SMALL_DENSENETS = [  # (model, input shape): bottleneck layers with dropout, plain layers
     (lambda: densenet(22, 12, bc=True, in_channels=1, dropout=0.2), (1, 28, 28)),
     (lambda: densenet(13, 12, bc=False, in_channels=1), (1, 28, 28))]
@@ -287,8 +290,7 @@ def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike(
         shared_statistics.shared_statistics(models.create("resnet"))
 
 
-@pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
-                    reason="building the C++ kernels needs ninja and a C++ compiler")
+@needs_kernels
 def test_the_shared_statistics_kernels_compute_what_the_model_does():
     """Both ways the kernels run a block, the affine-ReLU passes alone or everything fused (the
     bottleneck model fuses its 1x1 convolutions, the plain one has none), in float64 and bf16."""
@@ -303,8 +305,7 @@ def test_the_shared_statistics_kernels_compute_what_the_model_does():
             assert shared_statistics.rounds_as_the_model(errors), errors
 
 
-@pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
-                    reason="building the C++ kernels needs ninja and a C++ compiler")
+@needs_kernels
 def test_the_fused_blocks_compute_what_follows_them():
     """In training, "C++ fused" blocks hand on a transition's BatchNorm-ReLU-conv output (3
     modules done) and the classifier's BatchNorm-ReLU (2); evaluation and the other variants hand
@@ -324,8 +325,7 @@ def test_the_fused_blocks_compute_what_follows_them():
         assert done == expected
 
 
-@pytest.mark.skipif(not shared_statistics.find_ninja() or shutil.which("c++") is None,
-                    reason="building the C++ kernels needs ninja and a C++ compiler")
+@needs_kernels
 def test_the_fused_1x1_convolution_is_checked_too():
     """A wrong convolution weight gradient from the fused kernel does not pass the checks."""
     fused = shared_statistics.build_kernels()["C++ fused"]
