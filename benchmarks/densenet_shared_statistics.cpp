@@ -56,6 +56,23 @@ static torch::Tensor checked_gradient(const torch::Tensor& grad, const torch::Te
   return grad.contiguous(at::MemoryFormat::ChannelsLast);
 }
 
+// Sums over pixels per channel, in chunks whose partial sums are added in double at the end (the
+// same for any thread count): row(p, sums) adds pixel p's terms into sums[0, terms * k).
+template <typename M, typename Row>
+static std::vector<double> channel_sums(int64_t pixels, int64_t k, int64_t terms, Row row) {
+  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
+  std::vector<M> partial(chunks * terms * k, M(0));
+  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t j = first; j < last; ++j)
+      for (int64_t p = pixels * j / chunks; p < pixels * (j + 1) / chunks; ++p)
+        row(p, partial.data() + j * terms * k);
+  });
+  std::vector<double> total(terms * k, 0.0);
+  for (int64_t j = 0; j < chunks; ++j)
+    for (int64_t i = 0; i < terms * k; ++i) total[i] += double(partial[j * terms * k + i]);
+  return total;
+}
+
 torch::Tensor affine_relu(torch::Tensor buffer, int64_t start, torch::Tensor w, torch::Tensor b) {
   check(buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
@@ -85,9 +102,7 @@ std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tenso
   w = in_math_type(w, buffer); b = in_math_type(b, buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
   const int64_t n = C - start, pixels = N * H * W;
-  // per-chunk partial sums (added in double at the end), so that threads never share one
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
-  auto partial = torch::zeros({chunks, 2, n}, w.options());
+  auto total = torch::empty({2, n}, w.options().dtype(torch::kDouble));
   AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
                                  "affine_relu_backward", [&] {
     using math_t = at::opmath_type<scalar_t>;
@@ -96,15 +111,13 @@ std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tenso
     const scalar_t* g = grad.data_ptr<scalar_t>();
     const math_t* wp = w.data_ptr<math_t>();
     const math_t* bp = b.data_ptr<math_t>();
-    math_t* sums = partial.data_ptr<math_t>();
-    at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
-      for (int64_t k = first; k < last; ++k)
-        for (int64_t p = pixels * k / chunks; p < pixels * (k + 1) / chunks; ++p)
-          affine_relu_backward_row<scalar_t, math_t>(x + p * C, g + p * n, wp, bp, gx + p * C,
-                                                     sums + k * 2 * n, sums + k * 2 * n + n, n);
+    const auto sums = channel_sums<math_t>(pixels, n, 2, [&](int64_t p, math_t* sum) {
+      affine_relu_backward_row<scalar_t, math_t>(x + p * C, g + p * n, wp, bp, gx + p * C, sum,
+                                                 sum + n, n);
     });
+    std::copy(sums.begin(), sums.end(), total.data_ptr<double>());
   });
-  auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
+  total = total.to(parameter_type);
   return {total[0], total[1]};
 }
 
@@ -177,19 +190,6 @@ torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Te
   return out;
 }
 
-template <typename T, typename M>
-static inline void conv1x1_backward_row(
-    const T* __restrict__ x, const T* __restrict__ relu_out, const T* __restrict__ grad,
-    const M* __restrict__ w, T* __restrict__ grad_x, M* __restrict__ sum_wx,
-    M* __restrict__ sum_b, int64_t n) {
-  for (int64_t c = 0; c < n; ++c) {
-    M g = M(relu_out[c]) > M(0) ? M(grad[c]) : M(0);
-    grad_x[c] = T(M(grad_x[c]) + g * w[c]);
-    sum_wx[c] += g * M(x[c]);
-    sum_b[c] += g;
-  }
-}
-
 // Returns the gradients of the convolution's weight, w and b; adds the buffer's into grad_buffer.
 std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torch::Tensor buffer,
     int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor weight,
@@ -234,8 +234,8 @@ std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torc
         for (int64_t r = 0; r < rows; ++r) {
           prefetch_row(x + (p0 + r + AHEAD) * C, n);
           prefetch_row<1>(gx + (p0 + r + AHEAD) * C, n);
-          conv1x1_backward_row<scalar_t, math_t>(x + (p0 + r) * C, in + r * n, gin + r * n, wp,
-                                                 gx + (p0 + r) * C, sum, sum + n, n);
+          affine_relu_backward_row<scalar_t, math_t>(x + (p0 + r) * C, gin + r * n, wp, bp,
+                                                     gx + (p0 + r) * C, sum, sum + n, n);
         }
       }
     });
@@ -243,23 +243,6 @@ std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torc
   auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
   auto grad_weight = weight_partial.to(torch::kDouble).sum(0).to(weight.scalar_type());
   return {grad_weight.view(weight.sizes()), total[0], total[1]};
-}
-
-// Sums over pixels per channel, in chunks whose partial sums are added in double at the end (the
-// same for any thread count): row(p, sums) adds pixel p's terms into sums[0, terms * k).
-template <typename M, typename Row>
-static std::vector<double> channel_sums(int64_t pixels, int64_t k, int64_t terms, Row row) {
-  const int64_t chunks = std::max<int64_t>(1, std::min<int64_t>(256, pixels / 256));
-  std::vector<M> partial(chunks * terms * k, M(0));
-  at::parallel_for(0, chunks, 1, [&](int64_t first, int64_t last) {
-    for (int64_t j = first; j < last; ++j)
-      for (int64_t p = pixels * j / chunks; p < pixels * (j + 1) / chunks; ++p)
-        row(p, partial.data() + j * terms * k);
-  });
-  std::vector<double> total(terms * k, 0.0);
-  for (int64_t j = 0; j < chunks; ++j)
-    for (int64_t i = 0; i < terms * k; ++i) total[i] += double(partial[j * terms * k + i]);
-  return total;
 }
 
 // One pixel's k channels; the pointers never overlap (restrict lets the loops vectorise).
@@ -292,6 +275,20 @@ static void batch_statistics(const T* x, int64_t pixels, int64_t k, double eps, 
   for (int64_t c = 0; c < k; ++c) inv_std[c] = M(1.0 / std::sqrt(squares[c] / pixels + eps));
 }
 
+// From a normalisation's backward sums over pixels (of g, then of g * (x - mean)): the mean of
+// g and the slope inv_std^2 * mean(g * (x - mean)), per channel, as BatchNorm's backward uses them.
+template <typename M>
+static void normalisation_gradient_terms(const std::vector<double>& sums, const M* inv_std,
+                                         int64_t pixels, int64_t k, std::vector<M>& mean_g,
+                                         std::vector<M>& slope) {
+  mean_g.resize(k);
+  slope.resize(k);
+  for (int64_t c = 0; c < k; ++c) {
+    mean_g[c] = M(sums[c] / pixels);
+    slope[c] = M(double(inv_std[c]) * inv_std[c] * sums[k + c] / pixels);
+  }
+}
+
 template <typename T, typename M>
 static inline void place_row(const T* __restrict__ x, const M* __restrict__ mean,
                              const M* __restrict__ inv_std, T* __restrict__ raw,
@@ -317,10 +314,10 @@ static inline void gradient_sums_row(const T* __restrict__ grad, const T* __rest
 template <typename T, typename M>
 static inline void gradient_row(const T* __restrict__ x, const T* __restrict__ grad_raw,
                                 const M* __restrict__ mean, const M* __restrict__ inv_std,
-                                const M* __restrict__ mean_g, const M* __restrict__ scale,
+                                const M* __restrict__ mean_g, const M* __restrict__ slope,
                                 T* __restrict__ out, int64_t k) {
   for (int64_t c = 0; c < k; ++c)
-    out[c] = T(inv_std[c] * (M(out[c]) - mean_g[c] - (M(x[c]) - mean[c]) * scale[c]) +
+    out[c] = T(inv_std[c] * (M(out[c]) - mean_g[c] - (M(x[c]) - mean[c]) * slope[c]) +
                (grad_raw ? M(grad_raw[c]) : M(0)));
 }
 
@@ -417,13 +414,12 @@ static inline void batchnorm_relu_sums_row(const T* __restrict__ grad, const T* 
 template <typename T, typename M>
 static inline void batchnorm_relu_backward_row(
     const T* __restrict__ grad, const T* __restrict__ x, const M* __restrict__ scale,
-    const M* __restrict__ shift, const M* __restrict__ mean, const M* __restrict__ factor,
-    const M* __restrict__ mean_g, const M* __restrict__ slope, T* __restrict__ grad_x,
-    int64_t k) {
+    const M* __restrict__ shift, const M* __restrict__ mean, const M* __restrict__ mean_g,
+    const M* __restrict__ slope, T* __restrict__ grad_x, int64_t k) {
   for (int64_t c = 0; c < k; ++c) {
     const M v = M(x[c]);
     const M g = v * scale[c] + shift[c] > M(0) ? M(grad[c]) : M(0);
-    grad_x[c] = T(factor[c] * (g - mean_g[c] - (v - mean[c]) * slope[c]));
+    grad_x[c] = T(scale[c] * (g - mean_g[c] - (v - mean[c]) * slope[c]));
   }
 }
 
@@ -444,8 +440,7 @@ std::vector<torch::Tensor> batchnorm_relu_backward(torch::Tensor grad, torch::Te
     using math_t = at::opmath_type<scalar_t>;
     const scalar_t* g = grad.data_ptr<scalar_t>();
     const scalar_t* xp = x.data_ptr<scalar_t>();
-    const auto m = mean.to(at::CppTypeToScalarType<math_t>::value).contiguous();
-    const auto s = inv_std.to(at::CppTypeToScalarType<math_t>::value).contiguous();
+    const auto m = in_math_type(mean, x), s = in_math_type(inv_std, x);
     const math_t* mp = m.data_ptr<math_t>();
     const math_t* sp = s.data_ptr<math_t>();
     const math_t* w = weight.data_ptr<math_t>();
@@ -455,11 +450,10 @@ std::vector<torch::Tensor> batchnorm_relu_backward(torch::Tensor grad, torch::Te
       batchnorm_relu_sums_row<scalar_t, math_t>(g + p * k, xp + p * k, scale.data(),
                                                 shift.data(), mp, sum, k);
     });
-    std::vector<math_t> mean_g(k), slope(k);
+    std::vector<math_t> mean_g, slope;
+    normalisation_gradient_terms(sums, sp, pixels, k, mean_g, slope);
     math_t* out = parameter_grads.data_ptr<math_t>();
     for (int64_t c = 0; c < k; ++c) {
-      mean_g[c] = math_t(sums[c] / pixels);
-      slope[c] = math_t(double(sp[c]) * sp[c] * sums[k + c] / pixels);
       out[c] = math_t(sums[k + c] * sp[c]);  // the weight's gradient: sum of g * x_hat
       out[k + c] = math_t(sums[c]);           // the bias's
     }
@@ -467,9 +461,8 @@ std::vector<torch::Tensor> batchnorm_relu_backward(torch::Tensor grad, torch::Te
     at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p)
         batchnorm_relu_backward_row<scalar_t, math_t>(g + p * k, xp + p * k, scale.data(),
-                                                      shift.data(), mp, scale.data(),
-                                                      mean_g.data(), slope.data(), gx + p * k,
-                                                      k);
+                                                      shift.data(), mp, mean_g.data(),
+                                                      slope.data(), gx + p * k, k);
     });
   });
   auto converted = parameter_grads.to(parameter_type);
@@ -497,8 +490,7 @@ torch::Tensor map_gradient(torch::Tensor grad_normalised, std::optional<torch::T
     const scalar_t* x = map.data_ptr<scalar_t>();
     const scalar_t* gz = grad_normalised.data_ptr<scalar_t>() + first;
     const scalar_t* gr = grad_raw ? grad_raw->data_ptr<scalar_t>() + first : nullptr;
-    const auto m = mean.to(at::CppTypeToScalarType<math_t>::value).contiguous();
-    const auto s = inv_std.to(at::CppTypeToScalarType<math_t>::value).contiguous();
+    const auto m = in_math_type(mean, map), s = in_math_type(inv_std, map);
     const math_t* mp = m.data_ptr<math_t>();
     const math_t* sp = s.data_ptr<math_t>();
     scalar_t* o = out.data_ptr<scalar_t>();
@@ -507,16 +499,13 @@ torch::Tensor map_gradient(torch::Tensor grad_normalised, std::optional<torch::T
       prefetch_row(gz + (p + AHEAD) * C, k);
       gradient_sums_row<scalar_t, math_t>(gz + p * C, x + p * k, mp, o + p * k, sum, k);
     });
-    std::vector<math_t> mean_g(k), scale(k);  // scale: inv_std^2 * mean(g * (x - mean))
-    for (int64_t c = 0; c < k; ++c) {
-      mean_g[c] = math_t(sums[c] / pixels);
-      scale[c] = math_t(double(sp[c]) * sp[c] * sums[k + c] / pixels);
-    }
+    std::vector<math_t> mean_g, slope;
+    normalisation_gradient_terms(sums, sp, pixels, k, mean_g, slope);
     at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p) {
         if (gr) prefetch_row(gr + (p + AHEAD) * C, k);
         gradient_row<scalar_t, math_t>(x + p * k, gr ? gr + p * C : nullptr, mp, sp,
-                                       mean_g.data(), scale.data(), o + p * k, k);
+                                       mean_g.data(), slope.data(), o + p * k, k);
       }
     });
   });
