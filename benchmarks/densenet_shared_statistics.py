@@ -27,7 +27,8 @@ These passes run as PyTorch operations ("eager") and as C++ kernels of our own
 * computes a 1x1 first convolution (the bottleneck's) with the affine-ReLU pass, in tiles of
   1,024 pixels whose input is made in cache and multiplied at once (MKL), never written out; the
   backward pass makes it again instead of reading it;
-* places each new map into the buffers, and takes its gradient, in two passes each;
+* places each new map into the buffers (three passes: mean, variance, write) and takes its
+  gradient (two passes);
 * runs the bottleneck's BatchNorm-ReLU in one kernel each way, keeping its input, not its output;
 * computes what follows each block from its normalised buffer: the BatchNorm after a block
   normalises the concatenation with the maps' own statistics, so a transition's
