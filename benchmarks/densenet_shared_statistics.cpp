@@ -121,6 +121,72 @@ std::vector<torch::Tensor> affine_relu_backward(torch::Tensor grad, torch::Tenso
   return {total[0], total[1]};
 }
 
+// One pixel's k channels; the pointers never overlap (restrict lets the loops vectorise).
+template <typename T, typename M>
+static inline void add_row(const T* __restrict__ x, M* __restrict__ sum, int64_t k) {
+  for (int64_t c = 0; c < k; ++c) sum[c] += M(x[c]);
+}
+
+template <typename T, typename M>
+static inline void add_squares_row(const T* __restrict__ x, const M* __restrict__ mean,
+                                   M* __restrict__ sum, int64_t k) {
+  for (int64_t c = 0; c < k; ++c) {
+    const M d = M(x[c]) - mean[c];
+    sum[c] += d * d;
+  }
+}
+
+// Batch statistics, as BatchNorm normalises in training (mean and 1/std of the biased variance),
+// with each pixel read from memory once: in parts of `size` pixels (the last one shorter), each
+// part's mean and then its squared deviations from that mean while the part is in cache. The
+// parts' moments are combined in double (the pairwise formula of Chan et al.), the same for any
+// thread count.
+template <typename T, typename M>
+static void part_moments(const T* x, int64_t rows, int64_t k, M* moments) {
+  M* mean = moments;
+  M* squares = moments + k;
+  std::fill(moments, moments + 2 * k, M(0));
+  for (int64_t r = 0; r < rows; ++r) add_row<T, M>(x + r * k, mean, k);
+  for (int64_t c = 0; c < k; ++c) mean[c] /= M(rows);
+  for (int64_t r = 0; r < rows; ++r) add_squares_row<T, M>(x + r * k, mean, squares, k);
+}
+
+// moments: per part, its mean (k), then its sum of squared deviations (k).
+template <typename M>
+static void combine_moments(const M* moments, int64_t pixels, int64_t size, int64_t k,
+                            double eps, M* mean, M* inv_std) {
+  const int64_t parts = (pixels + size - 1) / size;
+  auto count = [&](int64_t j) { return double(std::min(pixels, (j + 1) * size) - j * size); };
+  std::vector<double> total(k, 0.0), squares(k, 0.0);
+  for (int64_t j = 0; j < parts; ++j)
+    for (int64_t c = 0; c < k; ++c) total[c] += count(j) * moments[j * 2 * k + c];
+  for (int64_t c = 0; c < k; ++c) total[c] /= double(pixels);
+  for (int64_t j = 0; j < parts; ++j)
+    for (int64_t c = 0; c < k; ++c) {
+      const double d = double(moments[j * 2 * k + c]) - total[c];
+      squares[c] += double(moments[j * 2 * k + k + c]) + count(j) * d * d;
+    }
+  for (int64_t c = 0; c < k; ++c) {
+    mean[c] = M(total[c]);
+    inv_std[c] = M(1.0 / std::sqrt(squares[c] / double(pixels) + eps));
+  }
+}
+
+// A channels-last map's batch statistics, in parts of 256 pixels.
+template <typename T, typename M>
+static void batch_statistics(const T* x, int64_t pixels, int64_t k, double eps, M* mean,
+                             M* inv_std) {
+  constexpr int64_t size = 256;
+  const int64_t parts = (pixels + size - 1) / size;
+  std::vector<M> moments(parts * 2 * k);
+  at::parallel_for(0, parts, 1, [&](int64_t first, int64_t last) {
+    for (int64_t j = first; j < last; ++j)
+      part_moments<T, M>(x + j * size * k, std::min(size, pixels - j * size), k,
+                         moments.data() + j * 2 * k);
+  });
+  combine_moments(moments.data(), pixels, size, k, eps, mean, inv_std);
+}
+
 // The same pass fused with the layer's first convolution (1x1, no bias), in tiles of TILE
 // pixels: a tile's ReLU(w * x + b) is made in cache and multiplied at once, never written out,
 // and the backward pass makes it again instead of reading it. The products run in the buffer's
@@ -159,8 +225,10 @@ static torch::Tensor weight_matrix(const torch::Tensor& weight, const torch::Ten
   return weight.reshape({weight.size(0), n}).to(buffer.scalar_type()).contiguous();
 }
 
-torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Tensor w,
-                                  torch::Tensor b, torch::Tensor weight) {
+// Returns the output; with eps, also its batch mean and 1/std (the math type), taken from each
+// tile while it is in cache, for the BatchNorm that follows a bottleneck's convolution.
+std::vector<torch::Tensor> affine_relu_conv1x1(torch::Tensor buffer, int64_t start,
+    torch::Tensor w, torch::Tensor b, torch::Tensor weight, std::optional<double> eps) {
   check(buffer);
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
   const int64_t n = C - start, pixels = N * H * W, o = weight.size(0);
@@ -169,6 +237,8 @@ torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Te
                           buffer.options().memory_format(at::MemoryFormat::ChannelsLast));
   w = in_math_type(w, buffer); b = in_math_type(b, buffer);
   const int64_t tiles = (pixels + TILE - 1) / TILE;
+  auto moments = torch::empty({eps ? tiles : 0, 2, o}, w.options());
+  auto statistics = torch::empty({2, o}, w.options());
   AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
                                  "affine_relu_conv1x1", [&] {
     using math_t = at::opmath_type<scalar_t>;
@@ -176,6 +246,7 @@ torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Te
     scalar_t* o_ptr = out.data_ptr<scalar_t>();
     const math_t* wp = w.data_ptr<math_t>();
     const math_t* bp = b.data_ptr<math_t>();
+    math_t* tile_moments = moments.data_ptr<math_t>();
     at::parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) {
       auto input = torch::empty({TILE, n}, buffer.options());
       scalar_t* in = input.data_ptr<scalar_t>();
@@ -184,17 +255,26 @@ torch::Tensor affine_relu_conv1x1(torch::Tensor buffer, int64_t start, torch::Te
         tile_input<scalar_t, math_t>(x, C, p0, rows, wp, bp, in, n);
         auto result = rows_of(o_ptr + p0 * o, rows, o, out);
         at::mm_out(result, input.narrow(0, 0, rows), transposed);
+        if (eps) part_moments<scalar_t, math_t>(o_ptr + p0 * o, rows, o, tile_moments + t * 2 * o);
       }
     });
+    if (eps) {
+      math_t* mean = statistics.data_ptr<math_t>();
+      combine_moments(tile_moments, pixels, TILE, o, *eps, mean, mean + o);
+    }
   });
-  return out;
+  if (!eps) return {out};
+  return {out, statistics[0], statistics[1]};
 }
 
-// Returns the gradients of the convolution's weight, w and b; adds the buffer's into grad_buffer.
-std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torch::Tensor buffer,
-    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor weight,
-    torch::Tensor grad_buffer) {
-  grad = checked_gradient(grad, buffer, grad_buffer);
+// The backward pass of affine_relu_conv1x1, tile by tile; tile_gradient(p0, rows, scratch) gives
+// the output's gradient for a tile's rows (o channels each), in place or made in scratch. Adds the
+// buffer's gradient into grad_buffer; returns the gradients of the convolution's weight, w and b.
+template <typename T, typename TileGradient>
+static std::vector<torch::Tensor> conv1x1_backward_tiles(const torch::Tensor& buffer,
+    int64_t start, torch::Tensor w, torch::Tensor b, const torch::Tensor& weight,
+    torch::Tensor& grad_buffer, TileGradient tile_gradient) {
+  using M = at::opmath_type<T>;
   const auto parameter_type = w.scalar_type();
   const int64_t N = buffer.size(0), C = buffer.size(1), H = buffer.size(2), W = buffer.size(3);
   const int64_t n = C - start, pixels = N * H * W, o = weight.size(0);
@@ -204,75 +284,57 @@ std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torc
   // per-tile products and sums (added in double at the end): the same for any thread count
   auto weight_partial = torch::empty({tiles, o, n}, w.options());
   auto partial = torch::zeros({tiles, 2, n}, w.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
-                                 "affine_relu_conv1x1_backward", [&] {
-    using math_t = at::opmath_type<scalar_t>;
-    const scalar_t* x = buffer.data_ptr<scalar_t>() + start;
-    scalar_t* gx = grad_buffer.data_ptr<scalar_t>() + start;
-    scalar_t* g = grad.data_ptr<scalar_t>();
-    const math_t* wp = w.data_ptr<math_t>();
-    const math_t* bp = b.data_ptr<math_t>();
-    math_t* sums = partial.data_ptr<math_t>();
-    at::parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) {
-      auto input = torch::empty({TILE, n}, buffer.options());
-      auto grad_input = torch::empty({TILE, n}, buffer.options());
-      scalar_t* in = input.data_ptr<scalar_t>();
-      const scalar_t* gin = grad_input.data_ptr<scalar_t>();
-      for (int64_t t = first; t < last; ++t) {
-        const int64_t p0 = t * TILE, rows = std::min(TILE, pixels - p0);
-        tile_input<scalar_t, math_t>(x, C, p0, rows, wp, bp, in, n);
-        auto g_rows = rows_of(g + p0 * o, rows, o, grad);
-        auto in_rows = input.narrow(0, 0, rows);
-        auto weight_slot = weight_partial[t];
-        if constexpr (std::is_same_v<scalar_t, math_t>)
-          at::mm_out(weight_slot, g_rows.t(), in_rows);
-        else  // a bf16 product per tile, summed in fp32
-          weight_slot.copy_(at::mm(g_rows.t(), in_rows));
-        auto grad_in_rows = grad_input.narrow(0, 0, rows);
-        at::mm_out(grad_in_rows, g_rows, matrix);
-        math_t* sum = sums + t * 2 * n;
-        for (int64_t r = 0; r < rows; ++r) {
-          prefetch_row(x + (p0 + r + AHEAD) * C, n);
-          prefetch_row<1>(gx + (p0 + r + AHEAD) * C, n);
-          affine_relu_backward_row<scalar_t, math_t>(x + (p0 + r) * C, gin + r * n, wp, bp,
-                                                     gx + (p0 + r) * C, sum, sum + n, n);
-        }
+  const T* x = buffer.data_ptr<T>() + start;
+  T* gx = grad_buffer.data_ptr<T>() + start;
+  const M* wp = w.data_ptr<M>();
+  const M* bp = b.data_ptr<M>();
+  M* sums = partial.data_ptr<M>();
+  at::parallel_for(0, tiles, 1, [&](int64_t first, int64_t last) {
+    auto input = torch::empty({TILE, n}, buffer.options());
+    auto grad_input = torch::empty({TILE, n}, buffer.options());
+    auto scratch = torch::empty({TILE, o}, buffer.options());
+    T* in = input.data_ptr<T>();
+    const T* gin = grad_input.data_ptr<T>();
+    for (int64_t t = first; t < last; ++t) {
+      const int64_t p0 = t * TILE, rows = std::min(TILE, pixels - p0);
+      tile_input<T, M>(x, C, p0, rows, wp, bp, in, n);
+      auto g_rows = rows_of(const_cast<T*>(tile_gradient(p0, rows, scratch.data_ptr<T>())), rows,
+                            o, buffer);
+      auto in_rows = input.narrow(0, 0, rows);
+      auto weight_slot = weight_partial[t];
+      if constexpr (std::is_same_v<T, M>)
+        at::mm_out(weight_slot, g_rows.t(), in_rows);
+      else  // a bf16 product per tile, summed in fp32
+        weight_slot.copy_(at::mm(g_rows.t(), in_rows));
+      auto grad_in_rows = grad_input.narrow(0, 0, rows);
+      at::mm_out(grad_in_rows, g_rows, matrix);
+      M* sum = sums + t * 2 * n;
+      for (int64_t r = 0; r < rows; ++r) {
+        prefetch_row(x + (p0 + r + AHEAD) * C, n);
+        prefetch_row<1>(gx + (p0 + r + AHEAD) * C, n);
+        affine_relu_backward_row<T, M>(x + (p0 + r) * C, gin + r * n, wp, bp, gx + (p0 + r) * C,
+                                       sum, sum + n, n);
       }
-    });
+    }
   });
   auto total = partial.to(torch::kDouble).sum(0).to(parameter_type);
   auto grad_weight = weight_partial.to(torch::kDouble).sum(0).to(weight.scalar_type());
   return {grad_weight.view(weight.sizes()), total[0], total[1]};
 }
 
-// One pixel's k channels; the pointers never overlap (restrict lets the loops vectorise).
-template <typename T, typename M>
-static inline void add_row(const T* __restrict__ x, M* __restrict__ sum, int64_t k) {
-  for (int64_t c = 0; c < k; ++c) sum[c] += M(x[c]);
-}
-
-template <typename T, typename M>
-static inline void add_squares_row(const T* __restrict__ x, const M* __restrict__ mean,
-                                   M* __restrict__ sum, int64_t k) {
-  for (int64_t c = 0; c < k; ++c) {
-    const M d = M(x[c]) - mean[c];
-    sum[c] += d * d;
-  }
-}
-
-// A channels-last map's batch mean and 1/std per channel, as BatchNorm normalises in training
-// (the biased variance): one pass for the mean, one for the squared deviations from it.
-template <typename T, typename M>
-static void batch_statistics(const T* x, int64_t pixels, int64_t k, double eps, M* mean,
-                             M* inv_std) {
-  const auto sums = channel_sums<M>(pixels, k, 1, [&](int64_t p, M* sum) {
-    add_row<T, M>(x + p * k, sum, k);
+std::vector<torch::Tensor> affine_relu_conv1x1_backward(torch::Tensor grad, torch::Tensor buffer,
+    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor weight,
+    torch::Tensor grad_buffer) {
+  grad = checked_gradient(grad, buffer, grad_buffer);
+  const int64_t o = weight.size(0);
+  std::vector<torch::Tensor> grads;
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
+                                 "affine_relu_conv1x1_backward", [&] {
+    const scalar_t* g = grad.data_ptr<scalar_t>();
+    grads = conv1x1_backward_tiles<scalar_t>(buffer, start, w, b, weight, grad_buffer,
+        [&](int64_t p0, int64_t, scalar_t*) { return g + p0 * o; });
   });
-  for (int64_t c = 0; c < k; ++c) mean[c] = M(sums[c] / pixels);
-  const auto squares = channel_sums<M>(pixels, k, 1, [&](int64_t p, M* sum) {
-    add_squares_row<T, M>(x + p * k, mean, sum, k);
-  });
-  for (int64_t c = 0; c < k; ++c) inv_std[c] = M(1.0 / std::sqrt(squares[c] / pixels + eps));
+  return grads;
 }
 
 // From a normalisation's backward sums over pixels (of g, then of g * (x - mean)): the mean of
@@ -368,33 +430,29 @@ static void batchnorm_affine(const M* mean, const M* inv_std, const M* w, const 
   }
 }
 
-// BatchNorm in training (batch statistics) followed by ReLU, on a channels-last map (the
-// bottleneck's 48 channels): one pass for each statistic, one for the output. Returns the
-// output, the mean and 1/std (math type).
-std::vector<torch::Tensor> batchnorm_relu(torch::Tensor x, torch::Tensor weight,
-                                          torch::Tensor bias, double eps) {
+// A bottleneck's BatchNorm-ReLU after its 1x1 convolution, in training, with the batch statistics
+// that affine_relu_conv1x1 took: one pass over the map.
+torch::Tensor batchnorm_relu(torch::Tensor x, torch::Tensor mean, torch::Tensor inv_std,
+                             torch::Tensor weight, torch::Tensor bias) {
   x = x.contiguous(at::MemoryFormat::ChannelsLast);
   const int64_t k = x.size(1), pixels = x.size(0) * x.size(2) * x.size(3);
   auto y = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
-  auto statistics = torch::empty({2, k}, x.options().dtype(at::toOpMathType(x.scalar_type())));
-  weight = in_math_type(weight, x); bias = in_math_type(bias, x);
   AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, x.scalar_type(), "batchnorm_relu",
                                  [&] {
     using math_t = at::opmath_type<scalar_t>;
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    math_t* mean = statistics.data_ptr<math_t>();
-    math_t* inv_std = mean + k;
-    batch_statistics(xp, pixels, k, eps, mean, inv_std);
+    const auto m = in_math_type(mean, x), s = in_math_type(inv_std, x);
+    const auto wm = in_math_type(weight, x), bm = in_math_type(bias, x);
     std::vector<math_t> scale, shift;
-    batchnorm_affine(mean, inv_std, weight.data_ptr<math_t>(), bias.data_ptr<math_t>(), k, scale,
-                     shift);
+    batchnorm_affine(m.data_ptr<math_t>(), s.data_ptr<math_t>(), wm.data_ptr<math_t>(),
+                     bm.data_ptr<math_t>(), k, scale, shift);
+    const scalar_t* xp = x.data_ptr<scalar_t>();
     scalar_t* yp = y.data_ptr<scalar_t>();
     at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
       for (int64_t p = begin; p < end; ++p)
         affine_relu_row<scalar_t, math_t>(xp + p * k, scale.data(), shift.data(), yp + p * k, k);
     });
   });
-  return {y, statistics[0], statistics[1]};
+  return y;
 }
 
 template <typename T, typename M>
@@ -423,50 +481,67 @@ static inline void batchnorm_relu_backward_row(
   }
 }
 
-// Its backward pass: the gradients of x, the weight and the bias (the parameters' dtype).
-std::vector<torch::Tensor> batchnorm_relu_backward(torch::Tensor grad, torch::Tensor x,
-    torch::Tensor mean, torch::Tensor inv_std, torch::Tensor weight, torch::Tensor bias) {
+// The backward pass of a whole bottleneck up to its second ReLU (affine-ReLU, 1x1 convolution,
+// BatchNorm, ReLU), from the gradient of the ReLU's output: one pass for the BatchNorm's sums, then
+// the convolution's tiles, each tile's output gradient made in cache from them. Adds the buffer's
+// gradient into grad_buffer; returns the gradients of the convolution's weight, w, b, and the
+// BatchNorm's weight and bias.
+std::vector<torch::Tensor> bottleneck_backward(torch::Tensor grad, torch::Tensor buffer,
+    int64_t start, torch::Tensor w, torch::Tensor b, torch::Tensor weight, torch::Tensor inner,
+    torch::Tensor mean, torch::Tensor inv_std, torch::Tensor norm_weight,
+    torch::Tensor norm_bias, torch::Tensor grad_buffer) {
+  check(buffer);
+  check(grad_buffer);
   grad = grad.contiguous(at::MemoryFormat::ChannelsLast);
-  TORCH_CHECK(grad.scalar_type() == x.scalar_type() &&
-              x.is_contiguous(at::MemoryFormat::ChannelsLast),
-              "the gradient and the input must be channels-last, in one dtype");
-  const auto parameter_type = weight.scalar_type();
-  const int64_t k = x.size(1), pixels = x.size(0) * x.size(2) * x.size(3);
-  auto grad_x = torch::empty_like(x, at::MemoryFormat::ChannelsLast);
-  weight = in_math_type(weight, x); bias = in_math_type(bias, x);
-  auto parameter_grads = torch::empty({2, k}, weight.options());
-  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, x.scalar_type(),
-                                 "batchnorm_relu_backward", [&] {
+  TORCH_CHECK(inner.is_contiguous(at::MemoryFormat::ChannelsLast) &&
+              grad.scalar_type() == buffer.scalar_type() &&
+              inner.scalar_type() == buffer.scalar_type() &&
+              grad_buffer.scalar_type() == buffer.scalar_type(),
+              "the gradient, the convolution's output (channels-last), the buffer and its "
+              "gradient must share one dtype");
+  TORCH_CHECK(grad.sizes() == inner.sizes() && inner.size(1) == weight.size(0) &&
+              inner.size(0) == buffer.size(0) && inner.sizes().slice(2) == buffer.sizes().slice(2),
+              "the gradient and the convolution's output must be the convolution's output's "
+              "shape, the buffer's pixels and the convolution's output channels");
+  const auto parameter_type = norm_weight.scalar_type();
+  const int64_t k = inner.size(1), pixels = inner.size(0) * inner.size(2) * inner.size(3);
+  auto norm_grads = torch::empty({2, k}, in_math_type(norm_weight, buffer).options());
+  std::vector<torch::Tensor> grads;
+  AT_DISPATCH_FLOATING_TYPES_AND(at::ScalarType::BFloat16, buffer.scalar_type(),
+                                 "bottleneck_backward", [&] {
     using math_t = at::opmath_type<scalar_t>;
     const scalar_t* g = grad.data_ptr<scalar_t>();
-    const scalar_t* xp = x.data_ptr<scalar_t>();
-    const auto m = in_math_type(mean, x), s = in_math_type(inv_std, x);
+    const scalar_t* xp = inner.data_ptr<scalar_t>();
+    const auto m = in_math_type(mean, buffer), s = in_math_type(inv_std, buffer);
+    const auto wm = in_math_type(norm_weight, buffer), bm = in_math_type(norm_bias, buffer);
     const math_t* mp = m.data_ptr<math_t>();
     const math_t* sp = s.data_ptr<math_t>();
-    const math_t* w = weight.data_ptr<math_t>();
     std::vector<math_t> scale, shift;
-    batchnorm_affine(mp, sp, w, bias.data_ptr<math_t>(), k, scale, shift);
+    batchnorm_affine(mp, sp, wm.data_ptr<math_t>(), bm.data_ptr<math_t>(), k, scale, shift);
     const auto sums = channel_sums<math_t>(pixels, k, 2, [&](int64_t p, math_t* sum) {
       batchnorm_relu_sums_row<scalar_t, math_t>(g + p * k, xp + p * k, scale.data(),
                                                 shift.data(), mp, sum, k);
     });
     std::vector<math_t> mean_g, slope;
     normalisation_gradient_terms(sums, sp, pixels, k, mean_g, slope);
-    math_t* out = parameter_grads.data_ptr<math_t>();
+    math_t* out = norm_grads.data_ptr<math_t>();
     for (int64_t c = 0; c < k; ++c) {
       out[c] = math_t(sums[k + c] * sp[c]);  // the weight's gradient: sum of g * x_hat
       out[k + c] = math_t(sums[c]);           // the bias's
     }
-    scalar_t* gx = grad_x.data_ptr<scalar_t>();
-    at::parallel_for(0, pixels, 256, [&](int64_t begin, int64_t end) {
-      for (int64_t p = begin; p < end; ++p)
-        batchnorm_relu_backward_row<scalar_t, math_t>(g + p * k, xp + p * k, scale.data(),
-                                                      shift.data(), mp, mean_g.data(),
-                                                      slope.data(), gx + p * k, k);
-    });
+    grads = conv1x1_backward_tiles<scalar_t>(buffer, start, w, b, weight, grad_buffer,
+        [&](int64_t p0, int64_t rows, scalar_t* scratch) {
+          for (int64_t r = 0; r < rows; ++r)
+            batchnorm_relu_backward_row<scalar_t, math_t>(
+                g + (p0 + r) * k, xp + (p0 + r) * k, scale.data(), shift.data(), mp,
+                mean_g.data(), slope.data(), scratch + r * k, k);
+          return scratch;
+        });
   });
-  auto converted = parameter_grads.to(parameter_type);
-  return {grad_x, converted[0], converted[1]};
+  auto converted = norm_grads.to(parameter_type);
+  grads.push_back(converted[0]);
+  grads.push_back(converted[1]);
+  return grads;
 }
 
 // The gradient of a map placed by place_map: through its normalisation (as BatchNorm's backward
@@ -520,5 +595,5 @@ PYBIND11_MODULE(TORCH_EXTENSION_NAME, m) {
   m.def("place_map", &place_map);
   m.def("map_gradient", &map_gradient);
   m.def("batchnorm_relu", &batchnorm_relu);
-  m.def("batchnorm_relu_backward", &batchnorm_relu_backward);
+  m.def("bottleneck_backward", &bottleneck_backward);
 }
