@@ -30,10 +30,13 @@ These passes run as PyTorch operations ("eager") and as C++ kernels of our own
 * takes the statistics of the BatchNorm after it from each tile of the product while it is in
   cache, so that the bottleneck's BatchNorm-ReLU is one more pass; in the backward pass, after one
   pass for that BatchNorm's sums, each tile's gradient is made in cache from them (the whole
-  bottleneck, up to its second ReLU, is one kernel backward, and the 3x3 convolution is all
-  autograd computes);
+  bottleneck, up to its second ReLU, is one kernel backward);
 * places each new map into the buffers (two passes: its statistics, read once, and the write)
   and takes its gradient (two passes);
+* takes each 3x3 convolution's weight gradient itself, for float maps (on the AVX2-only CPU
+  oneDNN's ran at 40 to 50 GFLOP/s, its forward pass at 70, its input gradient at 110 to 140):
+  each pixel is given the gradients of the nine output pixels that read it, in cache, and a
+  tile's input is multiplied by them at once;
 * computes what follows each block from its normalised buffer: the BatchNorm after a block
   normalises the concatenation with the maps' own statistics, so a transition's
   BatchNorm-ReLU-conv 1x1 is one more fused 1x1 convolution (the classifier's BatchNorm-ReLU one
@@ -63,6 +66,7 @@ from pathlib import Path
 from typing import Callable, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import _results
@@ -129,6 +133,7 @@ class BlockOps(NamedTuple):
     map_gradient: Callable = eager_map_gradient
     bottleneck: Callable | None = None
     bottleneck_backward: Callable | None = None
+    conv3x3_weight_gradient: Callable | None = None
     following: bool = False
 
 
@@ -186,7 +191,8 @@ def build_kernels() -> dict[str, BlockOps] | None:
             "C++ fused": alone._replace(
                 conv1x1=conv1x1, conv1x1_backward=module.affine_relu_conv1x1_backward,
                 place_map=module.place_map, map_gradient=map_gradient, bottleneck=bottleneck,
-                bottleneck_backward=module.bottleneck_backward, following=True)}
+                bottleneck_backward=module.bottleneck_backward,
+                conv3x3_weight_gradient=module.conv3x3_weight_gradient, following=True)}
 
 
 def _unit_scale(maps: torch.Tensor) -> torch.Tensor | None:
@@ -223,6 +229,43 @@ def _bottleneck(ops: BlockOps, net: nn.Sequential) -> bool:
     BatchNorm-ReLU pairs, up to its second ReLU."""
     return (ops.bottleneck is not None and len(net) > 4 and _fuses(ops, net[2])
             and isinstance(net[3], nn.BatchNorm2d) and isinstance(net[4], nn.ReLU))
+
+
+def _is_conv3x3(module: nn.Module) -> bool:
+    """A 3x3 convolution that keeps the map's size (stride 1, padding 1), without a bias."""
+    return (isinstance(module, nn.Conv2d) and module.kernel_size == (3, 3)
+            and module.stride == (1, 1) and module.padding == (1, 1)
+            and module.dilation == (1, 1) and module.groups == 1 and module.bias is None
+            and module.padding_mode == "zeros")
+
+
+class _Conv3x3(torch.autograd.Function):
+    """Such a convolution as autograd computes it, but for its weight gradient, which ``ops``
+    computes (oneDNN's is the slowest of its three passes on an AVX2-only CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, weight, ops):
+        ctx.save_for_backward(x, weight)
+        ctx.ops = ops
+        return F.conv2d(x, weight, padding=1)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = torch.ops.aten.convolution_backward(
+            grad, x, weight, None, [1, 1], [1, 1], [1, 1], False, [0, 0], 1,
+            [ctx.needs_input_grad[0], False, False])[0]
+        return grad_x, ctx.ops.conv3x3_weight_gradient(grad, x), None
+
+
+def _rest_of_layer(modules: nn.Sequential, x: torch.Tensor, ops: BlockOps) -> torch.Tensor:
+    """``modules(x)``, each 3x3 convolution's weight gradient taken by ``ops`` where it can (float
+    maps outside autocast)."""
+    ours = (ops.conv3x3_weight_gradient is not None and x.dtype in (torch.float32, torch.float64)
+            and not torch.is_autocast_enabled("cpu"))
+    for module in modules:
+        x = _Conv3x3.apply(x, module.weight, ops) if ours and _is_conv3x3(module) else module(x)
+    return x
 
 
 class _SharedStatisticsBlock(torch.autograd.Function):
@@ -265,7 +308,7 @@ class _SharedStatisticsBlock(torch.autograd.Function):
                 inner, saved, rest = ops.affine_relu(*common), None, net[2:]
             with torch.enable_grad():  # the rest of the layer: autograd, as it is
                 inner.requires_grad_()
-                new = rest(inner)
+                new = _rest_of_layer(rest, inner, ops)
             graphs.append((inner, new, rest, saved))
             add(new.detach(), start - growth)
         # every first BatchNorm's running statistics, as each would have updated its own
