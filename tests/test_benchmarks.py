@@ -297,7 +297,9 @@ def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike(
 def test_the_shared_statistics_kernels_compute_what_the_model_does():
     """Both ways the kernels run a block, the affine-ReLU passes alone or everything fused (the
     bottleneck models fuse their 1x1 convolutions, the one without dropout its whole bottleneck
-    up to the second ReLU; the plain one has none), in float64 and bf16."""
+    up to the second ReLU; the plain one has none; all take their 3x3 convolutions' weight
+    gradients in float64, not in bf16, where the kernel would refuse the maps), in float64 and
+    bf16."""
     kernels = shared_statistics.build_kernels()  # about a minute the first time
     assert kernels, "the kernels did not build or load: the reason is printed above"
     assert [ops.conv1x1 is not None for ops in kernels.values()] == [False, True]
