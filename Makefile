@@ -75,6 +75,7 @@ gpu-check: setup
 bench: setup
 	for script in benchmarks/*.py; do COURSE_MODE=full $(BIN)/python $$script || exit 1; done
 	$(BIN)/python benchmarks/memory_layout.py --cpu-mode
+	$(BIN)/python benchmarks/densenet_shared_statistics.py --cpu-mode
 
 # Kills, full disks, damaged and hostile files, two writers, bad arguments: does anything lose, mix
 # or hide work? Each case runs in a temporary folder of its own (README, "Commands").

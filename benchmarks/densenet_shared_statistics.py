@@ -5,6 +5,7 @@ precision.
     pip install ninja                      # to build the C++ kernels (else: the eager variant only)
     python benchmarks/densenet_shared_statistics.py [--model densenet-bc-100-k12] [--batch 64]
                                                     [--precision bf16-mixed|32-true]
+    python benchmarks/densenet_shared_statistics.py --cpu-mode [--repeats 5]
 
 The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the
 concatenation: per layer, several passes over a width that grows with depth, and a BatchNorm over
@@ -49,6 +50,12 @@ bf16, as autocast's convolutions), and a bf16 step is checked to land as close t
 the model's own. The model itself is unchanged; ``measure.training_throughput`` times each, the
 straightforward one in both layouts, interleaved, in ``--repeats`` rounds (the fastest and the
 median of each).
+
+``--cpu-mode`` asks what "C++ fused" would buy the notebooks (issue 27, item 5): each DenseNet
+run the notebooks train in CPU mode (``RUNS`` of ``scripts/measure_exercises.py``), on its own
+one-channel images with its recipe's batch, in fp32 and channels-last as CPU mode trains it,
+against its "C++ fused" copy, interleaved; with the seconds the kernels took to build or load.
+The result goes to ``densenet_shared_statistics-<device>-cpu-mode.json``.
 """
 
 from __future__ import annotations
@@ -61,6 +68,7 @@ import statistics
 import subprocess
 import sys
 import sysconfig
+import time
 from datetime import date
 from pathlib import Path
 from typing import Callable, NamedTuple
@@ -72,7 +80,7 @@ from torch import nn
 import _results
 from _timing import on_a_cpu
 from densenet_bound import arguments
-from helpers import measure, models
+from helpers import measure, models, modes
 from helpers._machinery import allocator, config
 from helpers.models.densenet import DenseBlock, DenseNet, TransitionLayer
 
@@ -522,20 +530,100 @@ def rounds_as_the_model(errors: dict) -> bool:
     return all(copy <= 1.5 * model + 1e-3 for copy, model in _error_pairs(errors))
 
 
+def time_interleaved(variants: dict, build: Callable, shape: tuple, batch: int, precision: str,
+                     repeats: int) -> dict[str, list[float]]:
+    """Images/s of a training step of each of ``variants`` (name: (ops or None for the model as
+    it is, channels-last)), ``repeats`` rounds, the variants interleaved in each: the machine's
+    speed drifts by the minute."""
+    rates = {name: [] for name in variants}
+    for round_ in range(repeats):
+        for name, (ops, channels_last) in variants.items():
+            model = build()
+            if ops:
+                model = shared_statistics(model, ops)
+            rates[name].append(measure.training_throughput(
+                model, shape, batch, batches=3, precision=precision,
+                channels_last=channels_last))
+            print(f"round {round_ + 1} of {repeats}, {name}: {rates[name][-1]:.1f} images/s",
+                  flush=True)
+    return rates
+
+
+def timed_kernels() -> tuple[dict[str, BlockOps], float]:
+    """:func:`build_kernels`' ways (none where they cannot be built) and the seconds it took:
+    about a minute to build, a second to load a build from torch's extensions folder."""
+    start = time.perf_counter()
+    kernels = build_kernels() or {}
+    return kernels, time.perf_counter() - start
+
+
+def cpu_mode_densenets() -> list[tuple]:
+    """(run name, model builder, batch, input shape) of each DenseNet the notebooks train in CPU
+    mode, one per distinct model, input and batch."""
+    from memory_layout import cpu_mode_runs
+    return [run for run in cpu_mode_runs()
+            if any(isinstance(module, DenseBlock) for module in run[1]().modules())]
+
+
+def main_cpu_mode(args) -> None:
+    """The notebooks' CPU-mode DenseNet runs, as CPU mode trains them and through "C++ fused"."""
+    kernels, build_seconds = timed_kernels()
+    if "C++ fused" not in kernels:
+        sys.exit("--cpu-mode times the C++ kernels, which did not build (the reason is above)")
+    fused = kernels["C++ fused"]
+    print(f"the kernels built or loaded in {build_seconds:.0f} s")
+    variants = {"CPU mode": (None, True), "C++ fused": (fused, True)}
+    rows = []
+    for name, build, batch, shape in cpu_mode_densenets():
+        found = differences(build(), fused, input_shape=shape)
+        if max(found.values()) > 1e-9:
+            sys.exit(f"C++ fused does not compute what {name} does (float64): {found}")
+        rates = time_interleaved(variants, build, shape, batch, modes.CPU_PRECISION,
+                                 args.repeats)
+        ratios = [fast / plain for fast, plain in zip(rates["C++ fused"], rates["CPU mode"])]
+        rows.append({"run": name, "batch": batch, "input_shape": list(shape),
+                     "float64_difference": max(found.values()),
+                     "images_per_s": {k: [round(v, 1) for v in values]
+                                      for k, values in rates.items()},
+                     "ratio_by_round": [round(r, 3) for r in ratios],
+                     "ratio_median": round(statistics.median(ratios), 3)})
+    print(f"{config.hardware()} | torch {torch.__version__} | {modes.CPU_PRECISION}, "
+          f"channels-last | {date.today()}")
+    print(f"the notebooks' CPU-mode DenseNets, training step, median images/s of {args.repeats} "
+          "interleaved rounds, and the median of the rounds' ratios:")
+    for row in rows:
+        plain, fast = (statistics.median(row["images_per_s"][k]) for k in variants)
+        print(f"  {row['run']:<38} batch {row['batch']:>4}  CPU mode {plain:6.1f}  C++ fused "
+              f"{fast:6.1f}  {row['ratio_median']:.2f}x")
+    print(f"(building the kernels, once per machine: {build_seconds:.0f} s this time)")
+    if not args.no_save:
+        _results.save("densenet_shared_statistics", {
+            "benchmark": "densenet_shared_statistics", "mode": "cpu",
+            "hardware": config.hardware(), "torch": torch.__version__, "date": str(date.today()),
+            "precision": modes.CPU_PRECISION, "repeats": args.repeats,
+            "kernel_build_seconds": round(build_seconds, 1), "runs": rows,
+            "command": "python benchmarks/densenet_shared_statistics.py " + " ".join(sys.argv[1:])},
+            "-cpu-mode")
+
+
 def main() -> None:
     parser = arguments(__doc__.split("\n\n")[0], repeats=5)
     parser.add_argument("--precision", choices=("bf16-mixed", "32-true"),
                         help="default: the training path's here (in full mode bf16 autocast on a "
                              "CPU with AVX512-BF16, else fp32)")
+    parser.add_argument("--cpu-mode", action="store_true",
+                        help="the notebooks' CPU-mode DenseNet runs instead (the module's text)")
     args = parser.parse_args()
     if not on_a_cpu("densenet_shared_statistics.py"):
         return
-    precision = args.precision or config.precision()
     allocator.keep_freed_blocks()  # as training.fit does
+    if args.cpu_mode:
+        return main_cpu_mode(args)
+    precision = args.precision or config.precision()
     variants = {"straightforward, usual layout": (None, False),
                 "straightforward, channels-last": (None, True),
                 "shared statistics, eager": (EAGER, True)}
-    kernels = build_kernels() or {}
+    kernels, _ = timed_kernels()
     variants.update({f"shared statistics, {name}": (ops, True) for name, ops in kernels.items()})
     for name, (ops, _) in variants.items():
         if ops:
@@ -552,17 +640,8 @@ def main() -> None:
                                       key=lambda pair: pair[0] - 1.5 * pair[1])
                     sys.exit(f"{name} rounds further from fp32 than the model in bf16: a "
                              f"relative error of {copy:.3g} where the model's is {model:.3g}")
-    rates = {name: [] for name in variants}
-    for round_ in range(args.repeats):
-        for name, (ops, channels_last) in variants.items():
-            model = models.create(args.model)
-            if ops:
-                model = shared_statistics(model, ops)
-            rates[name].append(measure.training_throughput(
-                model, (3, 32, 32), args.batch, batches=3, precision=precision,
-                channels_last=channels_last))
-            print(f"round {round_ + 1} of {args.repeats}, {name}: {rates[name][-1]:.1f} "
-                  "images/s", flush=True)
+    rates = time_interleaved(variants, lambda: models.create(args.model), (3, 32, 32),
+                             args.batch, precision, args.repeats)
     baselines = [name for name in variants if variants[name][0] is None]
     ratios = {}
     for summary in (max, statistics.median):  # the machine's speed drifts: both

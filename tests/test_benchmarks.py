@@ -312,6 +312,20 @@ def test_the_shared_statistics_kernels_compute_what_the_model_does():
 
 
 @needs_kernels
+def test_the_fused_kernels_compute_each_cpu_mode_densenet_as_it_is():
+    """--cpu-mode times "C++ fused" on every DenseNet the notebooks train in CPU mode (notebook
+    02's four: plain, bottleneck, narrow, max-pooling transitions), each computed alike."""
+    runs = shared_statistics.cpu_mode_densenets()
+    assert [run[0] for run in runs] == [
+        "densenet-16-k12-fashionmnist-cpu", "densenet-bc-22-k12-fashionmnist-cpu",
+        "densenet-bc-22-k6", "densenet-bc-22-k12-max-transition"]
+    fused = shared_statistics.build_kernels()["C++ fused"]
+    for name, build, batch, shape in runs:
+        found = shared_statistics.differences(build(), fused, input_shape=shape)
+        assert max(found.values()) < 1e-12, (name, found)
+
+
+@needs_kernels
 def test_the_fused_blocks_compute_what_follows_them():
     """In training, "C++ fused" blocks hand on a transition's BatchNorm-ReLU-conv output (3
     modules done) and the classifier's BatchNorm-ReLU (2); evaluation and the other variants hand
