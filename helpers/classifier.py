@@ -17,6 +17,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ._machinery import dense_kernels
 from ._machinery.lightning import gathered_in_order
 from ._machinery.layout import images_in_layout
 from .models.layers import to_channels_last
@@ -55,6 +56,7 @@ class Classifier(pl.LightningModule):
         # binds a checkpoint to its run: one copied from another run's folder is refused
         checkpoint["run_definition"] = self.run_definition
         checkpoint["channels_last"] = self.channels_last  # a resumed run keeps its layout
+        checkpoint["dense_kernels"] = dense_kernels.in_use(self.model)  # and its DenseNet kernels
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return self.model(images_in_layout(images, self.channels_last))

@@ -1,9 +1,9 @@
 """What ``training.fit`` does around the training itself.
 
-Checks of its arguments, the run's definition, the memory layout it trains in, Lightning's
-Trainer with the callbacks that stop a diverging run and keep the per-epoch history, signals
-that stop a run cleanly, and the record a finished run leaves. None of it changes what a run
-computes."""
+Checks of its arguments, the run's definition, the memory layout it trains in and whether a
+DenseNet trains through the course's C++ kernels, Lightning's Trainer with the callbacks that
+stop a diverging run and keep the per-epoch history, signals that stop a run cleanly, and the
+record a finished run leaves. None of it changes what a run computes beyond rounding."""
 
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from pytorch_lightning.utilities.exceptions import SIGTERMException
 from torch import nn
 
 from . import allocator as _allocator, arguments as _arguments, lightning as _lightning
-from . import config, files, runs
+from . import config, dense_kernels, files, runs
 from .. import measure, models
 from ..classifier import Classifier
 from ..data import ImageDataModule
@@ -327,17 +327,55 @@ def choose_layout(wanted: bool | None, folder: Path, model: nn.Module, data: Ima
                          trainer_options)
 
 
+def one_cpu_process(trainer_options: dict | None) -> bool:
+    """Whether a run with these Lightning options trains in this one process, on a CPU."""
+    device = config.device_type()
+    options = trainer_options or {}
+    return (device == "cpu" and options.get("accelerator", device) == "cpu"
+            and options.get("devices", 1) in (1, "auto")
+            and options.get("strategy", "auto") == "auto")
+
+
 def fresh_layout(model: nn.Module, input_shape: tuple, batch_size: int, precision: str,
                   trainer_options: dict | None = None) -> bool:
     """Whether a new run of ``model`` trains channels-last (see :func:`choose_layout`)."""
-    device = config.device_type()
-    options = trainer_options or {}
-    one_cpu_process = (options.get("accelerator", device) == "cpu"
-                       and options.get("devices", 1) in (1, "auto")
-                       and options.get("strategy", "auto") == "auto")
-    if device == "cpu" and one_cpu_process and config.mode() == "full":
+    if one_cpu_process(trainer_options) and config.mode() == "full":
         return prefers_channels_last(model, input_shape, batch_size, precision)
-    return device in ("cuda", "cpu")
+    return config.device_type() in ("cuda", "cpu")
+
+
+def choose_dense_kernels(folder: Path, model: nn.Module, precision: str,
+                         trainer_options: dict) -> bool:
+    """Whether a run trains its dense blocks through the course's C++ kernels
+    (:mod:`~helpers._machinery.dense_kernels`: the same model and results to rounding, 1.4 to 1.6
+    times as fast in CPU mode, docs/measurements.md): as the run already does (its last
+    checkpoint says), so that a resumed run goes on as it began; else for a DenseNet that one
+    CPU process trains in fp32 (the precision they were measured in), where they build. The
+    record names the choice."""
+    recorded = runs.recorded_dense_kernels(folder)
+    if recorded is None:
+        return (one_cpu_process(trainer_options) and precision == "32-true"
+                and dense_kernels.refusal(model) is None and dense_kernels.fused() is not None)
+    if recorded and dense_kernels.fused() is None:
+        raise RuntimeError(
+            f"the interrupted run in {folder} trains its dense blocks through the course's C++ "
+            f"kernels, which are not available in this process (the reason is printed above). "
+            f"A resumed run goes on as it began, so that it computes what an uninterrupted one "
+            f"would. Install what they need (pip install ninja, and a C++ compiler such as g++) "
+            f"and run it again, or pass overwrite=True to train it afresh without them.")
+    return recorded
+
+
+@contextlib.contextmanager
+def dense_blocks_for(model: nn.Module, use_kernels: bool):
+    """``model``'s dense blocks trained through the kernels within the block, where
+    ``use_kernels``; as written again afterwards, whatever happens."""
+    if use_kernels:
+        dense_kernels.shared_statistics(model, dense_kernels.fused())
+    try:
+        yield
+    finally:
+        dense_kernels.as_written(model)
 
 
 def train(module: Classifier, data: ImageDataModule, folder: Path, definition: dict,
@@ -419,6 +457,7 @@ def train(module: Classifier, data: ImageDataModule, folder: Path, definition: d
         "seed": seed, "mode": config.mode(),
         "smoke_run": config.is_smoke() or data.train.is_stand_in,
         "precision": trainer.precision, "channels_last": module.channels_last,
+        "dense_kernels": dense_kernels.in_use(model),
         "hardware": _machines(table),
         "processes": processes, "torch": torch.__version__, "lightning": pl.__version__,
         "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -491,9 +530,11 @@ def train_share(folder: Path, classifier: type, model: nn.Module, data: ImageDat
     runs.check_same_run(folder, wanted)
     layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
                            trainer_options)
+    kernels = choose_dense_kernels(folder, model, wanted["precision"], trainer_options)
     module = classifier(model, recipe, seed, layout)
-    return train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
-                 writer=False)
+    with dense_blocks_for(model, kernels):
+        return train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
+                     writer=False)
 
 
 def train_alone(folder: Path, classifier: type, model: nn.Module, data: ImageDataModule,
@@ -529,7 +570,9 @@ def train_alone(folder: Path, classifier: type, model: nn.Module, data: ImageDat
         say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
         layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
                                trainer_options)
+        kernels = choose_dense_kernels(folder, model, wanted["precision"], trainer_options)
         module = classifier(model, recipe, seed, layout)
+        held.enter_context(dense_blocks_for(model, kernels))
         return train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
 
 

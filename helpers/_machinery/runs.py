@@ -560,6 +560,14 @@ def recorded_layout(folder: Path) -> bool | None:
     return (_last_checkpoint(folder) or {}).get("channels_last")
 
 
+def recorded_dense_kernels(folder: Path) -> bool | None:
+    """Whether the interrupted run in ``folder`` trains its dense blocks through the course's
+    C++ kernels (its last checkpoint says; one from before they existed trained without);
+    None without a readable checkpoint."""
+    checkpoint = _last_checkpoint(folder)
+    return None if checkpoint is None else bool(checkpoint.get("dense_kernels", False))
+
+
 def epochs_done(folder: Path) -> int:
     """How many epochs an interrupted run has completed (the history in its last checkpoint);
     0 without one, or with one that cannot be read (resuming it then says what is wrong)."""

@@ -1,7 +1,7 @@
-// The C++ kernels of densenet_shared_statistics.py (issue 27, item 2): a DenseNet block's passes
-// over its shared buffers, fused. Built at run time by torch.utils.cpp_extension (ninja, a C++
-// compiler); every kernel computes what the straightforward model does, checked in float64 by the
-// benchmark before it times and by tests/test_benchmarks.py.
+// The C++ kernels of dense_kernels.py (issue 27, items 2 and 5): a DenseNet block's passes over
+// its shared buffers, fused. Built at run time by torch.utils.cpp_extension (ninja, a C++
+// compiler); every kernel computes what the straightforward model does, checked in float64 by
+// benchmarks/densenet_shared_statistics.py before it times and by tests/test_dense_kernels.py.
 #include <torch/extension.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>

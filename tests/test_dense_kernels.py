@@ -1,0 +1,145 @@
+"""The course's C++ kernels for DenseNets in the training path (issue 27, item 5): ``fit`` trains a
+DenseNet through them in fp32 on one CPU process where they build, records it, resumes a run as
+it began, and hands the model back as written. That they compute what the model does (float64)
+is tested in test_benchmarks.py."""
+
+import functools
+import shutil
+
+import pandas as pd
+import pytest
+import torch
+
+from helpers import data, models, recipes, training
+from helpers._machinery import dense_kernels, fitting, runs
+from helpers.models.densenet import DenseLayer, densenet
+
+needs_kernels = pytest.mark.skipif(
+    not dense_kernels.find_ninja() or shutil.which("c++") is None,
+    reason="building the C++ kernels needs ninja and a C++ compiler")
+FAST = recipes.get_recipe("sgd-cosine", batch_size=64, epochs=3, lr=0.2)
+
+
+def _data():
+    return data.ImageDataModule("CIFAR10", smoke=True, val_size=1000, eval_batch_size=64,
+                                subset=(256, 64, 64))
+
+
+def _densenet(seed=0):
+    training.seed(seed)
+    return densenet(22, 6, bc=True, num_classes=10, dropout=0.2)
+
+
+def _fit(model, name, **options):
+    return training.fit(model, _data(), FAST, name=name, epochs=3, precision="32-true",
+                        enable_progress_bar=False, **options)
+
+
+class _Killed(Exception):
+    pass
+
+
+class _KillAt(training.pl.Callback):
+    """An exception in the middle of epoch 2, as a crash would stop the run."""
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == 1 and batch_idx == 2:
+            raise _Killed
+
+
+@needs_kernels
+def test_a_densenet_trains_through_the_kernels_and_resumes_exactly(course_env):
+    """Recorded in the run and its checkpoints; killed mid-epoch and resumed, the run ends with
+    the weights and history of an uninterrupted one; the model comes back as written."""
+    model = _densenet()
+    whole = _fit(model, "whole")
+    assert whole.info["dense_kernels"] is True
+    assert not dense_kernels.in_use(model)  # as written again: evaluation, a later fit
+    killed = _densenet()
+    with pytest.raises(_Killed):
+        _fit(killed, "killed", callbacks=[_KillAt()])
+    assert not dense_kernels.in_use(killed)  # as written again after a crash too
+    folder = course_env / "saved_models" / "smoke" / "killed"
+    assert runs.recorded_dense_kernels(folder) is True
+    resumed = _fit(_densenet(seed=99), "killed", overwrite=False)
+    assert resumed.info["resumed_after_epoch"] == 1 and resumed.info["dense_kernels"] is True
+    columns = ["train_loss", "train_acc", "val_loss", "val_acc", "lr"]
+    pd.testing.assert_frame_equal(whole.history[columns], resumed.history[columns])
+    for a, b in zip(whole.model.state_dict().values(), resumed.model.state_dict().values()):
+        assert torch.equal(a, b)
+    assert whole.history["train_loss"].iloc[-1] < whole.history["train_loss"].iloc[0]
+
+
+@needs_kernels
+def test_a_run_goes_on_as_it_began_with_or_without_the_kernels(course_env, monkeypatch,
+                                                              interrupt_at_epoch):
+    """Begun where the kernels did not build, it resumes without them where they do; begun with
+    them, it refuses to resume without them and says what to install, or to start afresh."""
+    with monkeypatch.context() as without:
+        without.setattr(dense_kernels, "fused", lambda: None)
+        with pytest.raises(training.RunInterrupted):
+            _fit(_densenet(), "without", callbacks=[interrupt_at_epoch(1)])
+    assert _fit(_densenet(), "without", overwrite=False).info["dense_kernels"] is False
+
+    with pytest.raises(training.RunInterrupted):
+        _fit(_densenet(), "with", callbacks=[interrupt_at_epoch(1)])
+    monkeypatch.setattr(dense_kernels, "fused", lambda: None)
+    with pytest.raises(RuntimeError, match="pip install ninja.*overwrite=True"):
+        _fit(_densenet(), "with", overwrite=False)
+    assert runs.epochs_done(course_env / "saved_models" / "smoke" / "with") == 1  # kept
+    assert _fit(_densenet(), "with", overwrite=True).info["dense_kernels"] is False
+
+
+@needs_kernels
+def test_the_kernels_train_only_densenets_in_fp32_on_one_cpu_process(tmp_path):
+    folder = tmp_path / "new-run"  # no checkpoint: a fresh choice
+    choose = fitting.choose_dense_kernels
+    assert choose(folder, _densenet(), "32-true", {}) is True
+    assert choose(folder, models.create("allcnn", c=8), "32-true", {}) is False
+    assert choose(folder, _densenet(), "bf16-mixed", {}) is False  # not measured in bf16
+    assert choose(folder, _densenet(), "32-true", {"devices": 2, "strategy": "ddp"}) is False
+    tanh = densenet(13, 6, act_fn="tanh")  # the kernels fuse BatchNorm with ReLU
+    assert choose(folder, tanh, "32-true", {}) is False
+
+
+class _SwappedLayer(DenseLayer):
+    """A learner's layer that concatenates the oldest maps first: code the kernels never run."""
+
+    def forward(self, features):
+        return self.net(torch.cat(features, dim=1))
+
+
+def test_the_kernels_refuse_what_they_would_not_compute_alike():
+    """Each reason named; a subclass of the course's layer, or a BatchNorm without running
+    statistics, is refused rather than computed as the course's layer would be."""
+    assert dense_kernels.refusal(_densenet()) is None
+    assert dense_kernels.refusal(densenet(22, 6, bc=True, memory_efficient=True)) is None
+    swapped = _densenet()
+    layer = swapped.blocks[0].block[0]
+    swapped.blocks[0].block[0] = _SwappedLayer(layer.net[0].num_features, 6, 24, 0.0, "relu")
+    without = densenet(22, 6, bc=True)  # no dropout: its bottleneck BatchNorm is net[3]
+    without.blocks[2].block[1].net[3] = torch.nn.BatchNorm2d(24, track_running_stats=False)
+    for model, reason in ((swapped, "subclass"), (without, "running statistics"),
+                          (densenet(13, 6, act_fn="tanh"), "another activation"),
+                          (models.create("allcnn", c=8), "no dense blocks")):
+        assert reason in dense_kernels.refusal(model)
+        with pytest.raises(ValueError, match=reason):
+            dense_kernels.shared_statistics(model)
+
+
+def test_a_checkpoint_from_before_the_kernels_resumes_without_them(tmp_path):
+    assert runs.recorded_dense_kernels(tmp_path) is None  # nothing to resume
+    torch.save({"epoch": 1, "channels_last": True}, tmp_path / runs.LAST)
+    assert runs.recorded_dense_kernels(tmp_path) is False
+
+
+def test_the_patched_blocks_are_undone_and_never_doubled():
+    model = _densenet()
+    dense_kernels.shared_statistics(model)
+    dense_kernels.shared_statistics(model)  # again: each patch still wraps the module's own code
+    patched = dense_kernels._patches(model)
+    assert len(patched) == 3  # the three dense blocks (EAGER computes no followers)
+    assert not any(isinstance(module.forward.args[-1], functools.partial) for module in patched)
+    assert dense_kernels.in_use(model, dense_kernels.EAGER)
+    dense_kernels.as_written(model)
+    assert not dense_kernels.in_use(model) and not dense_kernels._patches(model)
