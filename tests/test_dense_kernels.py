@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from helpers import data, models, recipes, training
-from helpers._machinery import dense_kernels, fitting, runs
+from helpers._machinery import dense_kernels, files, fitting, runs
 from helpers.models.densenet import DenseLayer, densenet
 
 needs_kernels = pytest.mark.skipif(
@@ -143,3 +143,23 @@ def test_the_patched_blocks_are_undone_and_never_doubled():
     assert dense_kernels.in_use(model, dense_kernels.EAGER)
     dense_kernels.as_written(model)
     assert not dense_kernels.in_use(model) and not dense_kernels._patches(model)
+
+
+def test_a_damaged_build_is_built_again_and_each_cpu_type_builds_its_own(tmp_path, monkeypatch):
+    """Loading a damaged library can kill the process (a truncated one did, with SIGBUS): one
+    whose bytes differ from those recorded at its last load is removed, for ninja to build again.
+    A build for one CPU (-march=native) may crash another, so each CPU type has its folder."""
+    library = tmp_path / dense_kernels.LIBRARY
+    library.write_bytes(b"the library as it loaded")
+    record = tmp_path / (dense_kernels.LIBRARY + ".sha256")
+    record.write_text(files.sha256(library))
+    dense_kernels._unless_damaged(tmp_path)
+    assert library.exists()  # intact: kept
+    library.write_bytes(b"the libr")  # truncated
+    dense_kernels._unless_damaged(tmp_path)
+    assert not library.exists()
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    here = dense_kernels.build_directory()
+    assert here.parent == tmp_path and torch.__version__ in here.name
+    monkeypatch.setattr(dense_kernels, "_cpu", lambda: "flags : fpu sse2 avx2")
+    assert dense_kernels.build_directory() != here

@@ -48,8 +48,10 @@ place, :func:`as_written` undoes it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
 import os
+import platform
 import shutil
 import subprocess
 import sysconfig
@@ -60,6 +62,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import files
 from ..models.densenet import (DenseBlock, DenseLayer, DenseNet, MemoryEfficientDenseLayer,
                                TransitionLayer)
 
@@ -139,11 +142,42 @@ def find_ninja() -> bool:
     return True
 
 
+def _cpu() -> str:
+    """What tells this CPU type apart for ``-march=native``: its instruction-set flags."""
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+    except OSError:  # not Linux
+        lines = []
+    flags = next((line for line in lines if line.startswith(("flags", "Features"))), "")
+    return flags or f"{platform.machine()} {platform.processor()}"
+
+
+def build_directory() -> Path:
+    """Where the kernels are built: in torch's extensions folder, one folder per torch version and
+    CPU type, since a build for one CPU (``-march=native``) may crash on another."""
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR")
+                or Path.home() / ".cache" / "torch_extensions")
+    cpu = hashlib.sha256(_cpu().encode()).hexdigest()[:12]
+    return root / f"dense_kernels-torch{torch.__version__}-cpu{cpu}"
+
+
+def _unless_damaged(folder: Path) -> None:
+    """Removes a built library whose bytes are no longer those recorded when it last loaded
+    (loading a damaged one can kill the process), so that ninja builds it again."""
+    library, record = folder / LIBRARY, folder / (LIBRARY + ".sha256")
+    if library.exists() and record.exists() and record.read_text() != files.sha256(library):
+        print(f"The kernels' build in {folder} is damaged: building it again.", flush=True)
+        library.unlink()
+
+
+LIBRARY = "dense_kernels.so"
+
+
 @functools.cache
 def build_kernels() -> dict[str, BlockOps] | None:
-    """The C++ kernels, built on first use (about a minute; cached in torch's extensions
-    folder, and in this process), as two ways to run a block: "C++ affine-ReLU" and "C++ fused"
-    (the module's docstring). None, with the reason printed, where they cannot be built."""
+    """The C++ kernels, built on first use (about a minute; kept in :func:`build_directory`, and
+    in this process), as two ways to run a block: "C++ affine-ReLU" and "C++ fused" (the
+    module's docstring). None, with the reason printed, where they cannot be built."""
     if not find_ninja():
         print("The course's C++ kernels for DenseNets are not used: building them needs ninja "
               "(pip install ninja) and a C++ compiler.")
@@ -157,14 +191,20 @@ def build_kernels() -> dict[str, BlockOps] | None:
         quiet.setLevel(level)
     print("Loading the course's C++ kernels for DenseNets (built the first time: about a "
           "minute, once per machine)...", flush=True)
+    folder = build_directory()
     try:
-        module = load("dense_kernels", [str(KERNELS)],
+        folder.mkdir(parents=True, exist_ok=True)
+        _unless_damaged(folder)
+        module = load("dense_kernels", [str(KERNELS)], build_directory=str(folder),
                       extra_cflags=["-O3", "-march=native", "-fopenmp"])
     except (RuntimeError, OSError, ImportError, subprocess.SubprocessError) as error:
         print(f"The course's C++ kernels for DenseNets are not used: they did not build or load "
-              f"({error}). A damaged build is built again once its folder, named above, is "
-              f"removed.")
+              f"({error}). A damaged build is built again once {folder} is removed.")
         return None
+    try:  # what _unless_damaged compares with; a folder that cannot be written keeps none
+        files.write_text(folder / (LIBRARY + ".sha256"), files.sha256(folder / LIBRARY))
+    except OSError:
+        pass
 
     def backward(grad, relu_out, buffer, start, weight, bias, grad_buffer):  # reads the buffer
         return module.affine_relu_backward(grad, buffer, start, weight, bias, grad_buffer)
