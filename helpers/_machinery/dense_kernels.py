@@ -1,6 +1,7 @@
-"""A DenseNet's dense blocks trained in fewer passes over memory: the same model, parameters and
-results (to rounding), about 1.4 to 1.8 times as fast a training step on a CPU in fp32
-(``benchmarks/densenet_shared_statistics.py``; docs/measurements.md, "Speed").
+"""A DenseNet's dense blocks trained in fewer passes over memory, on a CPU 1.4 to 1.8x as fast.
+
+The same model, parameters and results (to rounding), a training step 1.4 to 1.8 times as fast on
+a CPU in fp32 (``benchmarks/densenet_shared_statistics.py``; docs/measurements.md, "Speed").
 
 The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the
 concatenation: per layer, several passes over a width that grows with depth, and a BatchNorm over
