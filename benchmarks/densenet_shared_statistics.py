@@ -44,8 +44,7 @@ from densenet_bound import arguments
 from helpers import measure, models, modes
 from helpers._machinery import allocator, config
 from helpers._machinery.dense_kernels import (  # noqa: F401 (the tests reach them from here)
-    CHANNELS_LAST, EAGER, BlockOps, build_kernels, find_ninja, shared_statistics)
-from helpers.models.densenet import DenseBlock
+    CHANNELS_LAST, EAGER, BlockOps, build_kernels, find_ninja, refusal, shared_statistics)
 
 
 def _weighted_step(net: nn.Module, images: torch.Tensor, seed: int, weights=None,
@@ -153,11 +152,11 @@ def timed_kernels() -> tuple[dict[str, BlockOps], float]:
 
 
 def cpu_mode_densenets() -> list[tuple]:
-    """(run name, model builder, batch, input shape) of each DenseNet the notebooks train in CPU
-    mode, one per distinct model, input and batch."""
+    """(run name, model builder, batch, input shape) of each run the notebooks train in CPU mode
+    whose dense blocks ``fit`` trains through the kernels (``dense_kernels.refusal``), one per
+    distinct model, input and batch."""
     from memory_layout import cpu_mode_runs
-    return [run for run in cpu_mode_runs()
-            if any(isinstance(module, DenseBlock) for module in run[1]().modules())]
+    return [run for run in cpu_mode_runs() if refusal(run[1]()) is None]
 
 
 def main_cpu_mode(args) -> None:

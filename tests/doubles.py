@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytorch_lightning as pl
 import torch
 
 
@@ -19,3 +20,19 @@ class OutOfMemoryAbove(torch.nn.Module):
         if len(x) > self.limit:
             raise torch.OutOfMemoryError("CUDA out of memory (injected by the test)")
         return self.model(x)
+
+
+class Crashed(Exception):
+    """What :class:`CrashAt` raises: neither a signal nor an error of the code under test."""
+
+
+class CrashAt(pl.Callback):
+    """Raises :class:`Crashed` before batch ``batch`` of epoch ``epoch`` (both counted from 0):
+    a run stopped mid-epoch, as by a crash, with the epochs before it kept."""
+
+    def __init__(self, epoch: int, batch: int = 3):
+        self.epoch, self.batch = epoch, batch
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
+            raise Crashed

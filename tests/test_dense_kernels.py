@@ -9,6 +9,7 @@ import shutil
 import pandas as pd
 import pytest
 import torch
+from doubles import CrashAt, Crashed
 
 from helpers import data, models, recipes, training
 from helpers._machinery import dense_kernels, files, fitting, runs
@@ -35,18 +36,6 @@ def _fit(model, name, **options):
                         enable_progress_bar=False, **options)
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KillAt(training.pl.Callback):
-    """An exception in the middle of epoch 2, as a crash would stop the run."""
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == 2:
-            raise _Killed
-
-
 @needs_kernels
 def test_a_densenet_trains_through_the_kernels_and_resumes_exactly(course_env):
     """Recorded in the run and its checkpoints; killed mid-epoch and resumed, the run ends with
@@ -56,8 +45,8 @@ def test_a_densenet_trains_through_the_kernels_and_resumes_exactly(course_env):
     assert whole.info["dense_kernels"] is True
     assert not dense_kernels.in_use(model)  # as written again: evaluation, a later fit
     killed = _densenet()
-    with pytest.raises(_Killed):
-        _fit(killed, "killed", callbacks=[_KillAt()])
+    with pytest.raises(Crashed):
+        _fit(killed, "killed", callbacks=[CrashAt(epoch=1, batch=2)])
     assert not dense_kernels.in_use(killed)  # as written again after a crash too
     folder = course_env / "saved_models" / "smoke" / "killed"
     assert runs.recorded_dense_kernels(folder) is True

@@ -19,6 +19,7 @@ import pandas as pd
 import pytest
 import pytorch_lightning as pl
 import torch
+from doubles import CrashAt, Crashed
 
 from helpers import checkpoints, data, models, recipes, sweep, training
 from helpers._machinery import config, files, runs
@@ -131,19 +132,9 @@ def test_overwrite_trains_afresh_with_the_new_settings(course_env):
     assert run.info["seed"] == 5 and run.info["definition"]["seed"] == 5
 
 
-class _Stop(Exception):
-    pass
-
-
-class _StopInSecondEpoch(training.pl.Callback):
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.current_epoch == 1 and batch_idx == 2:
-            raise _Stop
-
-
 def test_an_interrupted_run_with_other_settings_is_not_resumed(course_env):
-    with pytest.raises(_Stop):
-        _fit("half", epochs=3, callbacks=[_StopInSecondEpoch()])
+    with pytest.raises(Crashed):
+        _fit("half", epochs=3, callbacks=[CrashAt(epoch=1, batch=2)])
     with pytest.raises(runs.DefinitionMismatch, match="interrupted run with other settings"):
         _fit("half", epochs=3, seed=1)
     resumed = _fit("half", epochs=3)

@@ -4,6 +4,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from doubles import CrashAt, Crashed
 
 from helpers._machinery import config, fitting, runs
 from helpers import data, measure, memory_safe, models, plots, recipes, training
@@ -15,7 +16,7 @@ def _data(**options):
 
 
 def _four_steps():
-    """256 images, four steps of 64 per epoch: enough for _KillAt to stop an epoch midway."""
+    """256 images, four steps of 64 per epoch: enough for CrashAt to stop an epoch midway."""
     return _data(subset=(256, 64, 64))
 
 
@@ -200,26 +201,13 @@ def test_provenance_of_a_real_run_names_data_recipe_hardware_and_date():
                               "epochs, NVIDIA H100, 2026-11-22")
 
 
-class _Killed(Exception):
-    pass
-
-
-class _KillAt(training.pl.Callback):
-    def __init__(self, epoch: int, batch: int = 3):
-        self.epoch, self.batch = epoch, batch
-
-    def on_train_batch_start(self, trainer, module, batch, batch_idx):
-        if trainer.current_epoch == self.epoch and batch_idx == self.batch:
-            raise _Killed
-
-
 def test_resume_loses_nothing(course_env):
     """A run killed during epoch 2 and resumed ends with exactly the weights and history of a
     run that was never interrupted."""
     whole = training.fit(_model(), _four_steps(), FAST, name="whole", epochs=3, precision="32-true")
-    with pytest.raises(_Killed):
+    with pytest.raises(Crashed):
         training.fit(_model(), _four_steps(), FAST, name="killed", epochs=3, precision="32-true",
-                     callbacks=[_KillAt(epoch=1)])
+                     callbacks=[CrashAt(epoch=1)])
     assert (course_env / "saved_models" / "smoke" / "killed" / "last.ckpt").exists()
     resumed = training.fit(_model(seed=99), _four_steps(), FAST, name="killed", epochs=3,
                            precision="32-true", overwrite=False)
@@ -253,9 +241,9 @@ def test_every_completed_epoch_is_kept_even_when_it_did_not_improve(course_env):
     whole = training.fit(_linear(), _four_steps(), _STILL, name="whole", epochs=3,
                          precision="32-true")
     assert whole.history["val_acc"].nunique() == 1 and whole.info["best_epoch"] == 1
-    with pytest.raises(_Killed):
+    with pytest.raises(Crashed):
         training.fit(_linear(), _four_steps(), _STILL, name="killed", epochs=3, precision="32-true",
-                     callbacks=[_KillAt(epoch=2, batch=1)])
+                     callbacks=[CrashAt(epoch=2, batch=1)])
     assert runs.epochs_done(course_env / "saved_models" / "smoke" / "killed") == 2
     resumed = training.fit(_linear(), _four_steps(), _STILL, name="killed", epochs=3,
                            precision="32-true", overwrite=False)
@@ -276,9 +264,9 @@ def test_a_moved_and_renamed_run_folder_resumes_as_if_it_had_never_moved(course_
     uninterrupted run, and reads nothing at the old path (a decoy best.ckpt lies there)."""
     whole = training.fit(_linear(), _four_steps(), _STILL, name="whole", epochs=3,
                          precision="32-true")
-    with pytest.raises(_Killed):
+    with pytest.raises(Crashed):
         training.fit(_linear(), _four_steps(), _STILL, name="killed", epochs=3,
-                     precision="32-true", callbacks=[_KillAt(epoch=2, batch=1)])
+                     precision="32-true", callbacks=[CrashAt(epoch=2, batch=1)])
     old = course_env / "saved_models" / "smoke" / "killed"
     (course_env / "saved_models").rename(course_env / "moved")
     (course_env / "moved" / "smoke" / "killed").rename(course_env / "moved" / "smoke" / "renamed")
@@ -309,9 +297,9 @@ class _RunsCode:
 def test_a_crafted_checkpoint_is_never_unpickled(course_env, monkeypatch):
     """Even with TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1, resuming from a last.ckpt whose unpickling
     would run code refuses it instead (and the marker file is never made)."""
-    with pytest.raises(_Killed):
+    with pytest.raises(Crashed):
         training.fit(_model(), _four_steps(), FAST, name="crafted", epochs=3,
-                     precision="32-true", callbacks=[_KillAt(epoch=1)])
+                     precision="32-true", callbacks=[CrashAt(epoch=1)])
     last = course_env / "saved_models" / "smoke" / "crafted" / "last.ckpt"
     state = torch.load(last, weights_only=True)
     _RunsCode.marker = course_env / "ran-code"
@@ -330,9 +318,9 @@ def test_a_run_resumed_on_other_hardware_goes_on_as_it_began_and_names_both(cour
     (not an error, not a mix), and its record names both machines."""
     monkeypatch.setattr(config, "hardware", lambda: "machine A")
     monkeypatch.setattr(config, "precision", lambda: "32-true")
-    with pytest.raises(_Killed):
+    with pytest.raises(Crashed):
         training.fit(_model(), _four_steps(), FAST, name="moved", epochs=3, overwrite=False,
-                     callbacks=[_KillAt(epoch=1)])
+                     callbacks=[CrashAt(epoch=1)])
     monkeypatch.setattr(config, "hardware", lambda: "machine B")
     monkeypatch.setattr(config, "precision", lambda: "bf16-mixed")
     folder = course_env / "saved_models" / "smoke"
@@ -351,9 +339,9 @@ def test_a_run_resumed_on_other_hardware_goes_on_as_it_began_and_names_both(cour
 
 
 def test_a_run_killed_before_its_first_checkpoint_restarts_with_one_attempts_logs(course_env):
-    with pytest.raises(_Killed):
+    with pytest.raises(Crashed):
         training.fit(_model(), _four_steps(), FAST, name="early", epochs=2, precision="32-true",
-                     callbacks=[_KillAt(epoch=0)])
+                     callbacks=[CrashAt(epoch=0)])
     folder = course_env / "saved_models" / "smoke" / "early"
     assert not (folder / "last.ckpt").exists()
     dead = set((folder / "logs" / "tensorboard").glob("events.*"))  # the dead attempt's

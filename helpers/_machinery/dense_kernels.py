@@ -69,6 +69,7 @@ from ..models.densenet import (DenseBlock, DenseLayer, DenseNet, MemoryEfficient
 
 CHANNELS_LAST = torch.channels_last
 KERNELS = Path(__file__).with_suffix(".cpp")
+LIBRARY = "dense_kernels.so"  # what torch builds from KERNELS, in build_directory()
 
 
 def eager_affine_relu(buffer, start, weight, bias):
@@ -170,8 +171,6 @@ def _unless_damaged(folder: Path) -> None:
         print(f"The kernels' build in {folder} is damaged: building it again.", flush=True)
         library.unlink()
 
-
-LIBRARY = "dense_kernels.so"
 
 
 @functools.cache
