@@ -264,7 +264,8 @@ def main() -> None:
                              for name, values in rates.items()},
             "ratio_to_straightforward": {summary: {name: round(r, 3) for name, r in by.items()}
                                          for summary, by in ratios.items()},
-            "command": "python benchmarks/densenet_shared_statistics.py " + " ".join(sys.argv[1:])})
+            "command": "python benchmarks/densenet_shared_statistics.py " + " ".join(sys.argv[1:])},
+            "" if args.precision is None else f"-{args.precision}")  # not the machine's own
 
 
 if __name__ == "__main__":

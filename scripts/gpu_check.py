@@ -12,7 +12,6 @@ what it checks is the code path, not accuracy.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
@@ -28,12 +27,12 @@ os.environ.setdefault("COURSE_OFFLINE", "1")
 import torch  # noqa: E402
 
 from helpers import classifier, data, measure, models, recipes, training  # noqa: E402
-from helpers._machinery import config, files  # noqa: E402
+from helpers._machinery import config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "benchmarks")]
+import _results  # noqa: E402 (where the benchmarks keep their records)
 from doubles import OutOfMemoryAbove  # noqa: E402 (a test double: tests/doubles.py)
-RESULTS = ROOT / "benchmarks" / "results"
 # One small model per family, each with the input it expects; (name, hyper-parameters, data set).
 FAMILIES = [("allcnn", {"c": 16}, "CIFAR10"), ("densenet-40-k12", {}, "CIFAR10"),
             ("googlenet", {}, "CIFAR10"), ("resnet", {}, "CIFAR10"),
@@ -199,13 +198,11 @@ def main(arguments: list[str] | None = None) -> int:
             detail = measured.get("reason") or measured.get("error") or ""
             print(f"{status}  {label} ({seconds:.1f} s){': ' + detail if detail else ''}",
                   flush=True)
-    device = config.device_type()
     record = {"hardware": config.hardware(), "precision": config.precision(),
               "torch": torch.__version__, "date": datetime.now(timezone.utc).isoformat(
                   timespec="seconds"), "checks": results}
-    files.write_text(RESULTS / f"gpu_check-{device}.json", json.dumps(record, indent=1))
-    print(f"{'FAILED' if failed else 'passed'}: {failed} failure(s); results in "
-          f"{RESULTS / f'gpu_check-{device}.json'}")
+    _results.save("gpu_check", record)
+    print(f"{'FAILED' if failed else 'passed'}: {failed} failure(s)")
     return 1 if failed else 0
 
 

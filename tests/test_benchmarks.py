@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import torch
 
-from helpers._machinery import config, datasets
+from helpers._machinery import config, datasets, dense_kernels
 from helpers import data, measure, models, sweep
 from helpers.models.densenet import densenet
 from loading import ROOT, load_script
@@ -29,9 +29,18 @@ def test_a_benchmark_result_is_saved_per_benchmark_device_and_variant(monkeypatc
                                                                       capsys):
     monkeypatch.setattr(results, "FOLDER", tmp_path)
     path = results.save("time_to_accuracy", {"ratio": 2.5}, "-10-epochs")
-    assert path == tmp_path / f"time_to_accuracy-{config.device_type()}-10-epochs.json"
+    assert path == tmp_path / f"time_to_accuracy-{results.device()}-10-epochs.json"
     assert json.loads(path.read_text()) == {"ratio": 2.5}
     assert f"Saved {path}" in capsys.readouterr().out
+    # the course's two CPU types keep a record each, so that one never replaces the other's
+    monkeypatch.setattr(config, "device_type", lambda: "cpu")
+    names = set()
+    for capability in ("AVX512", "AVX2"):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        names.add(results.save("allocator", {"on": capability}).name)
+    assert names == {"allocator-cpu-avx512.json", "allocator-cpu-avx2.json"}
+    monkeypatch.setattr(config, "device_type", lambda: "cuda")
+    assert results.save("allocator", {}).name == "allocator-cuda.json"
 
 
 def test_both_pipelines_see_the_same_images_in_the_same_layout():
@@ -293,8 +302,15 @@ def test_the_shared_statistics_block_refuses_a_model_it_would_not_compute_alike(
         shared_statistics.shared_statistics(models.create("resnet"))
 
 
+@pytest.fixture
+def own_3x3(monkeypatch):
+    """The kernels with their own 3x3 weight gradient, which "C++ fused" uses only on a CPU
+    without AVX512: checked on every CPU."""
+    monkeypatch.setattr(dense_kernels, "own_3x3_weight_gradient", lambda: True)
+
+
 @needs_kernels
-def test_the_shared_statistics_kernels_compute_what_the_model_does():
+def test_the_shared_statistics_kernels_compute_what_the_model_does(own_3x3):
     """Both ways the kernels run a block, the affine-ReLU passes alone or everything fused (the
     bottleneck models fuse their 1x1 convolutions, the one without dropout its whole bottleneck
     up to the second ReLU; the plain one has none; all take their 3x3 convolutions' weight
@@ -312,7 +328,7 @@ def test_the_shared_statistics_kernels_compute_what_the_model_does():
 
 
 @needs_kernels
-def test_the_fused_kernels_compute_each_cpu_mode_densenet_as_it_is():
+def test_the_fused_kernels_compute_each_cpu_mode_densenet_as_it_is(own_3x3):
     """--cpu-mode times "C++ fused" on every DenseNet the notebooks train in CPU mode (notebook
     02's four: plain, bottleneck, narrow, max-pooling transitions), each computed alike."""
     runs = shared_statistics.cpu_mode_densenets()
@@ -348,7 +364,7 @@ def test_the_fused_blocks_compute_what_follows_them():
 @needs_kernels
 @pytest.mark.parametrize("kernel", ["conv1x1_backward", "bottleneck_backward",
                                     "conv3x3_weight_gradient"])
-def test_the_fused_convolutions_weight_gradients_are_checked_too(kernel):
+def test_the_fused_convolutions_weight_gradients_are_checked_too(kernel, own_3x3):
     """A wrong convolution weight gradient from one of the fused kernels (a transition's 1x1
     convolution, a dense layer's bottleneck, its 3x3 convolution) does not pass the checks."""
     fused = shared_statistics.build_kernels()["C++ fused"]

@@ -152,3 +152,17 @@ def test_a_damaged_build_is_built_again_and_each_cpu_type_builds_its_own(tmp_pat
     assert here.parent == tmp_path and torch.__version__ in here.name
     monkeypatch.setattr(dense_kernels, "_cpu", lambda: "flags : fpu sse2 avx2")
     assert dense_kernels.build_directory() != here
+
+
+def test_the_3x3_weight_gradient_is_ours_only_where_it_was_faster(monkeypatch):
+    """Ours was faster than oneDNN's on the AVX2-only CPU, slower on the AVX512 one: "C++ fused"
+    takes it itself only on a CPU without AVX512 (both ways are tested in test_benchmarks.py)."""
+    calls = []
+    ops = dense_kernels.EAGER._replace(
+        conv3x3_weight_gradient=lambda grad, x: calls.append(x.shape) or torch.zeros(6, 4, 3, 3))
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1, bias=False)
+    for capability, ours in (("AVX512", False), ("AVX2", True), ("DEFAULT", True)):
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: capability)
+        calls.clear()
+        dense_kernels._rest_of_layer([conv], torch.randn(2, 4, 5, 5), ops).sum().backward()
+        assert len(calls) == ours, capability

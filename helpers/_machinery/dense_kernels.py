@@ -30,10 +30,10 @@ These passes run as PyTorch operations ("eager") and as C++ kernels of our own
   bottleneck, up to its second ReLU, is one kernel backward);
 * places each new map into the buffers (two passes: its statistics, read once, and the write)
   and takes its gradient (two passes);
-* takes each 3x3 convolution's weight gradient itself, for float maps (on the AVX2-only CPU
-  oneDNN's ran at 40 to 50 GFLOP/s, its forward pass at 70, its input gradient at 110 to 140):
-  each pixel is given the gradients of the nine output pixels that read it, in cache, and a
-  tile's input is multiplied by them at once;
+* takes each 3x3 convolution's weight gradient itself, for float maps, on a CPU without AVX512
+  (on the AVX2-only CPU oneDNN's ran at 40 to 50 GFLOP/s, its forward pass at 70, its input
+  gradient at 110 to 140; :func:`own_3x3_weight_gradient`): each pixel is given the gradients of
+  the nine output pixels that read it, in cache, and a tile's input is multiplied by them at once;
 * computes what follows each block from its normalised buffer: the BatchNorm after a block
   normalises the concatenation with the maps' own statistics, so a transition's
   BatchNorm-ReLU-conv 1x1 is one more fused 1x1 convolution (the classifier's BatchNorm-ReLU one
@@ -173,6 +173,13 @@ def _unless_damaged(folder: Path) -> None:
 
 
 
+def own_3x3_weight_gradient() -> bool:
+    """Whether "C++ fused" takes the 3x3 convolutions' weight gradients itself: on a CPU
+    without AVX512, where ours was 1.1 to 1.7x as fast as oneDNN's (AVX2); with AVX512, oneDNN's
+    own kernel was 1.07 to 2.0x as fast as ours (fp32, DenseNet shapes, 2026-12-07)."""
+    return torch.backends.cpu.get_cpu_capability() != "AVX512"
+
+
 @functools.cache
 def build_kernels() -> dict[str, BlockOps] | None:
     """The C++ kernels, built on first use (about a minute; kept in :func:`build_directory`, and
@@ -297,9 +304,9 @@ class _Conv3x3(torch.autograd.Function):
 
 def _rest_of_layer(modules: nn.Sequential, x: torch.Tensor, ops: BlockOps) -> torch.Tensor:
     """``modules(x)``, each 3x3 convolution's weight gradient taken by ``ops`` where it can (float
-    maps outside autocast)."""
+    maps outside autocast) and pays (:func:`own_3x3_weight_gradient`)."""
     ours = (ops.conv3x3_weight_gradient is not None and x.dtype in (torch.float32, torch.float64)
-            and not torch.is_autocast_enabled("cpu"))
+            and not torch.is_autocast_enabled("cpu") and own_3x3_weight_gradient())
     for module in modules:
         x = _Conv3x3.apply(x, module.weight, ops) if ours and _is_conv3x3(module) else module(x)
     return x
