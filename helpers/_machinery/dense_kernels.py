@@ -1,7 +1,8 @@
-"""A DenseNet's dense blocks trained in fewer passes over memory, on a CPU 1.4 to 1.8x as fast.
+"""A DenseNet's dense blocks trained in fewer passes over memory, on a CPU 1.2 to 1.8x as fast.
 
-The same model, parameters and results (to rounding), a training step 1.4 to 1.8 times as fast on
-a CPU in fp32 (``benchmarks/densenet_shared_statistics.py``; docs/measurements.md, "Speed").
+The same model, parameters and results (to rounding), a training step 1.2 to 1.8 times as fast on
+the course's two CPU types in fp32, 1.2 to 1.4 times in bf16 (AVX512-BF16)
+(``benchmarks/densenet_shared_statistics.py``; docs/measurements.md, "Speed").
 
 The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the
 concatenation: per layer, several passes over a width that grows with depth, and a BatchNorm over

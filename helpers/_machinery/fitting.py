@@ -347,7 +347,7 @@ def fresh_layout(model: nn.Module, input_shape: tuple, batch_size: int, precisio
 def choose_dense_kernels(folder: Path, model: nn.Module, precision: str,
                          trainer_options: dict) -> bool:
     """Whether a run trains its dense blocks through the course's C++ kernels
-    (:mod:`~helpers._machinery.dense_kernels`: the same model and results to rounding, 1.4 to 1.6
+    (:mod:`~helpers._machinery.dense_kernels`: the same model and results to rounding, 1.2 to 1.8
     times as fast in CPU mode, docs/measurements.md): as the run already does (its last
     checkpoint says), so that a resumed run goes on as it began; else for a DenseNet that one
     CPU process trains in fp32 (the precision they were measured in), where they build. The
