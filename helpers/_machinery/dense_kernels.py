@@ -173,7 +173,6 @@ def _unless_damaged(folder: Path) -> None:
         library.unlink()
 
 
-
 def own_3x3_weight_gradient() -> bool:
     """Whether "C++ fused" takes the 3x3 convolutions' weight gradients itself: on a CPU
     without AVX512, where ours was 1.1 to 1.7x as fast as oneDNN's (AVX2); with AVX512, oneDNN's
