@@ -23,8 +23,8 @@ These passes run as PyTorch operations ("eager") and as C++ kernels of our own
 "C++ affine-ReLU" replaces only the two per-layer passes; "C++ fused" also
 
 * computes a 1x1 first convolution (the bottleneck's) with the affine-ReLU pass, in tiles of
-  1,024 pixels whose input is made in cache and multiplied at once (MKL), never written out; the
-  backward pass makes it again instead of reading it;
+  1,024 pixels (2,048 in bf16) whose input is made in cache and multiplied at once (MKL), never
+  written out; the backward pass makes it again instead of reading it;
 * takes the statistics of the BatchNorm after it from each tile of the product while it is in
   cache, so that the bottleneck's BatchNorm-ReLU is one more pass; in the backward pass, after one
   pass for that BatchNorm's sums, each tile's gradient is made in cache from them (the whole
