@@ -4,7 +4,7 @@ Every notebook trains through :func:`fit`: a model from :mod:`helpers.models`, d
 :mod:`helpers.data` and a named recipe from :mod:`helpers.recipes` (optimizer, schedule, epochs,
 batch size), so that each can be swapped independently; one training step is
 :class:`helpers.classifier.Classifier`'s. ``fit`` picks the device (CUDA, MPS, CPU), bf16
-autocast and channels_last where they help (and on a CPU in fp32 the course's C++ kernels for a
+autocast and channels_last where they help (and on a CPU the course's C++ kernels for a
 DenseNet's dense blocks, where they build), seeds the run, shows a progress bar, writes CSV and
 TensorBoard logs, keeps the best checkpoint (by validation accuracy) and the last one (for
 resuming), evaluates the best weights on the whole test set, and returns a :class:`Run` with the

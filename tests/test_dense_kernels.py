@@ -60,6 +60,17 @@ def test_a_densenet_trains_through_the_kernels_and_resumes_exactly(course_env):
 
 
 @needs_kernels
+def test_a_densenet_trains_through_the_kernels_in_bf16_too(course_env):
+    """Full mode trains in bf16 on a CPU with AVX512-BF16: through the kernels too, channels-last
+    (their buffers' layout, in which they were timed), the loss falling."""
+    run = training.fit(_densenet(), _data(), FAST, name="bf16", epochs=3, precision="bf16-mixed",
+                       enable_progress_bar=False)
+    assert run.info["precision"] == "bf16-mixed"
+    assert run.info["dense_kernels"] is True and run.info["channels_last"] is True
+    assert run.history["train_loss"].iloc[-1] < run.history["train_loss"].iloc[0]
+
+
+@needs_kernels
 def test_a_run_goes_on_as_it_began_with_or_without_the_kernels(course_env, monkeypatch,
                                                               interrupt_at_epoch):
     """Begun where the kernels did not build, it resumes without them where they do; begun with
@@ -80,12 +91,13 @@ def test_a_run_goes_on_as_it_began_with_or_without_the_kernels(course_env, monke
 
 
 @needs_kernels
-def test_the_kernels_train_only_densenets_in_fp32_on_one_cpu_process(tmp_path):
+def test_the_kernels_train_only_densenets_in_fp32_or_bf16_on_one_cpu_process(tmp_path):
     folder = tmp_path / "new-run"  # no checkpoint: a fresh choice
     choose = fitting.choose_dense_kernels
     assert choose(folder, _densenet(), "32-true", {}) is True
     assert choose(folder, models.create("allcnn", c=8), "32-true", {}) is False
-    assert choose(folder, _densenet(), "bf16-mixed", {}) is False  # not measured in bf16
+    assert choose(folder, _densenet(), "bf16-mixed", {}) is True  # measured in both (AVX512-BF16)
+    assert choose(folder, _densenet(), "16-mixed", {}) is False  # never measured
     assert choose(folder, _densenet(), "32-true", {"devices": 2, "strategy": "ddp"}) is False
     tanh = densenet(13, 6, act_fn="tanh")  # the kernels fuse BatchNorm with ReLU
     assert choose(folder, tanh, "32-true", {}) is False
@@ -166,3 +178,29 @@ def test_the_3x3_weight_gradient_is_ours_only_where_it_was_faster(monkeypatch):
         calls.clear()
         dense_kernels._rest_of_layer([conv], torch.randn(2, 4, 5, 5), ops).sum().backward()
         assert len(calls) == ours, capability
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_every_channel_of_a_row_is_computed_whatever_its_width(dtype):
+    """On a CPU with AVX512 the kernels' rows run 16 channels at a time and the rest under a mask
+    (the float64 tests run the plain loops): the affine-ReLU pass and its backward pass, in fp32
+    and bf16, on every width from 1 to 40, land within the dtype's rounding of float64."""
+    ops = dense_kernels.build_kernels()["C++ affine-ReLU"]
+    rounding = {torch.float32: 2e-6, torch.bfloat16: 2 ** -8}[dtype]
+    for width in range(1, 41):
+        torch.manual_seed(width)
+        buffer = torch.randn(3, width + 2, 5, 4).to(dtype, memory_format=torch.channels_last)
+        weight, bias, grad = torch.randn(width), torch.randn(width), torch.randn(3, width, 5, 4)
+        grad = grad.to(dtype, memory_format=torch.channels_last)
+        grad_buffer = torch.randn_like(buffer)
+        wide = [t.double() for t in (buffer, weight, bias, grad, grad_buffer)]
+        out = ops.affine_relu(buffer, 2, weight, bias)
+        wanted = dense_kernels.eager_affine_relu(wide[0], 2, wide[1], wide[2])
+        torch.testing.assert_close(out.double(), wanted, rtol=rounding, atol=1e-6)
+        sums = ops.affine_relu_backward(grad, out, buffer, 2, weight, bias, grad_buffer)
+        wanted_sums = dense_kernels.eager_affine_relu_backward(wide[3], wanted, wide[0], 2,
+                                                                *wide[1:3], wide[4])
+        torch.testing.assert_close(grad_buffer.double(), wide[4], rtol=rounding, atol=1e-5)
+        for found, expected in zip(sums, wanted_sums):
+            torch.testing.assert_close(found.double(), expected, rtol=1e-5, atol=1e-5)

@@ -551,8 +551,9 @@ def test_a_timed_step_of_one_channel_images_computes_in_the_layout_it_times(chan
 
 
 def test_the_layout_is_measured_for_one_cpu_process_in_full_mode_only(course_env, monkeypatch):
-    """Timed in full mode; smoke runs and CPU mode take the rule, channels-last, so that a CPU-mode
-    run computes the same numbers every time (the layouts round differently in fp32)."""
+    """Timed in full mode, but for a DenseNet through the course's kernels (channels-last); smoke
+    runs and CPU mode take the rule, channels-last, so that a CPU-mode run computes the same
+    numbers every time (the layouts round differently in fp32)."""
     asked = []
     monkeypatch.setattr(fitting, "prefers_channels_last",
                         lambda model, shape, batch, precision: asked.append(shape) or False)
@@ -569,6 +570,9 @@ def test_the_layout_is_measured_for_one_cpu_process_in_full_mode_only(course_env
     assert choose() is True and asked == []  # CPU mode: the same, never timed
     monkeypatch.setattr(config, "mode", lambda: "full")
     assert choose() is False and asked == [(3, 32, 32)]  # timed: the model's faster layout
+    through_kernels = fitting.choose_layout(None, folder, _model(), module, FAST, "bf16-mixed",
+                                            {}, dense_kernels_used=True)
+    assert through_kernels is True and len(asked) == 1  # the kernels' layout, never timed
     assert choose(devices=2, strategy="ddp") is True and len(asked) == 1  # several: the rule
 
 

@@ -1,7 +1,7 @@
 """A DenseNet's dense blocks trained in fewer passes over memory, on a CPU 1.2 to 1.8x as fast.
 
 The same model, parameters and results (to rounding), a training step 1.2 to 1.8 times as fast on
-the course's two CPU types in fp32, 1.2 to 1.4 times in bf16 (AVX512-BF16)
+the course's two CPU types in fp32, DenseNet-BC-100's about 1.5 times in bf16 (AVX512-BF16)
 (``benchmarks/densenet_shared_statistics.py``; docs/measurements.md, "Speed").
 
 The straightforward layer concatenates all earlier maps and applies BatchNorm-ReLU-conv to the

@@ -308,13 +308,16 @@ def prefers_channels_last(model: torch.nn.Module, input_shape: tuple, batch_size
 
 
 def choose_layout(wanted: bool | None, folder: Path, model: nn.Module, data: ImageDataModule,
-                   recipe: Recipe, precision: str, trainer_options: dict) -> bool:
+                   recipe: Recipe, precision: str, trainer_options: dict,
+                   dense_kernels_used: bool = False) -> bool:
     """The memory layout a run trains in: channels_last as asked; else the one the run already
-    trains in (its last checkpoint says), so that a resumed run goes on as it began; else, for
-    one process on a CPU in full mode, the faster of the two for this model, from a few timed
-    steps (:func:`prefers_channels_last`: it depends on the model and the CPU,
-    e.g. the paper's DenseNets train faster without it in bf16); else channels-last on CUDA
-    and CPUs and the usual layout elsewhere. CPU mode and smoke runs take that rule without
+    trains in (its last checkpoint says), so that a resumed run goes on as it began; else
+    channels-last for a DenseNet trained through the course's kernels (their buffers' layout,
+    in which they were timed: :func:`choose_dense_kernels`); else, for one process on a CPU in
+    full mode, the faster of the two for this model, from a few timed steps
+    (:func:`prefers_channels_last`: it depends on the model and the CPU, e.g. the paper's
+    DenseNets as written train faster without it in bf16); else channels-last on CUDA and CPUs
+    and the usual layout elsewhere. CPU mode and smoke runs take that rule without
     timing: CPU mode fixes what sets a run's numbers (fp32, and this layout, faster in fp32 for
     every model measured), since the layouts round differently and a pick by timing could
     change between two runs on one machine, and with it the result (docs/measurements.md).
@@ -323,6 +326,8 @@ def choose_layout(wanted: bool | None, folder: Path, model: nn.Module, data: Ima
         return wanted
     if (recorded := runs.recorded_layout(folder)) is not None:
         return recorded
+    if dense_kernels_used:  # "C++ fused" in bf16: 1.05x as fast as in the usual layout
+        return True         # (DenseNet-BC-100, median of 4 interleaved rounds, 2026-12-07)
     return fresh_layout(model, tuple(data.train.images.shape[1:]), recipe.batch_size, precision,
                          trainer_options)
 
@@ -348,13 +353,13 @@ def choose_dense_kernels(folder: Path, model: nn.Module, precision: str,
                          trainer_options: dict) -> bool:
     """Whether a run trains its dense blocks through the course's C++ kernels
     (:mod:`~helpers._machinery.dense_kernels`: the same model and results to rounding, 1.2 to 1.8
-    times as fast in CPU mode, docs/measurements.md): as the run already does (its last
-    checkpoint says), so that a resumed run goes on as it began; else for a DenseNet that one
-    CPU process trains in fp32 (the precision they were measured in), where they build. The
-    record names the choice."""
+    times as fast in CPU mode, about 1.5 times DenseNet-BC-100 in bf16, docs/measurements.md):
+    as the run already does (its last checkpoint says), so that a resumed run goes on as it
+    began; else for a DenseNet that one CPU process trains in fp32 or bf16 (the precisions they
+    were measured in), where they build. The record names the choice."""
     recorded = runs.recorded_dense_kernels(folder)
     if recorded is None:
-        return (one_cpu_process(trainer_options) and precision == "32-true"
+        return (one_cpu_process(trainer_options) and precision in ("32-true", "bf16-mixed")
                 and dense_kernels.refusal(model) is None and dense_kernels.fused() is not None)
     if recorded and dense_kernels.fused() is None:
         raise RuntimeError(
@@ -528,9 +533,9 @@ def train_share(folder: Path, classifier: type, model: nn.Module, data: ImageDat
             f"let Lightning start the other processes; unset those variables otherwise.")
     wanted = requested_definition(folder, model, data, recipe, epochs, seed, precision)
     runs.check_same_run(folder, wanted)
-    layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
-                           trainer_options)
     kernels = choose_dense_kernels(folder, model, wanted["precision"], trainer_options)
+    layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
+                           trainer_options, kernels)
     module = classifier(model, recipe, seed, layout)
     with dense_blocks_for(model, kernels):
         return train(module, data, folder, wanted, note, trainer_options, False, lambda: None,
@@ -568,9 +573,9 @@ def train_alone(folder: Path, classifier: type, model: nn.Module, data: ImageDat
         runs.write_definition(folder, wanted)
         runs.check_resumable(folder, wanted)
         say_how_long_if_long(model, data, recipe, folder, epochs, wanted["precision"])
-        layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
-                               trainer_options)
         kernels = choose_dense_kernels(folder, model, wanted["precision"], trainer_options)
+        layout = choose_layout(channels_last, folder, model, data, recipe, wanted["precision"],
+                               trainer_options, kernels)
         module = classifier(model, recipe, seed, layout)
         held.enter_context(dense_blocks_for(model, kernels))
         return train(module, data, folder, wanted, note, trainer_options, afresh, guard.check)
