@@ -8,8 +8,8 @@ precision.
 
 The blocks timed, and how they are computed, are those of ``helpers._machinery.dense_kernels``:
 "eager" (the shared buffers in PyTorch operations), "C++ affine-ReLU" and "C++ fused" (the one
-``fit`` trains DenseNets through on a CPU in fp32). The C++ kernels need ninja (a dependency of
-the course) and a C++ compiler; without them, only "eager" is timed.
+``fit`` trains DenseNets through on a CPU, in fp32 and bf16). The C++ kernels need ninja (a
+dependency of the course) and a C++ compiler; without them, only "eager" is timed.
 
 Outputs, gradients and the running statistics are the straightforward model's (checked in
 float64 before timing). In bf16 autocast (a CPU with AVX512-BF16) the buffers hold bf16 maps, as
