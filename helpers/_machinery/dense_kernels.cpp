@@ -34,9 +34,6 @@ static inline void with_width(int64_t k, F&& f) {
 // 12-channel rows of the maps stay the compiler's: under a mask (12 of 16 lanes) they ran at
 // half its speed on Zen 4.
 #define ROWS_AVX512 1
-static inline __mmask16 lanes(int64_t c, int64_t n) {
-  return n - c >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << (n - c)) - 1);
-}
 static inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
 static inline __m512 load16(const c10::BFloat16* p, __mmask16 m) {
   const __m256i half = _mm256_maskz_loadu_epi16(m, p);
@@ -62,20 +59,16 @@ template <typename K, typename F>
 static inline void by16(K n, F&& f) {
   int64_t c = 0;
   for (; c + 16 <= n; c += 16) f(c, __mmask16(0xFFFF));
-  if (c < n) f(c, lanes(c, n));
+  if (c < n) f(c, __mmask16((1u << (n - c)) - 1));
 }
-#endif
 
 // Whether a row of T with math type M runs in the AVX512 code above.
 template <typename T, typename M>
 constexpr bool vector_rows() {
-#ifdef ROWS_AVX512
   return std::is_same_v<M, float> &&
          (std::is_same_v<T, float> || std::is_same_v<T, c10::BFloat16>);
-#else
-  return false;
-#endif
 }
+#endif
 
 // One pixel's channels [start, C) of a channels-last buffer; the pointers never overlap. The
 // arithmetic is in M (float for a bf16 buffer), the affine parameters are M too.
