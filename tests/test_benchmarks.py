@@ -182,7 +182,8 @@ def test_the_layout_benchmark_judges_cpu_modes_layout_by_the_timings_spread(
     rates = {False: iter(usual), True: iter(last)}
     monkeypatch.setattr(layout.measure, "training_throughput",
                         lambda *args, channels_last, **options: next(rates[channels_last]))
-    monkeypatch.setattr(layout.fitting, "fresh_layout", lambda *args: True)  # channels-last
+    monkeypatch.setattr(layout.fitting, "fresh_layout",
+                        lambda *args, **options: True)  # channels-last
     row = layout.measure_cpu_mode_run("toy", lambda: torch.nn.Linear(1, 1), 8, (1, 28, 28),
                                       repeats=2)
     assert row["verdict"] == verdict and row["picked"] == "channels_last"
@@ -392,3 +393,24 @@ def test_a_benchmark_that_times_a_cpu_says_it_is_skipped_elsewhere(monkeypatch, 
     assert "densenet_bound.py times a CPU; skipped on this cuda machine" in capsys.readouterr().out
     monkeypatch.setattr(config, "device_type", lambda: "cpu")
     assert timing.on_a_cpu("densenet_bound.py") and not capsys.readouterr().out
+
+
+@needs_kernels
+def test_the_layout_benchmark_judges_fits_pick_for_a_densenet_on_the_kernels(monkeypatch):
+    """fit trains a DenseNet's blocks through the kernels, channels-last without timing: the
+    benchmark times that path in both layouts too, and judges the pick on it, not on the model
+    as written."""
+    layout = _load("memory_layout")
+    rates = {(False, False): 100.0, (False, True): 90.0,  # as written: the usual layout faster
+             (True, False): 150.0, (True, True): 160.0}  # through the kernels: channels-last
+    monkeypatch.setattr(layout.measure, "training_throughput",
+                        lambda model, *args, channels_last, **options:
+                        rates[dense_kernels.in_use(model), channels_last])
+    tiny = {"block_config": (2, 2), "growth_rate": 4, "bottleneck_width": 8, "stem_channels": 8}
+    result = layout.measure_model("densenet", tiny, 4, (3, 8, 8), repeats=2)
+    for row in result["rows"]:
+        assert row["trained"] == "through the kernels"
+        assert (row["usual"], row["channels_last"]) == (100.0, 90.0)
+        assert (row["kernels_usual"], row["kernels_channels_last"]) == (150.0, 160.0)
+        assert row["kernels_usual_all"] == [150.0, 150.0]
+        assert row["faster"] == row["picked"] == "channels_last"
