@@ -16,6 +16,8 @@ from pathlib import Path
 import nbformat
 import pytest
 
+from loading import load_script
+
 ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
@@ -79,6 +81,32 @@ def pages(site) -> dict:
     finally:
         server.shutdown()
     return {"pages": seen, "outside": outside}
+
+
+def _comment_lines(text: str) -> list[str]:
+    """Lines MyST reads as comments and drops from the page: those that begin with %, outside
+    fenced code."""
+    fenced, found = False, []
+    for line in text.splitlines():
+        if line.lstrip().startswith(("```", "~~~")):
+            fenced = not fenced
+        elif not fenced and line.startswith("%"):
+            found.append(line)
+    return found
+
+
+def test_no_line_of_the_pages_vanishes_as_a_comment():
+    """A wrapped paragraph whose line begins with "%" ("... Python 2\n%. The second ...") loses
+    that line on the site without a word."""
+    pages = load_script(ROOT / "scripts" / "build_site.py").PAGES
+    sources = {name: (ROOT / name).read_text() for name in pages}
+    sources.update({f"{path.name} cell {index}": "".join(cell.source)
+                    for path in NOTEBOOKS
+                    for index, cell in enumerate(nbformat.read(path, as_version=4).cells)
+                    if cell.cell_type == "markdown"})
+    assert {name: lines for name, text in sources.items()
+            if (lines := _comment_lines(text))} == {}
+    assert _comment_lines("a\n% gone\n```\n% kept\n```") == ["% gone"]
 
 
 def test_every_page_loads_offline_without_console_errors(site, pages):
