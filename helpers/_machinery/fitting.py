@@ -343,7 +343,8 @@ def fresh_layout(model: nn.Module, input_shape: tuple, batch_size: int, precisio
                  trainer_options: dict | None = None, dense_kernels_used: bool = False) -> bool:
     """Whether a new run of ``model`` trains channels-last (see :func:`choose_layout`)."""
     if dense_kernels_used:  # the kernels' buffers' layout: through them the three DenseNets
-        return True         # ran 1 to 5 % faster so in bf16 and fp32 (memory_layout.py)
+        return True         # ran 1 to 5 % faster so in bf16 and fp32 (memory_layout.py, the
+                            # AVX512-BF16 CPU, 2026-12-08)
     if one_cpu_process(trainer_options) and config.mode() == "full":
         return prefers_channels_last(model, input_shape, batch_size, precision)
     return config.device_type() in ("cuda", "cpu")
